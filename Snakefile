@@ -1,0 +1,21 @@
+# seqsbi: multi-round simulation-based inference as a Snakemake DAG.
+# Wiring only; see workflow/rules/*.smk for the stages and config/README.md for the settings.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True
+
+
+include: "workflow/rules/rounds.smk"
+include: "workflow/rules/plots.smk"

@@ -1,0 +1,43 @@
+# Figures and tables per (run, observation), from the rounds' posterior samples.
+
+
+rule pairplot:
+    input:
+        samples=round_samples,
+    output:
+        report(
+            RESULTS + "/runs/{run}/{obs}/pairplot.png",
+            caption="../report/pairplot.rst",
+            category="Posteriors",
+            subcategory="{run}",
+            labels={"run": "{run}", "observation": "{obs}"},
+        ),
+    params:
+        run=run_config,
+        observation=observation_params,
+    log:
+        RESULTS + "/logs/pairplot/{run}/{obs}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/pairplot.py"
+
+
+rule summarize_posterior:
+    input:
+        samples=final_samples,
+    output:
+        report(
+            RESULTS + "/runs/{run}/{obs}/posterior_summary.tsv",
+            caption="../report/posterior_summary.rst",
+            category="Posterior tables",
+            labels={"run": "{run}", "observation": "{obs}"},
+        ),
+    params:
+        observation=observation_params,
+    log:
+        RESULTS + "/logs/summarize_posterior/{run}/{obs}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/summarize_posterior.py"

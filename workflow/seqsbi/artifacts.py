@@ -1,0 +1,71 @@
+"""Round artifacts on disk: file names, atomic writes, readers.
+
+Every file is written under a temporary name in the same directory and renamed into place, so a
+killed job leaves either nothing or a complete file; Snakemake never sees half a file as done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+#: One round's outputs, under results/runs/{run}/{obs}/round_{k}/.
+ROUND_FILES = {
+    "simulations": "simulations.npz",  # theta (n, d) and x (n, k) simulated in this round
+    "estimator": "estimator.pt",  # trained network (torch module)
+    "posterior": "posterior.pt",  # sbi posterior, default x set to x_o
+    "inference": "inference.pt",  # sbi trainer with all rounds' data: the next round warm-starts from it
+    "samples": "samples.npz",  # posterior samples at x_o (N, d) with parameter names and units
+    "training_log": "training_log.tsv",  # per epoch: training and validation loss
+    "summary": "round.json",  # seed, timings, counts, posterior mass inside the prior
+}
+
+
+def round_dir(results: str | Path, run: str, observation: str, round_index: int | str) -> Path:
+    return Path(results) / "runs" / run / observation / f"round_{round_index}"
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (same suffix); rename it to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def write_torch(path: str | Path, obj: Any) -> None:
+    import torch
+
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)

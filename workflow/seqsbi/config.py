@@ -1,0 +1,245 @@
+"""Typed, validated view of the workflow configuration.
+
+Everything here is cheap (numpy, pandas, jsonschema; no torch) because Snakemake runs it at parse
+time: a bad config must stop the workflow before any job starts, with one message that names the
+key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import yaml
+
+from seqsbi.priors import ParameterSpace
+from seqsbi.simulators import Simulator, resolve_simulator
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+#: Config engine names (synference's and sbi's) -> sbi 0.27 class names.
+ENGINE_ALIASES = {
+    "SNPE": "NPE_C",
+    "NPE_C": "NPE_C",
+    "SNLE": "NLE_A",
+    "NLE_A": "NLE_A",
+    "SNRE": "NRE_B",
+    "NRE_B": "NRE_B",
+}
+DENSITY_ESTIMATORS = ("maf", "nsf", "mdn", "made")
+CLASSIFIERS = ("resnet", "mlp", "linear")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration or observation sheet; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One observed data vector x_o (shape (k,)) and, when known, the true parameters (shape (d,))."""
+
+    name: str
+    x_o: np.ndarray
+    theta_true: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One named run: simulator, prior, engine and budgets, with defaults filled in."""
+
+    name: str
+    simulator_name: str
+    simulator_settings: dict[str, Any]
+    prior: ParameterSpace
+    engine: str  # sbi 0.27 class name: NPE_C, NLE_A or NRE_B
+    density_estimator: str
+    rounds: int
+    simulations_per_round: int
+    posterior_samples: int
+    seed: int
+    device: str
+    training: dict[str, Any]
+    mcmc: dict[str, Any]
+    observation_names: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def uses_mcmc(self) -> bool:
+        return self.engine in ("NLE_A", "NRE_B")
+
+    def simulator(self) -> Simulator:
+        return resolve_simulator(self.simulator_name, self.simulator_settings, key=f"runs.{self.name}.simulator")
+
+
+def _schema() -> dict:
+    with open(SCHEMA_PATH) as handle:
+        return yaml.safe_load(handle)
+
+
+def _validator_filling_defaults() -> type:
+    """A Draft-07 validator that also writes schema defaults into the instance."""
+    base = jsonschema.Draft7Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": fill_defaults})
+
+
+def _format_schema_error(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(part) for part in error.absolute_path) or "<config root>"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    hint = f" ({' '.join(description.split())})" if description and error.validator != "additionalProperties" else ""
+    return f"{key}: {error.message}{hint}"
+
+
+def validate_config(config: dict) -> dict:
+    """Validate ``config`` against the schema and return a deep copy with defaults filled in.
+
+    Raises:
+        ConfigError: listing every violation as ``key.path: message``.
+    """
+    filled = copy.deepcopy(dict(config))
+    validator = _validator_filling_defaults()(_schema())
+    errors = sorted(validator.iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = "\n".join(f"  - {_format_schema_error(e)}" for e in errors)
+        raise ConfigError(f"config does not match {SCHEMA_PATH.name}:\n{lines}")
+    return filled
+
+
+def _parse_vector(text: str, where: str, column: str) -> np.ndarray:
+    values = []
+    for item in str(text).split(","):
+        item = item.strip()
+        try:
+            value = float(item)
+        except ValueError:
+            raise ConfigError(f"{where} column {column}: {item!r} is not a number; give comma-separated numbers") from None
+        if not math.isfinite(value):
+            raise ConfigError(
+                f"{where} column {column}: value {item!r} is not finite; observations must be finite numbers"
+            )
+        values.append(value)
+    return np.asarray(values, dtype=float)
+
+
+def read_observations(path: str | Path) -> dict[str, Observation]:
+    """Read the observation sheet: TSV with columns observation, x_o and optional theta_true.
+
+    ``x_o`` and ``theta_true`` are comma-separated numbers; an empty theta_true means unknown.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"observations: sheet {str(path)!r} does not exist; create it or point 'observations' at one")
+    table = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    missing = {"observation", "x_o"} - set(table.columns)
+    if missing:
+        raise ConfigError(
+            f"observations: sheet {str(path)!r} lacks column(s) {sorted(missing)}; "
+            f"required: observation, x_o (optional: theta_true); found {list(table.columns)}"
+        )
+    observations: dict[str, Observation] = {}
+    for _, row in table.iterrows():
+        name = row["observation"].strip()
+        where = f"{path} row {name!r}"
+        if not name or not all(c.isalnum() or c in "_.-" for c in name):
+            raise ConfigError(f"{path}: observation name {name!r} must be non-empty letters, digits, '_', '.', '-'")
+        if name in observations:
+            raise ConfigError(f"{path}: observation {name!r} appears twice; names must be unique")
+        theta_text = row.get("theta_true", "").strip()
+        theta = _parse_vector(theta_text, where, "theta_true") if theta_text else None
+        observations[name] = Observation(name, _parse_vector(row["x_o"], where, "x_o"), theta)
+    if not observations:
+        raise ConfigError(f"observations: sheet {str(path)!r} has no rows")
+    return observations
+
+
+def _check_estimator(run: str, engine: str, estimator: str | None) -> str:
+    allowed = CLASSIFIERS if engine == "NRE_B" else DENSITY_ESTIMATORS
+    if estimator is None:
+        return allowed[0] if engine != "NRE_B" else "resnet"
+    if estimator not in allowed:
+        raise ConfigError(
+            f"runs.{run}.density_estimator: {estimator!r} does not work with engine {engine}; allowed: {', '.join(allowed)}"
+        )
+    return estimator
+
+
+def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettings:
+    """Build :class:`RunSettings` from one validated (defaults-filled) ``runs.<name>`` entry."""
+    engine = ENGINE_ALIASES[run["engine"]]
+    return RunSettings(
+        name=name,
+        simulator_name=run["simulator"],
+        simulator_settings=dict(run["simulator_settings"]),
+        prior=ParameterSpace.from_config(run["prior"], key=f"runs.{name}.prior"),
+        engine=engine,
+        density_estimator=_check_estimator(name, engine, run.get("density_estimator")),
+        rounds=run["rounds"],
+        simulations_per_round=run["simulations_per_round"],
+        posterior_samples=run["posterior_samples"],
+        seed=run["seed"],
+        device=run["device"],
+        training=dict(run["training"]),
+        mcmc=dict(run["mcmc"]),
+        observation_names=tuple(run.get("observations", all_observations)),
+    )
+
+
+def _check_run_observations(settings: RunSettings, observations: dict[str, Observation], sheet: str) -> None:
+    simulator = settings.simulator()
+    output_dim = simulator.output_dim(settings.prior)
+    for obs_name in settings.observation_names:
+        if obs_name not in observations:
+            raise ConfigError(
+                f"runs.{settings.name}.observations: {obs_name!r} is not in {sheet}; available: {', '.join(observations)}"
+            )
+        obs = observations[obs_name]
+        if obs.x_o.shape != (output_dim,):
+            raise ConfigError(
+                f"{sheet} row {obs_name!r} column x_o: has {obs.x_o.size} values but run {settings.name!r} "
+                f"(simulator {settings.simulator_name!r}) returns {output_dim}; give {output_dim} comma-separated values"
+            )
+        if obs.theta_true is not None and obs.theta_true.shape != (settings.prior.dim,):
+            raise ConfigError(
+                f"{sheet} row {obs_name!r} column theta_true: has {obs.theta_true.size} values but run "
+                f"{settings.name!r} has {settings.prior.dim} parameters ({', '.join(settings.prior.names)})"
+            )
+
+
+@dataclass(frozen=True)
+class WorkflowPlan:
+    """Everything the Snakefile needs: validated config, runs, and their observations."""
+
+    config: dict
+    runs: dict[str, RunSettings]
+    observations: dict[str, Observation]
+
+    def targets(self) -> list[tuple[str, str]]:
+        """All (run, observation) pairs to fit."""
+        return [(run.name, obs) for run in self.runs.values() for obs in run.observation_names]
+
+
+def plan_workflow(config: dict) -> WorkflowPlan:
+    """Validate config and observation sheet together; raise :class:`ConfigError` on the first problem.
+
+    Custom simulators are imported and called once on the prior's centre to learn their output length.
+    """
+    filled = validate_config(config)
+    observations = read_observations(filled["observations"])
+    runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}
+    for settings in runs.values():
+        _check_run_observations(settings, observations, filled["observations"])
+    return WorkflowPlan(filled, runs, observations)

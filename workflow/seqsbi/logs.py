@@ -1,0 +1,59 @@
+"""Per-job logging: everything a rule's script prints (Python, tqdm, C libraries) goes to its log."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _LinePerUpdate(io.TextIOBase):
+    """Text stream that turns carriage returns (progress-bar redraws) into new lines, so a log file
+    shows each update of sbi's epoch counter and tqdm bars on its own line instead of one huge line."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(text.replace("\r", "\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+@contextmanager
+def log_to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Logger]:
+    """Redirect stdout/stderr (file descriptors 1 and 2) and Python logging to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
+    with open(path, "w", buffering=1) as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        sys.stdout = _LinePerUpdate(saved_streams[0])
+        sys.stderr = _LinePerUpdate(saved_streams[1])
+        logging.basicConfig(level=level, format=FORMAT, stream=sys.stderr, force=True)
+        logging.captureWarnings(True)
+        try:
+            yield logging.getLogger("seqsbi")
+        except BaseException:
+            logging.getLogger("seqsbi").exception("job failed")
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)

@@ -1,0 +1,99 @@
+"""Simulators: numpy in, numpy out; never torch or sbi.
+
+Protocol: ``function(theta, rng, **settings) -> x`` with theta of shape (n, d), a
+``numpy.random.Generator`` and x of shape (n, k). Built-ins live in :mod:`seqsbi.simulators.toy`;
+custom ones are named in config as ``module:function`` or ``path/to/file.py:function``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from seqsbi.simulators.toy import BUILTIN_SIMULATORS
+
+
+class Simulator:
+    """A simulator function bound to its settings, with shape checks at the boundary."""
+
+    def __init__(self, name: str, function: Callable[..., np.ndarray], settings: dict[str, Any], key: str):
+        self.name = name
+        self.function = function
+        self.settings = dict(settings)
+        self.key = key
+        self._takes_rng = "rng" in inspect.signature(function).parameters
+
+    def __call__(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Simulate x (n, k) for parameters theta (n, d)."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        kwargs = dict(self.settings)
+        if self._takes_rng:
+            kwargs["rng"] = rng
+        x = np.asarray(self.function(theta, **kwargs), dtype=float)
+        if x.ndim == 1 and theta.shape[0] == x.shape[0]:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[0] != theta.shape[0]:
+            raise ValueError(
+                f"{self.key}: simulator {self.name!r} returned shape {x.shape} for theta of shape {theta.shape}; "
+                f"it must return (n, k) for n parameter vectors"
+            )
+        return x
+
+    def output_dim(self, prior) -> int:
+        """Length k of one simulation, found by simulating the prior's centre once."""
+        from seqsbi.config import ConfigError
+
+        try:
+            x = self(prior.centre[None, :], np.random.default_rng(0))
+        except TypeError as error:
+            raise ConfigError(
+                f"{self.key}_settings: simulator {self.name!r} rejected its settings {self.settings} ({error})"
+            ) from None
+        except Exception as error:  # user code: report what failed, where
+            raise ConfigError(
+                f"{self.key}: simulator {self.name!r} failed on the prior centre {prior.centre.tolist()}: "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        return x.shape[1]
+
+
+def _load_custom(path: str, key: str) -> Callable[..., np.ndarray]:
+    from seqsbi.config import ConfigError
+
+    module_name, _, function_name = path.rpartition(":")
+    how = "give 'module:function' (module importable from the working directory) or 'path/to/file.py:function'"
+    if not module_name or not function_name:
+        raise ConfigError(f"{key}: {path!r} is neither a built-in ({', '.join(BUILTIN_SIMULATORS)}) nor a custom path; {how}")
+    try:
+        if module_name.endswith(".py"):
+            file = Path(module_name)
+            if not file.is_file():
+                raise FileNotFoundError(f"no file {str(file.resolve())!r}")
+            spec = importlib.util.spec_from_file_location(f"seqsbi_custom_{file.stem}", file)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            if str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(module_name)
+    except Exception as error:
+        raise ConfigError(f"{key}: cannot import {module_name!r} from {path!r} ({type(error).__name__}: {error}); {how}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(f"{key}: module {module_name!r} has no function {function_name!r}; {how}")
+    return function
+
+
+def resolve_simulator(name: str, settings: dict[str, Any], key: str = "simulator") -> Simulator:
+    """Turn a config simulator name (built-in or custom path) into a :class:`Simulator`."""
+    function = BUILTIN_SIMULATORS.get(name) or _load_custom(name, key)
+    return Simulator(name, function, settings, key)
+
+
+__all__ = ["Simulator", "resolve_simulator", "BUILTIN_SIMULATORS"]
