@@ -1,9 +1,10 @@
 # Config validation (workflow/schemas/config.schema.yaml + semantic checks in seqsbi.config) and
 # input functions. Validation runs at parse time, so a bad config stops before any job starts.
+import json
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from seqsbi.artifacts import ROUND_FILES
 from seqsbi.config import ConfigError, plan_workflow
@@ -13,8 +14,7 @@ try:
 except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
 
-RESULTS = "results"
-ROUND_DIR = RESULTS + "/runs/{run}/{obs}/round_{k}"
+ROUND_DIR = "results/runs/{run}/{obs}/round_{k}"
 
 
 wildcard_constraints:
@@ -23,9 +23,24 @@ wildcard_constraints:
     k="[0-9]+",
 
 
+def canonical(value):
+    """Keys sorted at every level: Snakemake compares params by their text, so reordering keys in a
+    config file must not look like a change (and rerun finished rounds)."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
 def run_config(wildcards):
     """The validated runs.<run> block (defaults filled) for a job's params."""
-    return PLAN.config["runs"][wildcards.run]
+    return canonical(PLAN.config["runs"][wildcards.run])
+
+
+def round_config(wildcards):
+    """runs.<run> without the keys a single round does not depend on: adding rounds or observations
+    to a run must not invalidate (rerun) the rounds already on disk."""
+    run = dict(PLAN.config["runs"][wildcards.run])
+    for key in ("rounds", "observations"):
+        run.pop(key, None)
+    return canonical(run)
 
 
 def observation_params(wildcards):
@@ -50,10 +65,8 @@ def previous_round(wildcards):
 def round_samples(wildcards):
     """Every round's posterior samples of one (run, observation), round 0 first."""
     rounds = PLAN.runs[wildcards.run].rounds
-    return [
-        ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, k=k) + "/" + ROUND_FILES["samples"]
-        for k in range(rounds)
-    ]
+    samples = os.path.join(ROUND_DIR, ROUND_FILES["samples"])
+    return [samples.format(run=wildcards.run, obs=wildcards.obs, k=k) for k in range(rounds)]
 
 
 def final_samples(wildcards):
@@ -61,9 +74,13 @@ def final_samples(wildcards):
 
 
 def final_targets():
-    """Pair plot and summary table for every (run, observation) pair."""
+    """Every round's artifacts (so a deleted round is recomputed, with the rounds after it), and the
+    pair plot and summary table, for every (run, observation) pair."""
     targets = []
     for run, obs in PLAN.targets():
-        targets.append(f"{RESULTS}/runs/{run}/{obs}/pairplot.png")
-        targets.append(f"{RESULTS}/runs/{run}/{obs}/posterior_summary.tsv")
+        for k in range(PLAN.runs[run].rounds):
+            round_dir = ROUND_DIR.format(run=run, obs=obs, k=k)
+            targets.extend(os.path.join(round_dir, name) for name in ROUND_FILES.values())
+        targets.append(f"results/runs/{run}/{obs}/pairplot.png")
+        targets.append(f"results/runs/{run}/{obs}/posterior_summary.tsv")
     return targets

@@ -6,7 +6,7 @@ rule pairplot:
         samples=round_samples,
     output:
         report(
-            RESULTS + "/runs/{run}/{obs}/pairplot.png",
+            "results/runs/{run}/{obs}/pairplot.png",
             caption="../report/pairplot.rst",
             category="Posteriors",
             subcategory="{run}",
@@ -16,7 +16,7 @@ rule pairplot:
         run=run_config,
         observation=observation_params,
     log:
-        RESULTS + "/logs/pairplot/{run}/{obs}.log",
+        "results/logs/pairplot/{run}/{obs}.log",
     conda:
         "../../envs/seqsbi.yaml"
     script:
@@ -28,7 +28,7 @@ rule summarize_posterior:
         samples=final_samples,
     output:
         report(
-            RESULTS + "/runs/{run}/{obs}/posterior_summary.tsv",
+            "results/runs/{run}/{obs}/posterior_summary.tsv",
             caption="../report/posterior_summary.rst",
             category="Posterior tables",
             labels={"run": "{run}", "observation": "{obs}"},
@@ -36,7 +36,7 @@ rule summarize_posterior:
     params:
         observation=observation_params,
     log:
-        RESULTS + "/logs/summarize_posterior/{run}/{obs}.log",
+        "results/logs/summarize_posterior/{run}/{obs}.log",
     conda:
         "../../envs/seqsbi.yaml"
     script:

@@ -7,10 +7,10 @@ rule train_round:
     output:
         **{key: f"{ROUND_DIR}/{name}" for key, name in ROUND_FILES.items()},
     params:
-        run=run_config,
+        run=round_config,
         observation=observation_params,
     log:
-        RESULTS + "/logs/train_round/{run}/{obs}/round_{k}.log",
+        "results/logs/train_round/{run}/{obs}/round_{k}.log",
     conda:
         "../../envs/seqsbi.yaml"
     script:

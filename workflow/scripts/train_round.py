@@ -28,8 +28,8 @@ with log_to_file(snakemake.log[0]) as logger:
     previous = None
     if round_index > 0:
         previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings)
-    logger.info("run %s, observation %s, round %d of %d (engine %s, %d torch thread(s))", settings.name,
-                observation.name, round_index, settings.rounds, settings.engine, torch.get_num_threads())
+    logger.info("run %s, observation %s, round %d (engine %s, %d torch thread(s))", settings.name,
+                observation.name, round_index, settings.engine, torch.get_num_threads())
     result = train_round(settings, observation, round_index, previous)
     write_round(result, settings, dict(snakemake.output.items()))
     logger.info("round %d done: %s", round_index, result.summary["timings"])

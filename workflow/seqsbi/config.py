@@ -58,7 +58,7 @@ class RunSettings:
     prior: ParameterSpace
     engine: str  # sbi 0.27 class name: NPE_C, NLE_A or NRE_B
     density_estimator: str
-    rounds: int
+    rounds: int | None  # None inside a round job, which must not depend on the total
     simulations_per_round: int
     posterior_samples: int
     seed: int
@@ -187,7 +187,7 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         prior=ParameterSpace.from_config(run["prior"], key=f"runs.{name}.prior"),
         engine=engine,
         density_estimator=_check_estimator(name, engine, run.get("density_estimator")),
-        rounds=run["rounds"],
+        rounds=run.get("rounds"),
         simulations_per_round=run["simulations_per_round"],
         posterior_samples=run["posterior_samples"],
         seed=run["seed"],

@@ -101,12 +101,10 @@ def build_posterior(inference: NeuralInference, settings: RunSettings, estimator
     if settings.engine == "NPE_C":
         posterior = inference.build_posterior(estimator)
     else:
-        mcmc = settings.mcmc
+        from sbi.inference.posteriors.posterior_parameters import MCMCPosteriorParameters
+
         posterior = inference.build_posterior(
-            estimator,
-            sample_with="mcmc",
-            mcmc_method=mcmc["method"],
-            mcmc_parameters={k: mcmc[k] for k in ("num_chains", "thin", "warmup_steps", "init_strategy")},
+            estimator, sample_with="mcmc", posterior_parameters=MCMCPosteriorParameters(**settings.mcmc)
         )
     return posterior.set_default_x(torch.as_tensor(x_o, dtype=torch.float32)[None, :])
 

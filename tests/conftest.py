@@ -1,0 +1,64 @@
+"""Shared helpers: tiny configs written to a temporary working directory, Snakemake run as a CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "workflow"))
+
+
+def tiny_run(**overrides) -> dict:
+    """A linear-Gaussian run small enough for tests: 2 rounds x 200 simulations, 3 parameters."""
+    run = {
+        "simulator": "linear_gaussian",
+        "simulator_settings": {"shift": 1.0, "noise_std": 0.1},
+        "prior": {"parameters": [{"name": f"theta_{i}", "low": -2, "high": 2, "unit": "m"} for i in (1, 2, 3)]},
+        "engine": "SNPE",
+        "density_estimator": "maf",
+        "rounds": 2,
+        "simulations_per_round": 200,
+        "posterior_samples": 2000,
+        "seed": 7,
+        "training": {"max_num_epochs": 200},
+    }
+    run.update(overrides)
+    return run
+
+
+def write_workdir(workdir: Path, runs: dict, sheet: str | None = None) -> Path:
+    """Write config.yaml and observations.tsv into ``workdir``; return the config path."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sheet = sheet or "observation\tx_o\ttheta_true\nzero\t0,0,0\t-1,-1,-1\nshifted\t0.5,-0.3,0.2\t-0.5,-1.3,-0.8\n"
+    (workdir / "observations.tsv").write_text(sheet)
+    config = {"observations": str(workdir / "observations.tsv"), "runs": runs}
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def config_args(workdir: Path) -> list[str]:
+    config = workdir / "config.yaml"
+    return ["--configfile", str(config)] if config.exists() else []
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the project's Snakefile in ``workdir`` with ``workdir/config.yaml``."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", str(workdir), *config_args(workdir), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT

@@ -1,0 +1,144 @@
+"""Config and observation-sheet validation: every bad input names key, value and what is allowed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import tiny_run, write_workdir
+from seqsbi.config import ConfigError, plan_workflow, read_observations, validate_config
+
+
+def plan(tmp_path, sheet=None, **run_overrides):
+    config_path = write_workdir(tmp_path, {"r": tiny_run(**run_overrides)}, sheet)
+    import yaml
+
+    return plan_workflow(yaml.safe_load(config_path.read_text()))
+
+
+def test_defaults_are_filled_in(tmp_path):
+    run = tiny_run()
+    del run["training"], run["engine"]
+    config = validate_config({"runs": {"r": run}})
+    assert config["observations"] == "config/observations.tsv"
+    filled = config["runs"]["r"]
+    assert filled["engine"] == "SNPE"
+    assert filled["training"]["training_batch_size"] == 200
+    assert filled["mcmc"]["method"] == "slice_np_vectorized"
+
+
+def test_valid_plan_maps_engine_names_and_targets(tmp_path):
+    result = plan(tmp_path, engine="SNLE")
+    settings = result.runs["r"]
+    assert settings.engine == "NLE_A"
+    assert settings.density_estimator == "maf"
+    assert result.targets() == [("r", "zero"), ("r", "shifted")]
+    assert settings.prior.labels() == ["theta_1 [m]", "theta_2 [m]", "theta_3 [m]"]
+
+
+def test_snre_defaults_to_a_classifier(tmp_path):
+    run = tiny_run(engine="SNRE")
+    del run["density_estimator"]
+    config_path = write_workdir(tmp_path, {"r": run})
+    import yaml
+
+    settings = plan_workflow(yaml.safe_load(config_path.read_text())).runs["r"]
+    assert (settings.engine, settings.density_estimator) == ("NRE_B", "resnet")
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"engine": "SNXE"}, ["runs.r.engine", "'SNXE'", "SNPE", "SNLE", "SNRE"]),
+        ({"rounds": 0}, ["runs.r.rounds", "0", "minimum of 1"]),
+        ({"simulations_per_round": 1}, ["runs.r.simulations_per_round", "1", "minimum of 2"]),
+        ({"seed": "seven"}, ["runs.r.seed", "'seven'", "integer"]),
+        ({"density_estimator": "gan"}, ["runs.r.density_estimator", "'gan'", "maf"]),
+        ({"training": {"learning_rte": 0.1}}, ["runs.r.training", "learning_rte"]),
+    ],
+)
+def test_schema_violations_name_key_value_and_allowed(tmp_path, overrides, expected):
+    with pytest.raises(ConfigError) as error:
+        plan(tmp_path, **overrides)
+    for fragment in expected:
+        assert fragment in str(error.value)
+
+
+def test_classifier_rejected_for_density_engines(tmp_path):
+    with pytest.raises(ConfigError, match=r"runs\.r\.density_estimator: 'resnet' does not work with engine NPE_C; allowed: maf"):
+        plan(tmp_path, density_estimator="resnet")
+
+
+def test_unknown_simulator(tmp_path):
+    with pytest.raises(ConfigError, match=r"runs\.r\.simulator: 'linear_gausian' is neither a built-in \(linear_gaussian, two_moons\)"):
+        plan(tmp_path, simulator="linear_gausian")
+
+
+def test_custom_simulator_that_does_not_import(tmp_path):
+    with pytest.raises(ConfigError, match=r"runs\.r\.simulator: cannot import 'no_such_module' from 'no_such_module:simulate'"):
+        plan(tmp_path, simulator="no_such_module:simulate")
+
+
+def test_custom_simulator_missing_function(tmp_path):
+    (tmp_path / "mysim.py").write_text("def other(theta, rng):\n    return theta\n")
+    with pytest.raises(ConfigError, match=r"has no function 'simulate'"):
+        plan(tmp_path, simulator=f"{tmp_path / 'mysim.py'}:simulate")
+
+
+def test_custom_simulator_from_file_sets_output_length(tmp_path):
+    (tmp_path / "mysim.py").write_text(
+        "import numpy as np\n\ndef simulate(theta, rng, scale=1.0):\n"
+        "    return np.concatenate([theta, scale * theta.sum(axis=1, keepdims=True)], axis=1)\n"
+    )
+    sheet = "observation\tx_o\nfour\t0,0,0,0\n"
+    result = plan(tmp_path, sheet=sheet, simulator=f"{tmp_path / 'mysim.py'}:simulate", simulator_settings={"scale": 2.0})
+    simulator = result.runs["r"].simulator()
+    x = simulator(np.ones((5, 3)), np.random.default_rng(0))
+    assert x.shape == (5, 4) and np.all(x[:, 3] == 6.0)
+
+
+def test_bad_simulator_setting_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"runs\.r\.simulator_settings: .*rejected its settings \{'nosie_std': 0\.1\}"):
+        plan(tmp_path, simulator_settings={"nosie_std": 0.1})
+
+
+def test_observation_length_mismatch(tmp_path):
+    sheet = "observation\tx_o\nshort\t0,0\n"
+    with pytest.raises(ConfigError, match=r"row 'short' column x_o: has 2 values but run 'r' \(simulator 'linear_gaussian'\) returns 3"):
+        plan(tmp_path, sheet=sheet)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_non_finite_observation(tmp_path, bad):
+    sheet = f"observation\tx_o\nbroken\t0,{bad},0\n"
+    with pytest.raises(ConfigError, match=rf"row 'broken' column x_o: value '{bad}' is not finite"):
+        plan(tmp_path, sheet=sheet)
+
+
+def test_theta_true_length_mismatch(tmp_path):
+    sheet = "observation\tx_o\ttheta_true\nzero\t0,0,0\t1,2\n"
+    with pytest.raises(ConfigError, match=r"column theta_true: has 2 values but run 'r' has 3 parameters"):
+        plan(tmp_path, sheet=sheet)
+
+
+def test_unknown_observation_name_in_run(tmp_path):
+    with pytest.raises(ConfigError, match=r"runs\.r\.observations: 'missing' is not in .*available: zero, shifted"):
+        plan(tmp_path, observations=["missing"])
+
+
+def test_reversed_prior_bounds(tmp_path):
+    prior = {"parameters": [{"name": "a", "low": 1, "high": 0}, {"name": "b", "low": 0, "high": 1},
+                            {"name": "c", "low": 0, "high": 1}]}
+    with pytest.raises(ConfigError, match=r"runs\.r\.prior\.parameters\[0\] \(a\): low=1 must be below high=0"):
+        plan(tmp_path, prior=prior)
+
+
+def test_sheet_requires_columns(tmp_path):
+    (tmp_path / "s.tsv").write_text("name\tvalues\nx\t1\n")
+    with pytest.raises(ConfigError, match=r"lacks column\(s\) \['observation', 'x_o'\]"):
+        read_observations(tmp_path / "s.tsv")
+
+
+def test_missing_sheet(tmp_path):
+    with pytest.raises(ConfigError, match=r"observations: sheet '.*nowhere.tsv' does not exist"):
+        read_observations(tmp_path / "nowhere.tsv")

@@ -1,0 +1,175 @@
+"""The workflow end to end through the Snakemake CLI, on tiny budgets."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake, tiny_run, write_workdir
+from seqsbi.artifacts import ROUND_FILES, read_npz
+
+pytestmark = pytest.mark.workflow
+
+CUSTOM_SIMULATOR = '''
+import numpy as np
+
+def simulate(theta, rng, noise_std=0.05):
+    """A user's model: x = (sum, difference) of two parameters plus noise."""
+    x = np.stack([theta[:, 0] + theta[:, 1], theta[:, 0] - theta[:, 1]], axis=1)
+    return x + noise_std * rng.standard_normal(x.shape)
+'''
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def tiny_workdir(path: Path) -> Path:
+    custom = tiny_run(
+        simulator="sims.py:simulate",
+        simulator_settings={"noise_std": 0.05},
+        prior={"parameters": [{"name": "a", "low": -1, "high": 1}, {"name": "b", "low": -1, "high": 1}]},
+        rounds=1,
+        observations=["pair"],
+    )
+    runs = {"tiny": tiny_run(observations=["zero", "shifted"]), "custom": custom}
+    sheet = ("observation\tx_o\ttheta_true\nzero\t0,0,0\t-1,-1,-1\nshifted\t0.5,-0.3,0.2\t-0.5,-1.3,-0.8\n"
+             "pair\t0.4,0.2\t0.3,0.1\n")
+    write_workdir(path, runs, sheet)
+    (path / "sims.py").write_text(CUSTOM_SIMULATOR)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A complete run of the tiny config (2 rounds x 200 simulations, 2 observations, plus a custom simulator)."""
+    workdir = tiny_workdir(tmp_path_factory.mktemp("tiny"))
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_every_round_leaves_complete_artifacts(finished):
+    for obs in ("zero", "shifted"):
+        for k in (0, 1):
+            directory = finished / "results" / "runs" / "tiny" / obs / f"round_{k}"
+            assert sorted(p.name for p in directory.iterdir()) == sorted(ROUND_FILES.values())
+            assert read_npz(directory / "samples.npz")["samples"].shape == (2000, 3)
+            assert (finished / "results" / "logs" / "train_round" / "tiny" / obs / f"round_{k}.log").stat().st_size > 0
+        assert (finished / "results" / "runs" / "tiny" / obs / "pairplot.png").read_bytes()[:4] == b"\x89PNG"
+    leftovers = [p for p in (finished / "results").rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
+    assert not (finished / "sbi-logs").exists()
+
+
+def test_posteriors_find_the_truth(finished):
+    for obs, truth in (("zero", [-1, -1, -1]), ("shifted", [-0.5, -1.3, -0.8])):
+        samples = read_npz(finished / "results" / "runs" / "tiny" / obs / "round_1" / "samples.npz")["samples"]
+        assert np.all(np.abs(samples.mean(axis=0) - truth) < 0.1), samples.mean(axis=0)
+        assert np.all(samples.std(axis=0) < 0.3)
+
+
+def test_custom_simulator_from_a_user_file(finished):
+    samples = read_npz(finished / "results" / "runs" / "custom" / "pair" / "round_0" / "samples.npz")["samples"]
+    # x = (a + b, a - b) = (0.4, 0.2)  =>  a = 0.3, b = 0.1
+    assert np.all(np.abs(samples.mean(axis=0) - [0.3, 0.1]) < 0.1), samples.mean(axis=0)
+    table = (finished / "results" / "runs" / "custom" / "pair" / "posterior_summary.tsv").read_text()
+    assert table.splitlines()[1].startswith("a\t")
+
+
+def test_same_config_and_seed_reproduce_samples_exactly(finished, tmp_path):
+    again = tiny_workdir(tmp_path / "again")
+    snakemake(again, "--cores", "2", "results/runs/tiny/zero/round_1/samples.npz",
+              "results/runs/tiny/shifted/round_1/samples.npz")
+    for obs in ("zero", "shifted"):
+        for k in (0, 1):
+            relative = Path("results/runs/tiny") / obs / f"round_{k}" / "samples.npz"
+            assert np.array_equal(read_npz(finished / relative)["samples"], read_npz(again / relative)["samples"])
+
+
+def test_deleting_round_one_recomputes_only_later_rounds(finished, tmp_path):
+    workdir = tmp_path / "resume"
+    shutil.copytree(finished, workdir, symlinks=True)
+    (workdir / "config.yaml").write_text((workdir / "config.yaml").read_text().replace(str(finished), str(workdir)))
+    dry = snakemake(workdir, "-n", "--cores", "2")
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
+
+    shutil.rmtree(workdir / "results" / "runs" / "tiny" / "zero" / "round_1")
+    round0 = workdir / "results" / "runs" / "tiny" / "zero" / "round_0" / "samples.npz"
+    before = round0.stat().st_mtime_ns
+    dry = snakemake(workdir, "-n", "--cores", "2")
+    assert job_counts(dry.stdout) == {"train_round": 1, "pairplot": 1, "summarize_posterior": 1, "all": 1}
+    assert "wildcards: run=tiny, obs=zero, k=1" in dry.stdout
+    assert "k=0" not in dry.stdout
+
+    snakemake(workdir, "--cores", "2")
+    assert round0.stat().st_mtime_ns == before
+    redone = read_npz(workdir / "results/runs/tiny/zero/round_1/samples.npz")["samples"]
+    assert np.array_equal(redone, read_npz(finished / "results/runs/tiny/zero/round_1/samples.npz")["samples"])
+
+    # Deleting round 0 redoes rounds 0 and 1 of that observation only.
+    shutil.rmtree(workdir / "results" / "runs" / "tiny" / "shifted" / "round_0")
+    dry = snakemake(workdir, "-n", "--cores", "2")
+    assert job_counts(dry.stdout) == {"train_round": 2, "pairplot": 1, "summarize_posterior": 1, "all": 1}
+    assert "obs=zero" not in dry.stdout
+
+
+def test_adding_a_round_reuses_the_rounds_on_disk(finished, tmp_path):
+    workdir = tmp_path / "extend"
+    shutil.copytree(finished, workdir, symlinks=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text().replace(str(finished), str(workdir)))
+    config["runs"]["tiny"]["rounds"] = 3
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(workdir, "-n", "--cores", "2")
+    assert job_counts(dry.stdout) == {"train_round": 2, "pairplot": 2, "summarize_posterior": 2, "all": 1}
+    assert set(re.findall(r"wildcards: run=tiny, obs=\w+, k=(\d+)", dry.stdout)) == {"2"}
+
+
+def test_sbi_tutorial_config_reproduces_the_tutorial_posterior(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "examples" / "sbi_tutorial.yaml").read_text())
+    config["observations"] = str(ROOT / config["observations"])
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "--cores", "2")
+    samples = read_npz(tmp_path / "results/runs/sbi_tutorial/x_o_zero/round_1/samples.npz")["samples"]
+    assert samples.shape == (10000, 3)
+    assert np.all(np.abs(samples.mean(axis=0) + 1.0) < 0.03), samples.mean(axis=0)
+    assert np.all(np.abs(samples.std(axis=0) - 0.1) < 0.025), samples.std(axis=0)
+
+
+BAD_INPUTS = {
+    "schema violation": ({"rounds": "two"}, None, ["runs.tiny.rounds", "'two'", "integer"]),
+    "unknown engine": ({"engine": "SNXE"}, None, ["runs.tiny.engine", "'SNXE'", "'SNPE'", "'SNLE'", "'SNRE'"]),
+    "unknown simulator": ({"simulator": "moons"}, None, ["runs.tiny.simulator", "'moons'", "linear_gaussian, two_moons", "module:function"]),
+    "zero rounds": ({"rounds": 0}, None, ["runs.tiny.rounds", "0 is less than the minimum of 1"]),
+    "one simulation": ({"simulations_per_round": 1}, None, ["runs.tiny.simulations_per_round", "1 is less than the minimum of 2"]),
+    "wrong observation length": ({}, "observation\tx_o\nzero\t0,0\n", ["row 'zero' column x_o", "has 2 values", "returns 3", "give 3"]),
+    "NaN observation": ({}, "observation\tx_o\nzero\t0,nan,0\n", ["row 'zero' column x_o", "'nan' is not finite"]),
+    "infinite observation": ({}, "observation\tx_o\nzero\tinf,0,0\n", ["row 'zero' column x_o", "'inf' is not finite"]),
+    "custom path that does not import": ({"simulator": "my_models.galaxy:simulate"}, None,
+                                         ["runs.tiny.simulator", "cannot import 'my_models.galaxy'", "ModuleNotFoundError"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_stops_before_any_job(tmp_path, case):
+    overrides, sheet, expected = BAD_INPUTS[case]
+    write_workdir(tmp_path, {"tiny": tiny_run(**overrides)}, sheet)
+    result = snakemake(tmp_path, "--cores", "1", check=False, timeout=120)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "seqsbi: invalid configuration" in message
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} missing from:\n{message[-3000:]}"
+    assert not (tmp_path / "results").exists()
+
+
+def test_snakemake_lint_is_clean():
+    result = snakemake(ROOT, "--lint", check=False, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
