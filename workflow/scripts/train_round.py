@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from seqsbi.logs import log_to_file  # noqa: E402
 
 with log_to_file(snakemake.log[0]) as logger:
+    logger.info("importing torch and sbi")
     import numpy as np
     import torch
 
