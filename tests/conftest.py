@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,14 @@ def tiny_run(**overrides) -> dict:
     return run
 
 
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake dry run as {rule: count}."""
+    if "Nothing to be done" in dry_run_output:
+        return {}
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
 def write_workdir(workdir: Path, runs: dict, sheet: str | None = None) -> Path:
     """Write config.yaml and observations.tsv into ``workdir``; return the config path."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -48,11 +57,12 @@ def config_args(workdir: Path) -> list[str]:
     return ["--configfile", str(config)] if config.exists() else []
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile in ``workdir`` with ``workdir/config.yaml``."""
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the project's Snakefile in ``workdir`` with ``workdir/config.yaml`` (extra ``env`` on top)."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
                "--directory", str(workdir), *config_args(workdir), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake, tiny_run, write_workdir
+from conftest import ROOT, job_counts, snakemake, tiny_run, write_workdir
 from seqsbi.artifacts import ROUND_FILES, read_npz
 
 pytestmark = pytest.mark.workflow
@@ -23,11 +23,6 @@ def simulate(theta, rng, noise_std=0.05):
     x = np.stack([theta[:, 0] + theta[:, 1], theta[:, 0] - theta[:, 1]], axis=1)
     return x + noise_std * rng.standard_normal(x.shape)
 '''
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    table = dry_run_output.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
 def tiny_workdir(path: Path) -> Path:
@@ -173,3 +168,19 @@ def test_snakemake_lint_is_clean():
     result = snakemake(ROOT, "--lint", check=False, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def test_a_crashing_round_leaves_other_observations_running(tmp_path):
+    """profiles/default keeps going: one observation's crash stops only that observation's DAG."""
+    write_workdir(tmp_path, {"tiny": tiny_run(rounds=1, simulations_per_round=100, posterior_samples=200)})
+    crashed = snakemake(tmp_path, "--cores", "2", check=False, env={"SEQSBI_FAIL_ROUND": "tiny/shifted/0"})
+    assert crashed.returncode != 0
+    assert (tmp_path / "results/runs/tiny/zero/pairplot.png").exists()
+    assert not (tmp_path / "results/runs/tiny/shifted/round_0").exists()
+    assert "asks round tiny/shifted/0 to fail" in (tmp_path / "results/logs/train_round/tiny/shifted/round_0.log").read_text()
+
+    dry = snakemake(tmp_path, "-n", "--cores", "2")
+    assert job_counts(dry.stdout) == {"train_round": 1, "pairplot": 1, "summarize_posterior": 1, "all": 1}
+    assert "obs=zero" not in dry.stdout
+    snakemake(tmp_path, "--cores", "2")
+    assert (tmp_path / "results/runs/tiny/shifted/pairplot.png").exists()

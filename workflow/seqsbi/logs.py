@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,8 +45,11 @@ def log_to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging
         sys.stderr = _LinePerUpdate(saved_streams[1])
         logging.basicConfig(level=level, format=FORMAT, stream=sys.stderr, force=True)
         logging.captureWarnings(True)
+        logger = logging.getLogger("seqsbi")
+        logger.info("host %s, pid %d%s", socket.gethostname(), os.getpid(),
+                    f", SLURM job {os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else "")
         try:
-            yield logging.getLogger("seqsbi")
+            yield logger
         except BaseException:
             logging.getLogger("seqsbi").exception("job failed")
             raise

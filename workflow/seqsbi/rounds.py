@@ -7,6 +7,7 @@ it); ``write_round`` / ``read_previous_round`` put its state on disk, where it i
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,20 @@ from seqsbi.config import Observation, RunSettings
 from seqsbi.seeds import round_seed
 
 logger = logging.getLogger("seqsbi.rounds")
+
+#: Test-only switch: comma-separated "run/observation/round" entries whose round job must crash,
+#: so tests can show that one failing observation leaves the others running.
+FAIL_ROUND_VARIABLE = "SEQSBI_FAIL_ROUND"
+
+
+class InjectedFailure(RuntimeError):
+    """Raised on purpose for rounds listed in $SEQSBI_FAIL_ROUND."""
+
+
+def fail_if_requested(run: str, observation: str, round_index: int) -> None:
+    requested = {item.strip() for item in os.environ.get(FAIL_ROUND_VARIABLE, "").split(",") if item.strip()}
+    if f"{run}/{observation}/{round_index}" in requested:
+        raise InjectedFailure(f"{FAIL_ROUND_VARIABLE} asks round {run}/{observation}/{round_index} to fail")
 
 
 @dataclass
@@ -58,6 +73,7 @@ def train_round(
     """
     from seqsbi import engines
 
+    fail_if_requested(settings.name, observation.name, round_index)
     if (round_index == 0) != (previous is None):
         raise ValueError(f"round {round_index} needs {'no' if round_index == 0 else 'the previous'} round's result")
     seed = round_seed(settings.seed, settings.name, observation.name, round_index)
