@@ -30,7 +30,7 @@ def test_defaults_are_filled_in(tmp_path):
 def test_valid_plan_maps_engine_names_and_targets(tmp_path):
     result = plan(tmp_path, engine="SNLE")
     settings = result.runs["r"]
-    assert settings.engine == "NLE_A"
+    assert (settings.engine, settings.sbi_trainer) == ("SNLE", "NLE_A")
     assert settings.density_estimator == "maf"
     assert result.targets() == [("r", "zero"), ("r", "shifted")]
     assert settings.prior.labels() == ["theta_1 [m]", "theta_2 [m]", "theta_3 [m]"]
@@ -43,7 +43,7 @@ def test_snre_defaults_to_a_classifier(tmp_path):
     import yaml
 
     settings = plan_workflow(yaml.safe_load(config_path.read_text())).runs["r"]
-    assert (settings.engine, settings.density_estimator) == ("NRE_B", "resnet")
+    assert (settings.engine, settings.sbi_trainer, settings.density_estimator) == ("SNRE", "NRE_B", "resnet")
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_schema_violations_name_key_value_and_allowed(tmp_path, overrides, expec
 
 
 def test_classifier_rejected_for_density_engines(tmp_path):
-    with pytest.raises(ConfigError, match=r"runs\.r\.density_estimator: 'resnet' does not work with engine NPE_C; allowed: maf"):
+    with pytest.raises(ConfigError, match=r"runs\.r\.density_estimator: 'resnet' does not work with engine SNPE; allowed: maf"):
         plan(tmp_path, density_estimator="resnet")
 
 

@@ -20,7 +20,8 @@ OBSERVATION = Observation("zero", np.zeros(2), np.array([-1.0, -1.0]))
 def settings_for(engine: str, **overrides):
     prior = {"parameters": [{"name": "a", "low": -2, "high": 2}, {"name": "b", "low": -2, "high": 2}]}
     run = tiny_run(engine=engine, prior=prior, simulations_per_round=150, posterior_samples=200,
-                   training={"max_num_epochs": 300}, mcmc={"num_chains": 10, "warmup_steps": 20}, **overrides)
+                   training={"max_num_epochs": 300}, mcmc={"num_chains": 10, "warmup_steps": 20},
+                   truncation={"support_samples": 20000}, **overrides)
     if engine == "SNRE":
         run["density_estimator"] = "mlp"
     config = validate_config({"runs": {"r": run}})
@@ -31,7 +32,7 @@ def outputs_in(directory):
     return {key: directory / name for key, name in ROUND_FILES.items()}
 
 
-@pytest.mark.parametrize("engine", ["SNPE", "SNLE", "SNRE"])
+@pytest.mark.parametrize("engine", ["SNPE", "TSNPE", "NPE", "SNLE", "SNRE"])
 def test_two_rounds_through_disk(tmp_path, engine):
     settings = settings_for(engine)
     round0 = train_round(settings, OBSERVATION, 0)
@@ -53,10 +54,15 @@ def test_two_rounds_through_disk(tmp_path, engine):
         assert summary["round"] == k and summary["simulations_total"] == 150 * (k + 1)
     # Round 1 trained on both rounds' simulations.
     assert len(round1.inference._theta_roundwise) == 2
-    if engine != "SNRE":
-        # ... and drew its thetas from round 0's posterior, concentrated around the truth (-1, -1)
-        # compared with the prior box [-2, 2]^2 (SNRE's 150-simulation classifier is too rough to say).
+    if engine == "NPE":
+        # ... drawn from the prior again: uniform on [-2, 2]^2 has std 4 / sqrt(12) = 1.15.
+        assert np.all(np.abs(round1.theta.std(axis=0) - 1.15) < 0.2)
+    elif engine != "SNRE":
+        # ... drawn from round 0's posterior (or, for TSNPE, the prior truncated to it), concentrated
+        # around the truth (-1, -1) compared with the prior box [-2, 2]^2 (SNRE's 150-simulation
+        # classifier is too rough to say).
         assert np.all(round1.theta.std(axis=0) < 0.8 * round0.theta.std(axis=0))
+        assert np.all(round1.theta >= -2) and np.all(round1.theta <= 2)
 
 
 def test_disk_continuation_equals_in_process_continuation(tmp_path):

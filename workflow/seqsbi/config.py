@@ -22,15 +22,19 @@ from seqsbi.simulators import Simulator, resolve_simulator
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
-#: Config engine names (synference's and sbi's) -> sbi 0.27 class names.
+#: Config engine names (synference's and sbi's) -> seqsbi's method names.
 ENGINE_ALIASES = {
-    "SNPE": "NPE_C",
-    "NPE_C": "NPE_C",
-    "SNLE": "NLE_A",
-    "NLE_A": "NLE_A",
-    "SNRE": "NRE_B",
-    "NRE_B": "NRE_B",
+    "SNPE": "SNPE",
+    "NPE_C": "SNPE",
+    "TSNPE": "TSNPE",
+    "NPE": "NPE",
+    "SNLE": "SNLE",
+    "NLE_A": "SNLE",
+    "SNRE": "SNRE",
+    "NRE_B": "SNRE",
 }
+#: seqsbi method -> the sbi 0.27 trainer class that implements it.
+SBI_TRAINERS = {"SNPE": "NPE_C", "TSNPE": "NPE_C", "NPE": "NPE_C", "SNLE": "NLE_A", "SNRE": "NRE_B"}
 DENSITY_ESTIMATORS = ("maf", "nsf", "mdn", "made")
 CLASSIFIERS = ("resnet", "mlp", "linear")
 
@@ -56,7 +60,7 @@ class RunSettings:
     simulator_name: str
     simulator_settings: dict[str, Any]
     prior: ParameterSpace
-    engine: str  # sbi 0.27 class name: NPE_C, NLE_A or NRE_B
+    engine: str  # SNPE, TSNPE, NPE, SNLE or SNRE (see ENGINE_ALIASES)
     density_estimator: str
     rounds: int | None  # None inside a round job, which must not depend on the total
     simulations_per_round: int
@@ -65,11 +69,13 @@ class RunSettings:
     device: str
     training: dict[str, Any]
     mcmc: dict[str, Any]
+    truncation: dict[str, Any]
     observation_names: tuple[str, ...] = field(default_factory=tuple)
 
     @property
-    def uses_mcmc(self) -> bool:
-        return self.engine in ("NLE_A", "NRE_B")
+    def sbi_trainer(self) -> str:
+        """Name of the sbi 0.27 trainer class: NPE_C, NLE_A or NRE_B."""
+        return SBI_TRAINERS[self.engine]
 
     def simulator(self) -> Simulator:
         return resolve_simulator(self.simulator_name, self.simulator_settings, key=f"runs.{self.name}.simulator")
@@ -167,9 +173,9 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
 
 
 def _check_estimator(run: str, engine: str, estimator: str | None) -> str:
-    allowed = CLASSIFIERS if engine == "NRE_B" else DENSITY_ESTIMATORS
+    allowed = CLASSIFIERS if engine == "SNRE" else DENSITY_ESTIMATORS
     if estimator is None:
-        return allowed[0] if engine != "NRE_B" else "resnet"
+        return allowed[0]
     if estimator not in allowed:
         raise ConfigError(
             f"runs.{run}.density_estimator: {estimator!r} does not work with engine {engine}; allowed: {', '.join(allowed)}"
@@ -194,6 +200,7 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         device=run["device"],
         training=dict(run["training"]),
         mcmc=dict(run["mcmc"]),
+        truncation=dict(run["truncation"]),
         observation_names=tuple(run.get("observations", all_observations)),
     )
 

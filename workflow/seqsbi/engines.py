@@ -1,7 +1,12 @@
-"""The sbi boundary: priors, trainers, training and posteriors for SNPE (NPE_C), SNLE (NLE_A), SNRE (NRE_B).
+"""The sbi boundary: priors, proposals, trainers, training and posteriors.
 
-Config names are mapped to sbi 0.27 class names in :mod:`seqsbi.config`; here they are already
-canonical. numpy arrays come in, torch stays inside.
+Methods (``RunSettings.engine``) and the sbi 0.27 trainer behind each:
+  SNPE  NPE_C; round k >= 1 draws from round k-1's posterior, trained with the atomic loss.
+  TSNPE NPE_C; round k >= 1 draws from the prior truncated to round k-1's highest-density region
+        (Deistler et al. 2022), trained with the first-round (maximum-likelihood) loss.
+  NPE   NPE_C; every round draws from the prior (amortized posterior).
+  SNLE  NLE_A, SNRE NRE_B; round k >= 1 draws from round k-1's posterior; posteriors sampled by MCMC.
+numpy arrays come in, torch stays inside.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ logger = logging.getLogger("seqsbi.engines")
 #: train() keywords each engine accepts (config 'training' holds their union).
 _TRAIN_KEYS = {
     "NPE_C": {"training_batch_size", "learning_rate", "validation_fraction", "stop_after_epochs",
-              "max_num_epochs", "clip_max_norm", "num_atoms"},
+              "max_num_epochs", "clip_max_norm", "num_atoms", "force_first_round_loss"},
     "NLE_A": {"training_batch_size", "learning_rate", "validation_fraction", "stop_after_epochs",
               "max_num_epochs", "clip_max_norm"},
     "NRE_B": {"training_batch_size", "learning_rate", "validation_fraction", "stop_after_epochs",
@@ -67,8 +72,8 @@ def make_prior(space: ParameterSpace, device: str = "cpu") -> BoxUniform:
 
 def new_inference(settings: RunSettings, prior: BoxUniform) -> NeuralInference:
     """A fresh sbi trainer for ``settings.engine`` with the configured network."""
-    trainer = getattr(sbi_inference, settings.engine)
-    network = "classifier" if settings.engine == "NRE_B" else "density_estimator"
+    trainer = getattr(sbi_inference, settings.sbi_trainer)
+    network = "classifier" if settings.engine == "SNRE" else "density_estimator"
     return trainer(
         prior=prior,
         device=settings.device,
@@ -78,13 +83,48 @@ def new_inference(settings: RunSettings, prior: BoxUniform) -> NeuralInference:
     )
 
 
+def proposal_for_round(settings: RunSettings, prior: BoxUniform, previous_posterior: Any | None) -> tuple[Any, Any]:
+    """(distribution round k draws theta from, proposal recorded with its simulations; None = prior).
+
+    Only SNPE records a non-prior proposal: its loss corrects for it. TSNPE's truncated prior is
+    recorded as the prior on purpose: its first-round loss needs no correction (Deistler et al. 2022).
+    """
+    if previous_posterior is None or settings.engine == "NPE":
+        return prior, None
+    if settings.engine == "TSNPE":
+        from sbi.utils import RestrictedPrior, get_density_thresholder
+
+        truncation = settings.truncation
+        threshold = get_density_thresholder(previous_posterior, quantile=truncation["quantile"],
+                                            num_samples_to_estimate_support=truncation["support_samples"])
+        restricted = RestrictedPrior(prior, threshold, posterior=previous_posterior,
+                                     sample_with=truncation["sample_with"], device=settings.device)
+        return restricted, None
+    return previous_posterior, previous_posterior if settings.engine == "SNPE" else None
+
+
+def draw(distribution: Any, n: int) -> np.ndarray:
+    """n draws, shape (n, d), from a prior, a truncated prior or a posterior (at its default x)."""
+    from sbi.utils import RestrictedPrior
+
+    if isinstance(distribution, RestrictedPrior):
+        theta = distribution.sample((n,), save_acceptance_rate=True)
+        if distribution.acceptance_rate is not None:
+            logger.info("truncated prior: %.2f%% of prior draws accepted", 100 * float(distribution.acceptance_rate))
+    elif isinstance(distribution, torch.distributions.Distribution):
+        theta = distribution.sample((n,))
+    else:
+        theta = distribution.sample((n,), show_progress_bars=False)
+    return theta.detach().cpu().numpy().astype(float)
+
+
 def append_round(
     inference: NeuralInference, settings: RunSettings, theta: np.ndarray, x: np.ndarray, proposal: Any, round_index: int
 ) -> None:
-    """Add one round's simulations; SNPE records the proposal they came from (None = prior)."""
+    """Add one round's simulations; NPE methods record the proposal they came from (None = prior)."""
     theta_t = torch.as_tensor(theta, dtype=torch.float32)
     x_t = torch.as_tensor(x, dtype=torch.float32)
-    if settings.engine == "NPE_C":
+    if settings.sbi_trainer == "NPE_C":
         inference.append_simulations(theta_t, x_t, proposal=proposal)
     else:
         inference.append_simulations(theta_t, x_t, from_round=round_index)
@@ -92,13 +132,18 @@ def append_round(
 
 def train(inference: NeuralInference, settings: RunSettings) -> torch.nn.Module:
     """Train (warm-starting from the network already in ``inference``) and return the network."""
-    keys = _TRAIN_KEYS[settings.engine]
-    return inference.train(**{k: v for k, v in settings.training.items() if k in keys})
+    keys = _TRAIN_KEYS[settings.sbi_trainer]
+    options = {k: v for k, v in settings.training.items() if k in keys}
+    if settings.engine in ("TSNPE", "NPE"):
+        # Their rounds draw from the (truncated) prior, so maximum likelihood is the right loss; sbi
+        # asks to be told so explicitly after round 0.
+        options["force_first_round_loss"] = True
+    return inference.train(**options)
 
 
 def build_posterior(inference: NeuralInference, settings: RunSettings, estimator: torch.nn.Module, x_o: np.ndarray):
-    """Posterior with default x = x_o: direct sampling for SNPE, MCMC (config 'mcmc') otherwise."""
-    if settings.engine == "NPE_C":
+    """Posterior with default x = x_o: direct sampling for NPE methods, MCMC (config 'mcmc') otherwise."""
+    if settings.sbi_trainer == "NPE_C":
         posterior = inference.build_posterior(estimator)
     else:
         from sbi.inference.posteriors.posterior_parameters import MCMCPosteriorParameters
@@ -109,17 +154,12 @@ def build_posterior(inference: NeuralInference, settings: RunSettings, estimator
     return posterior.set_default_x(torch.as_tensor(x_o, dtype=torch.float32)[None, :])
 
 
-def sample(posterior, n: int) -> np.ndarray:
-    """n posterior samples at the posterior's default x, shape (n, d)."""
-    return posterior.sample((n,), show_progress_bars=False).detach().cpu().numpy().astype(float)
-
-
 def fraction_inside_prior(posterior, settings: RunSettings, n: int = 2000) -> float | None:
-    """Share of the SNPE network's mass inside the prior box (None for MCMC engines, which stay inside).
+    """Share of the NPE network's mass inside the prior box (None for MCMC engines, which stay inside).
 
     Multi-round SNPE can leak mass outside the prior; rejection sampling then slows down by 1/fraction.
     """
-    if settings.engine != "NPE_C":
+    if settings.sbi_trainer != "NPE_C":
         return None
     draws = posterior.sample((n,), reject_outside_prior=False, show_progress_bars=False).detach().cpu().numpy()
     return float(settings.prior.contains(draws).mean())

@@ -69,7 +69,8 @@ def train_round(
     """Run round ``round_index`` of ``settings`` at ``observation``.
 
     Round 0 simulates from the prior with a new trainer; round k >= 1 continues round k-1's trainer
-    (all earlier simulations, warm-started network) and simulates from its posterior at x_o.
+    (all earlier simulations, warm-started network) and simulates from the method's proposal built
+    from round k-1's posterior at x_o (see :func:`seqsbi.engines.proposal_for_round`).
     """
     from seqsbi import engines
 
@@ -82,17 +83,15 @@ def train_round(
     n = settings.simulations_per_round
 
     start = time.perf_counter()
+    prior = engines.make_prior(settings.prior, settings.device)
     if previous is None:
-        prior = engines.make_prior(settings.prior, settings.device)
         inference = engines.new_inference(settings, prior)
-        proposal = None
-        theta = prior.sample((n,)).cpu().numpy().astype(float)
-        logger.info("round 0: %d simulations from the prior", n)
     else:
         inference = previous.inference
-        proposal = previous.posterior
-        logger.info("round %d: %d simulations from round %d's posterior at x_o", round_index, n, round_index - 1)
-        theta = engines.sample(proposal, n)
+    source, proposal = engines.proposal_for_round(settings, prior, None if previous is None else previous.posterior)
+    logger.info("round %d: %d simulations from %s", round_index, n,
+                "the prior" if source is prior else type(source).__name__ + f" of round {round_index - 1}")
+    theta = engines.draw(source, n)
     timings["proposal_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -121,7 +120,7 @@ def train_round(
     inside = engines.fraction_inside_prior(posterior, settings)
     if inside is not None:
         logger.info("posterior mass inside the prior: %.1f%%", 100 * inside)
-    samples = engines.sample(posterior, settings.posterior_samples)
+    samples = engines.draw(posterior, settings.posterior_samples)
     timings["sample_s"] = time.perf_counter() - start
     logger.info("drew %d posterior samples in %.1f s", settings.posterior_samples, timings["sample_s"])
 
@@ -130,6 +129,7 @@ def train_round(
         "observation": observation.name,
         "round": round_index,
         "engine": settings.engine,
+        "sbi_trainer": settings.sbi_trainer,
         "density_estimator": settings.density_estimator,
         "seed": seed,
         "simulations_this_round": n,
