@@ -5,6 +5,8 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.seqsbi-installed
 CORES ?= all
+# synthesizer creates its data directory on first import: keep it inside the project, not in ~.
+export SYNTHESIZER_DIR := $(CURDIR)/.synthesizer
 
 .PHONY: demo test lint venv benchmark clean
 

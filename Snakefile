@@ -23,3 +23,4 @@ rule all:
 
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/galaxy.smk"

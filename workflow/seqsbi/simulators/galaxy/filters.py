@@ -1,0 +1,81 @@
+"""Filters offline: real JWST/NIRCam curves from astro-sedpy exposed under their SVO codes.
+
+synthesizer looks SVO filters up in ``$SYNTHESIZER_SVO_FILTER_CACHE/<code with / as _>.hdf5``
+(datasets ``wavelength`` in Angstrom and ``transmission``, attribute ``svo_url``) before going
+online, so writing those files lets ``FilterCollection(filter_codes=["JWST/NIRCam.F070W", ...])``
+work with no network. The curves are sedpy's post-flight ``jwst_f*.par`` (nrc_plus_ote throughput).
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from seqsbi import artifacts
+
+NIRCAM_WIDE = tuple(f"JWST/NIRCam.{band}" for band in
+                    ("F070W", "F090W", "F115W", "F150W", "F200W", "F277W", "F356W", "F444W"))
+SVO_URL = "https://svo2.cab.inta.csic.es/theory/fps/getdata.php?format=ascii&id={code}"
+_NIRCAM_MAX_BAND = 500  # sedpy's jwst_f*.par files above F480M are MIRI bands
+
+
+def sedpy_filter_dir() -> Path:
+    return Path(str(resources.files("sedpy"))) / "data" / "filters"
+
+
+def offline_filter_files() -> dict[str, Path]:
+    """SVO code -> sedpy curve file, for every NIRCam band shipped with astro-sedpy."""
+    codes = {}
+    for path in sorted(sedpy_filter_dir().glob("jwst_f*.par")):
+        match = re.fullmatch(r"jwst_f(\d+)([a-z]\d?)", path.stem)
+        if match and int(match.group(1)) < _NIRCAM_MAX_BAND:
+            codes[f"JWST/NIRCam.F{match.group(1)}{match.group(2).upper()}"] = path
+    return codes
+
+
+def check_filter_codes(codes: list[str] | tuple[str, ...], key: str = "filters") -> None:
+    """Raise ConfigError naming the unknown codes and listing those available offline."""
+    from seqsbi.config import ConfigError
+
+    available = offline_filter_files()
+    unknown = [code for code in codes if code not in available]
+    if unknown:
+        raise ConfigError(f"{key}: no offline curve for {unknown}; available offline: {', '.join(available)} "
+                          f"(or give a top-hat filter with lam_eff and lam_fwhm)")
+
+
+def read_sedpy_curve(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(wavelength in Angstrom, throughput) from a sedpy .par file (columns 1 and 2; '#' comments)."""
+    table = np.loadtxt(path, comments="#", usecols=(0, 1))
+    return table[:, 0], np.clip(table[:, 1], 0.0, None)
+
+
+def write_svo_cache_file(code: str, cache_dir: str | Path) -> Path:
+    """Write the SVO-cache file for ``code`` (from sedpy's curve) into ``cache_dir``; return its path."""
+    check_filter_codes([code])
+    wavelength, transmission = read_sedpy_curve(offline_filter_files()[code])
+    path = Path(cache_dir) / f"{code.replace('/', '_')}.hdf5"
+    import h5py
+
+    with artifacts.atomic_path(path) as temporary, h5py.File(temporary, "w") as hf:
+        hf.create_dataset("wavelength", data=wavelength).attrs["Units"] = "angstrom"
+        hf.create_dataset("transmission", data=transmission)
+        hf.attrs["svo_url"] = SVO_URL.format(code=code)
+        hf.attrs["source"] = f"astro-sedpy {offline_filter_files()[code].name} (JWST post-flight, nrc_plus_ote)"
+    return path
+
+
+def band_mean_fnu(wavelength_angstrom: np.ndarray, fnu: np.ndarray, curve: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Photon-counting band average of f_nu: int f_nu T / lambda dlambda / int T / lambda dlambda.
+
+    Args:
+        wavelength_angstrom: (n_lam,) observed-frame wavelengths of the spectrum.
+        fnu: (..., n_lam) flux density per unit frequency (any units; returned in the same).
+        curve: (wavelength in Angstrom, transmission) of the filter, interpolated onto the spectrum.
+    """
+    transmission = np.interp(wavelength_angstrom, curve[0], curve[1], left=0.0, right=0.0)
+    weight = transmission / wavelength_angstrom
+    return np.trapezoid(fnu * weight, wavelength_angstrom, axis=-1) / np.trapezoid(weight, wavelength_angstrom)
