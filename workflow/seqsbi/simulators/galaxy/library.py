@@ -1,0 +1,114 @@
+"""Model libraries in synference's HDF5 layout.
+
+``Grid/Photometry`` (n_filters, n_gal) in nJy, ``Grid/Parameters`` (n_params, n_gal); root attributes
+``ParameterNames``, ``ParameterUnits``, ``FilterCodes``, ``PhotometryUnits``, ``model_name``; a
+``Model`` group holding the :class:`GalaxyModelSpec` that rebuilds the simulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqsbi import artifacts
+from seqsbi.simulators.galaxy.model import PARAMETER_UNITS, GalaxyModelSpec
+
+REQUIRED_DATASETS = ("Grid/Photometry", "Grid/Parameters")
+REQUIRED_ATTRIBUTES = ("ParameterNames", "FilterCodes")
+
+
+class LibraryError(ValueError):
+    """A library file lacks something; the message names the file and the missing key."""
+
+
+@dataclass(frozen=True)
+class Library:
+    """theta (n_gal, n_params) and photometry (n_gal, n_filters) in nJy, with names and the model spec."""
+
+    model_name: str
+    parameter_names: tuple[str, ...]
+    parameter_units: tuple[str, ...]
+    filter_codes: tuple[str, ...]
+    theta: np.ndarray
+    photometry_njy: np.ndarray
+    spec: GalaxyModelSpec | None
+
+
+def _strings(values) -> tuple[str, ...]:
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values))
+
+
+def write_library(path: str | Path, model_name: str, theta: np.ndarray, photometry_njy: np.ndarray,
+                  spec: GalaxyModelSpec) -> None:
+    """Write a library atomically. theta (n_gal, n_params), photometry (n_gal, n_filters) in nJy."""
+    import h5py
+
+    with artifacts.atomic_path(path) as temporary, h5py.File(temporary, "w") as hf:
+        hf.create_dataset("Grid/Photometry", data=np.asarray(photometry_njy, dtype=float).T)
+        hf.create_dataset("Grid/Parameters", data=np.asarray(theta, dtype=float).T)
+        hf.attrs["ParameterNames"] = list(spec.parameter_names)
+        hf.attrs["ParameterUnits"] = [PARAMETER_UNITS.get(name, "") for name in spec.parameter_names]
+        hf.attrs["FilterCodes"] = list(spec.filters)
+        hf.attrs["PhotometryUnits"] = "nJy"
+        hf.attrs["model_name"] = model_name
+        model = hf.create_group("Model")
+        for key, value in spec.to_attrs().items():
+            model.attrs[key] = value
+
+
+def read_library(path: str | Path) -> Library:
+    """Read a library (ours or synference's); raise LibraryError naming what is missing."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise LibraryError(f"library {str(path)!r} does not exist")
+    with h5py.File(path, "r") as hf:
+        for key in REQUIRED_DATASETS:
+            if key not in hf:
+                raise LibraryError(f"library {str(path)!r} lacks dataset {key!r}; required: {', '.join(REQUIRED_DATASETS)}")
+        for key in REQUIRED_ATTRIBUTES:
+            if key not in hf.attrs:
+                raise LibraryError(f"library {str(path)!r} lacks root attribute {key!r}; "
+                                   f"required: {', '.join(REQUIRED_ATTRIBUTES)}")
+        units = hf.attrs.get("PhotometryUnits", "nJy")
+        units = units.decode() if isinstance(units, bytes) else str(units)
+        if units != "nJy":
+            raise LibraryError(f"library {str(path)!r}: PhotometryUnits is {units!r}; only 'nJy' is supported")
+        names = _strings(hf.attrs["ParameterNames"])
+        filters = _strings(hf.attrs["FilterCodes"])
+        theta = np.asarray(hf["Grid/Parameters"], dtype=float).T
+        photometry = np.asarray(hf["Grid/Photometry"], dtype=float).T
+        if theta.shape[1] != len(names) or photometry.shape[1] != len(filters) or len(theta) != len(photometry):
+            raise LibraryError(f"library {str(path)!r}: shapes disagree: Parameters {theta.T.shape} for "
+                               f"{len(names)} names, Photometry {photometry.T.shape} for {len(filters)} filters")
+        units_attr = hf.attrs.get("ParameterUnits")
+        parameter_units = _strings(units_attr) if units_attr is not None else tuple(PARAMETER_UNITS.get(n, "") for n in names)
+        spec = GalaxyModelSpec.from_attrs(dict(hf["Model"].attrs)) if "Model" in hf else None
+        model_name = hf.attrs.get("model_name", path.stem)
+    return Library(model_name.decode() if isinstance(model_name, bytes) else str(model_name),
+                   names, parameter_units, filters, theta, photometry, spec)
+
+
+def ab_magnitudes(flux_njy: np.ndarray) -> np.ndarray:
+    """AB magnitudes from fluxes in nJy (m_AB = 31.4 - 2.5 log10 f_nJy); non-positive flux -> inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(flux_njy > 0, 31.4 - 2.5 * np.log10(np.where(flux_njy > 0, flux_njy, 1.0)), np.inf)
+
+
+def check_reconstruction(library: Library, simulator, rows: np.ndarray, tolerance_mag: float = 1e-3) -> list[str]:
+    """Re-simulate library ``rows`` and list every (row, band) whose AB magnitude differs by more than
+    ``tolerance_mag`` from the stored photometry (empty list: the simulator reproduces the library)."""
+    stored = ab_magnitudes(library.photometry_njy[rows])
+    again = ab_magnitudes(simulator(library.theta[rows]))
+    problems = []
+    for i, row in enumerate(rows):
+        for j, band in enumerate(library.filter_codes):
+            if not np.isfinite(stored[i, j]) and not np.isfinite(again[i, j]):
+                continue
+            difference = abs(again[i, j] - stored[i, j])
+            if not difference <= tolerance_mag:
+                problems.append(f"row {row} {band}: stored {stored[i, j]:.4f} AB, re-simulated {again[i, j]:.4f} AB")
+    return problems

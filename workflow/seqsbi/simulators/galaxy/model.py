@@ -1,0 +1,120 @@
+"""The galaxy forward model, per galaxy through synthesizer (the ``reference`` backend).
+
+Parameters (columns of theta, in this order unless the library says otherwise):
+  redshift [dimensionless], log_mass [log10 Msun formed], tau_v [mag], tau [dimensionless],
+  peak_age [Myr], log10metallicity [log10 Z].
+Model: LogNormal SFH truncated at the age of the Universe at the galaxy's redshift, DeltaConstant
+metallicity, incident stellar emission from the SPS grid attenuated by a power-law dust curve
+(tau_v), Inoue14 IGM, a cosmology from astropy, filters by SVO code. Output: fluxes in nJy.
+``log_mass`` is the mass *formed* (synthesizer's initial_mass), not the surviving stellar mass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqsbi.simulators.galaxy import configure_synthesizer
+
+PARAMETERS = ("redshift", "log_mass", "tau_v", "tau", "peak_age", "log10metallicity")
+PARAMETER_UNITS = {"redshift": "", "log_mass": "log10 Msun", "tau_v": "mag", "tau": "",
+                   "peak_age": "Myr", "log10metallicity": "log10 Z"}
+
+
+@dataclass(frozen=True)
+class GalaxyModelSpec:
+    """Everything needed to rebuild the simulator; stored as the library's ``Model`` group."""
+
+    grid_name: str
+    grid_dir: str
+    filters: tuple[str, ...]
+    parameter_names: tuple[str, ...] = PARAMETERS
+    sfh: str = "LogNormal"
+    sfh_max_age: str = "age_of_universe_at_redshift"
+    metal_dist: str = "DeltaConstant"
+    emission_model: str = "attenuated_incident"
+    dust_law: str = "PowerLaw"
+    dust_law_params: dict[str, float] = field(default_factory=lambda: {"slope": -0.7})
+    igm: str = "Inoue14"
+    cosmology: str = "Planck18"
+    fixed_parameters: dict[str, float] = field(default_factory=dict)
+    mass_definition: str = "log_mass = log10(initial (formed) stellar mass / Msun)"
+
+    def to_attrs(self) -> dict[str, Any]:
+        """HDF5-attribute-friendly dict (dicts as JSON, tuples as lists of str)."""
+        out = {}
+        for key, value in asdict(self).items():
+            out[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else (
+                [str(v) for v in value] if isinstance(value, (list, tuple)) else value)
+        return out
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> "GalaxyModelSpec":
+        def text(value):
+            return value.decode() if isinstance(value, bytes) else str(value)
+
+        kwargs = {}
+        for name, spec_field in cls.__dataclass_fields__.items():
+            if name not in attrs:
+                continue
+            value = attrs[name]
+            if name in ("dust_law_params", "fixed_parameters"):
+                kwargs[name] = json.loads(text(value))
+            elif name in ("filters", "parameter_names"):
+                kwargs[name] = tuple(text(v) for v in value)
+            else:
+                kwargs[name] = text(value)
+        return cls(**kwargs)
+
+
+class ReferenceGalaxySimulator:
+    """One synthesizer Galaxy per parameter vector (slow: ~20-40 galaxies/s)."""
+
+    def __init__(self, spec: GalaxyModelSpec, svo_filter_cache: str | Path):
+        configure_synthesizer(svo_filter_cache=svo_filter_cache)
+        from astropy import cosmology
+        from synthesizer.emission_models import AttenuatedEmission, IncidentEmission
+        from synthesizer.emission_models.transformers import dust_attenuation, igm
+        from synthesizer.grid import Grid
+        from synthesizer.instruments import FilterCollection
+
+        supported = {"sfh": "LogNormal", "metal_dist": "DeltaConstant", "emission_model": "attenuated_incident"}
+        for key, value in supported.items():
+            if getattr(spec, key) != value:
+                raise ValueError(f"{key}: {getattr(spec, key)!r} is not supported yet; supported: {value!r}")
+        self.spec = spec
+        self.grid = Grid(spec.grid_name, grid_dir=spec.grid_dir)
+        self.filters = FilterCollection(filter_codes=list(spec.filters), new_lam=self.grid.lam)
+        self.cosmology = getattr(cosmology, spec.cosmology)
+        self.igm = getattr(igm, spec.igm)()
+        dust_curve = getattr(dust_attenuation, spec.dust_law)(**spec.dust_law_params)
+        self.model = AttenuatedEmission(dust_curve=dust_curve, apply_to=IncidentEmission(self.grid), emitter="stellar")
+        self._columns = {name: i for i, name in enumerate(spec.parameter_names)}
+
+    def _value(self, row: np.ndarray, name: str) -> float:
+        return float(row[self._columns[name]]) if name in self._columns else float(self.spec.fixed_parameters[name])
+
+    def photometry_njy(self, row: np.ndarray) -> np.ndarray:
+        """Fluxes (n_filters,) in nJy for one parameter vector."""
+        from synthesizer.parametric import SFH, Stars, ZDist
+        from synthesizer.parametric.galaxy import Galaxy
+        from unyt import Msun, Myr, yr
+
+        redshift = self._value(row, "redshift")
+        max_age = self.cosmology.age(redshift).to("yr").value * yr
+        sfh = SFH.LogNormal(tau=self._value(row, "tau"), peak_age=self._value(row, "peak_age") * Myr, max_age=max_age)
+        metal_dist = ZDist.DeltaConstant(log10metallicity=self._value(row, "log10metallicity"))
+        stars = Stars(self.grid.log10ages, self.grid.metallicities, sf_hist=sfh, metal_dist=metal_dist,
+                      initial_mass=10 ** self._value(row, "log_mass") * Msun, tau_v=self._value(row, "tau_v"))
+        sed = Galaxy(stars=stars, redshift=redshift).stars.get_spectra(self.model)
+        sed.get_fnu(self.cosmology, redshift, igm=self.igm)
+        return np.asarray(sed.get_photo_fnu(self.filters).photo_fnu.to("nJy").value, dtype=float)
+
+    def __call__(self, theta: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Noise-free fluxes (n, n_filters) in nJy for parameters theta (n, d)."""
+        theta = np.atleast_2d(theta)
+        return np.stack([self.photometry_njy(row) for row in theta])
