@@ -1,0 +1,48 @@
+"""Features from fluxes: AB and asinh magnitudes, depth-based noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seqsbi.simulators.galaxy.features import DepthNoise, describe_ranges, simulate_features, to_features
+
+
+def test_ab_magnitudes_of_known_fluxes():
+    flux = np.array([[3631e9, 1.0, 10 ** ((31.4 - 29) / 2.5)]])
+    assert np.allclose(to_features(flux, "ab_magnitude"), [[0.0, 31.4, 29.0]], atol=1e-3)
+
+
+def test_depth_noise_has_the_right_sigma_and_floor():
+    noise = DepthNoise(np.array([29.0, 27.0]), max_snr=20)
+    flux = np.array([[1.0, 1.0], [1e6, 1e6]])
+    sigma = noise.sigma_njy(flux)
+    five_sigma_29 = 10 ** ((31.4 - 29) / 2.5)
+    assert sigma[0, 0] == pytest.approx(five_sigma_29 / 5)
+    assert sigma[0, 1] == pytest.approx(10 ** ((31.4 - 27) / 2.5) / 5)
+    assert np.allclose(sigma[1], 1e6 / 20)  # SNR ceiling
+    rng = np.random.default_rng(0)
+    noisy, _ = noise.apply(np.full((20000, 2), 1.0), rng)
+    assert noisy[:, 0].std() == pytest.approx(five_sigma_29 / 5, rel=0.03)
+
+
+def test_faint_sources_get_finite_magnitudes_at_the_one_sigma_limit():
+    noise = DepthNoise(np.array([29.0]))
+    x = simulate_features(np.full((1000, 1), 1e-3), "ab_magnitude", noise, np.random.default_rng(1))
+    one_sigma_limit = 31.4 - 2.5 * np.log10(10 ** ((31.4 - 29) / 2.5) / 5)
+    assert np.all(np.isfinite(x)) and np.all(x <= one_sigma_limit + 1e-9)
+
+
+def test_asinh_magnitudes_match_ab_for_bright_sources_and_stay_finite_for_negative_flux():
+    sigma = np.full((3, 1), 2.0)
+    flux = np.array([[1e5], [0.0], [-5.0]])
+    asinh = to_features(flux, "asinh_magnitude", sigma)
+    assert asinh[0, 0] == pytest.approx(to_features(flux[:1], "ab_magnitude")[0, 0], abs=1e-3)
+    assert np.all(np.isfinite(asinh)) and asinh[2, 0] > asinh[1, 0]
+    with pytest.raises(ValueError, match="need a noise model"):
+        to_features(flux, "asinh_magnitude")
+
+
+def test_describe_ranges_names_units():
+    lines = describe_ranges(np.array([[25.0, 26.0], [27.0, 24.5]]), ("F070W", "F090W"), "ab_magnitude")
+    assert lines == ["F070W: 25.000 to 27.000 AB mag", "F090W: 24.500 to 26.000 AB mag"]

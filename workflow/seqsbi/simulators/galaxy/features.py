@@ -1,0 +1,75 @@
+"""From fluxes to features: optional depth-based noise, then AB magnitudes, fluxes or asinh magnitudes.
+
+The same functions turn a library into a feature array and turn each online simulation into x, so
+training data and observations are processed identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AB_ZERO_POINT_NJY = 3.631e12  # 3631 Jy
+FEATURE_KINDS = ("ab_magnitude", "flux_njy", "asinh_magnitude")
+FEATURE_UNITS = {"ab_magnitude": "AB mag", "flux_njy": "nJy", "asinh_magnitude": "asinh AB mag"}
+
+
+@dataclass(frozen=True)
+class DepthNoise:
+    """Gaussian flux noise: sigma = flux at the 5-sigma depth / 5, raised to |flux| / max_snr.
+
+    Attributes:
+        depth_5sigma_ab: (n_filters,) 5-sigma point-source depths in AB mag.
+        max_snr: signal-to-noise ceiling (an error floor of 1/max_snr in relative flux); None = no floor.
+    """
+
+    depth_5sigma_ab: np.ndarray
+    max_snr: float | None = None
+
+    def sigma_njy(self, flux_njy: np.ndarray) -> np.ndarray:
+        """1-sigma flux errors (n, n_filters) in nJy for true fluxes (n, n_filters)."""
+        sigma = np.broadcast_to(10 ** ((31.4 - np.asarray(self.depth_5sigma_ab, dtype=float)) / 2.5) / 5, flux_njy.shape)
+        if self.max_snr is not None:
+            sigma = np.maximum(sigma, np.abs(flux_njy) / self.max_snr)
+        return sigma
+
+    def apply(self, flux_njy: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(noisy fluxes, their sigmas), both (n, n_filters) in nJy."""
+        sigma = self.sigma_njy(flux_njy)
+        return flux_njy + sigma * rng.standard_normal(flux_njy.shape), sigma
+
+
+def to_features(flux_njy: np.ndarray, kind: str, sigma_njy: np.ndarray | None = None) -> np.ndarray:
+    """Features (n, n_filters) from fluxes in nJy.
+
+    ab_magnitude: 31.4 - 2.5 log10 f; fluxes below 1 sigma (or non-positive without noise) are set to
+    the 1-sigma limit so every feature stays finite. flux_njy: the fluxes. asinh_magnitude: Lupton et
+    al. (1999) magnitudes with softening b = sigma / 3631 Jy (needs a noise model).
+    """
+    if kind == "flux_njy":
+        return np.array(flux_njy, dtype=float)
+    if kind == "ab_magnitude":
+        floor = sigma_njy if sigma_njy is not None else np.full_like(flux_njy, 1e-6)
+        return 31.4 - 2.5 * np.log10(np.maximum(flux_njy, floor))
+    if kind == "asinh_magnitude":
+        if sigma_njy is None:
+            raise ValueError("asinh magnitudes need a noise model (their softening is the 1-sigma flux)")
+        b = sigma_njy / AB_ZERO_POINT_NJY
+        return -2.5 / np.log(10) * (np.arcsinh(flux_njy / AB_ZERO_POINT_NJY / (2 * b)) + np.log(b))
+    raise ValueError(f"feature kind {kind!r} unknown; allowed: {', '.join(FEATURE_KINDS)}")
+
+
+def simulate_features(flux_njy: np.ndarray, kind: str, noise: DepthNoise | None,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Noise (if any) then features: what both the features rule and the online simulator apply."""
+    if noise is None:
+        return to_features(flux_njy, kind)
+    noisy, sigma = noise.apply(flux_njy, rng)
+    return to_features(noisy, kind, sigma)
+
+
+def describe_ranges(features: np.ndarray, names: tuple[str, ...], kind: str) -> list[str]:
+    """One line per feature: name, min and max with units (for the log)."""
+    unit = FEATURE_UNITS[kind]
+    return [f"{name}: {features[:, j].min():.3f} to {features[:, j].max():.3f} {unit}" for j, name in enumerate(names)]
