@@ -8,6 +8,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from seqsbi.artifacts import ROUND_FILES
 from seqsbi.config import ConfigError, plan_workflow
+from seqsbi.simulators.galaxy import plan as galaxy_plan
 
 try:
     PLAN = plan_workflow(config)
@@ -15,6 +16,7 @@ except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
 
 ROUND_DIR = "results/runs/{run}/{obs}/round_{k}"
+GALAXY = PLAN.config["galaxy"]
 
 
 wildcard_constraints:
@@ -22,6 +24,7 @@ wildcard_constraints:
     obs="[A-Za-z0-9][A-Za-z0-9_.-]*",
     k="[0-9]+",
     grid="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    library="[A-Za-z0-9][A-Za-z0-9_-]*",
     facility="[A-Za-z0-9]+",
     instrument="[A-Za-z0-9]+",
     band="[A-Za-z0-9]+",

@@ -38,3 +38,51 @@ rule svo_filter:
         "../../envs/seqsbi.yaml"
     script:
         "../scripts/svo_filter.py"
+
+
+rule model_library:
+    input:
+        grid=lambda wildcards: galaxy_plan.grid_file(GALAXY),
+        filters=lambda wildcards: galaxy_plan.filter_cache_files(GALAXY),
+    output:
+        "results/galaxy/libraries/{library}.hdf5",
+    params:
+        galaxy=lambda wildcards: canonical(GALAXY),
+    log:
+        "results/logs/model_library/{library}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/model_library.py"
+
+
+rule rebuild_simulator:
+    input:
+        library="results/galaxy/libraries/{library}.hdf5",
+        grid=lambda wildcards: galaxy_plan.grid_file(GALAXY),
+        filters=lambda wildcards: galaxy_plan.filter_cache_files(GALAXY),
+    output:
+        "results/galaxy/libraries/{library}.reconstruction.tsv",
+    params:
+        check_rows=lambda wildcards: GALAXY["library"]["check_rows"],
+    log:
+        "results/logs/rebuild_simulator/{library}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/rebuild_simulator.py"
+
+
+rule features:
+    input:
+        library="results/galaxy/libraries/{library}.hdf5",
+    output:
+        "results/galaxy/libraries/{library}.features.npz",
+    params:
+        galaxy=lambda wildcards: canonical(GALAXY),
+    log:
+        "results/logs/features/{library}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/features.py"

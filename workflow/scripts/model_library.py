@@ -1,0 +1,34 @@
+"""Rule model_library: draw parameters from the library prior, simulate them with synthesizer."""
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from seqsbi.logs import log_to_file  # noqa: E402
+
+with log_to_file(snakemake.log[0]) as logger:
+    import numpy as np
+
+    from seqsbi.simulators.galaxy import plan
+    from seqsbi.simulators.galaxy.library import write_library
+    from seqsbi.simulators.galaxy.model import GalaxyModelSpec, ReferenceGalaxySimulator
+
+    galaxy = snakemake.params.galaxy
+    settings = galaxy["library"]
+    space = plan.library_prior(galaxy)
+    for name, unit, low, high in zip(space.names, space.units, space.low, space.high):
+        logger.info("prior %s: %g to %g %s", name, low, high, unit)
+    theta = plan.draw_parameters(space, settings["n_galaxies"], settings["sampling"], settings["seed"])
+    spec = GalaxyModelSpec(grid_name=galaxy["sps_grid"]["name"], grid_dir=plan.grid_dir(galaxy),
+                           filters=tuple(galaxy["filters"]), parameter_names=space.names)
+    simulator = ReferenceGalaxySimulator(spec, plan.SVO_FILTER_CACHE)
+    start, photometry = time.perf_counter(), []
+    for i, row in enumerate(theta):
+        photometry.append(simulator.photometry_njy(row))
+        if (i + 1) % max(1, len(theta) // 10) == 0 or i + 1 == len(theta):
+            logger.info("simulated %d / %d galaxies (%.1f galaxies/s)", i + 1, len(theta),
+                        (i + 1) / (time.perf_counter() - start))
+    write_library(snakemake.output[0], settings["name"], theta, np.array(photometry), spec)
+    logger.info("library %s: %d galaxies x %d filters (nJy)", snakemake.output[0], len(theta), len(spec.filters))

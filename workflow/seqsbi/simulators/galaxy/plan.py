@@ -1,0 +1,96 @@
+"""The galaxy part of the config, checked at Snakefile parse time (cheap: no synthesizer import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqsbi.priors import ParameterSpace
+from seqsbi.simulators.galaxy import filters
+from seqsbi.simulators.galaxy.features import DepthNoise
+from seqsbi.simulators.galaxy.sps_grid import BC03_METALLICITIES_ZSUN, BC03_Z_SUN
+
+BUILT_GRID_DIR = "results/galaxy/grids"
+SVO_FILTER_CACHE = "results/galaxy/svo_filter_cache"
+LIBRARY_DIR = "results/galaxy/libraries"
+
+
+def grid_dir(galaxy: dict[str, Any]) -> str:
+    return galaxy["sps_grid"].get("grid_dir", BUILT_GRID_DIR)
+
+
+def grid_file(galaxy: dict[str, Any]) -> str:
+    return f"{grid_dir(galaxy)}/{galaxy['sps_grid']['name']}.hdf5"
+
+
+def filter_cache_files(galaxy: dict[str, Any]) -> list[str]:
+    return [f"{SVO_FILTER_CACHE}/{code.replace('/', '_')}.hdf5" for code in galaxy["filters"]]
+
+
+def library_file(galaxy: dict[str, Any], suffix: str = ".hdf5") -> str:
+    return f"{LIBRARY_DIR}/{galaxy['library']['name']}{suffix}"
+
+
+def library_prior(galaxy: dict[str, Any]) -> ParameterSpace:
+    return ParameterSpace.from_config(galaxy["library"]["prior"], key="galaxy.library.prior")
+
+
+def grid_log10_metallicity_range(galaxy: dict[str, Any]) -> tuple[float, float] | None:
+    """log10 Z covered by the SPS grid: BC03's when we build it, read from an existing grid file."""
+    if "grid_dir" not in galaxy["sps_grid"]:
+        z = BC03_METALLICITIES_ZSUN * BC03_Z_SUN
+        return float(np.log10(z.min())), float(np.log10(z.max()))
+    path = Path(grid_file(galaxy))
+    if not path.is_file():
+        return None
+    import h5py
+
+    with h5py.File(path, "r") as hf:
+        z = np.asarray(hf["axes/metallicities"])
+    return float(np.log10(z.min())), float(np.log10(z.max()))
+
+
+def noise_model(galaxy: dict[str, Any]) -> DepthNoise | None:
+    noise = galaxy["features"]["noise"]
+    if noise is None:
+        return None
+    depths = np.broadcast_to(np.asarray(noise["depth_5sigma_ab"], dtype=float), (len(galaxy["filters"]),))
+    return DepthNoise(np.array(depths), noise.get("max_snr"))
+
+
+def check_galaxy_config(galaxy: dict[str, Any]) -> None:
+    """Filters, prior ranges and noise depths, each failure a ConfigError naming key and value."""
+    from seqsbi.config import ConfigError
+
+    filters.check_filter_codes(galaxy["filters"], key="galaxy.filters")
+    space = library_prior(galaxy)
+    z_range = grid_log10_metallicity_range(galaxy)
+    if z_range is not None and "log10metallicity" in space.names:
+        j = space.names.index("log10metallicity")
+        if space.low[j] < z_range[0] - 1e-9 or space.high[j] > z_range[1] + 1e-9:
+            raise ConfigError(
+                f"galaxy.library.prior.parameters[{j}] (log10metallicity): [{space.low[j]:g}, {space.high[j]:g}] "
+                f"leaves the SPS grid's range [{z_range[0]:.3g}, {z_range[1]:.3g}]; narrow it to lie inside")
+    noise = galaxy["features"]["noise"]
+    if noise is not None and isinstance(noise["depth_5sigma_ab"], list) and len(noise["depth_5sigma_ab"]) != len(galaxy["filters"]):
+        raise ConfigError(f"galaxy.features.noise.depth_5sigma_ab: {len(noise['depth_5sigma_ab'])} depths for "
+                          f"{len(galaxy['filters'])} filters; give one number or one per filter")
+    if galaxy["features"]["kind"] == "asinh_magnitude" and noise is None:
+        raise ConfigError("galaxy.features.kind: 'asinh_magnitude' needs galaxy.features.noise (its softening is the "
+                          "1-sigma flux)")
+
+
+def draw_parameters(space: ParameterSpace, n: int, sampling: str, seed: int) -> np.ndarray:
+    """n parameter vectors (n, d) inside ``space``: Latin hypercube (one draw per stratum and
+    dimension, strata shuffled independently) or independent uniform draws."""
+    rng = np.random.default_rng(seed)
+    if sampling == "uniform":
+        unit = rng.uniform(size=(n, space.dim))
+    elif sampling == "latin_hypercube":
+        strata = np.stack([rng.permutation(n) for _ in range(space.dim)], axis=1)
+        unit = (strata + rng.uniform(size=(n, space.dim))) / n
+    else:
+        raise ValueError(f"sampling {sampling!r} unknown; allowed: latin_hypercube, uniform")
+    return space.low + unit * (space.high - space.low)
