@@ -70,7 +70,7 @@ def test_classifier_rejected_for_density_engines(tmp_path):
 
 
 def test_unknown_simulator(tmp_path):
-    with pytest.raises(ConfigError, match=r"runs\.r\.simulator: 'linear_gausian' is neither a built-in \(linear_gaussian, two_moons\)"):
+    with pytest.raises(ConfigError, match=r"runs\.r\.simulator: 'linear_gausian' is neither a built-in \(linear_gaussian, two_moons, galaxy\)"):
         plan(tmp_path, simulator="linear_gausian")
 
 

@@ -84,3 +84,27 @@ def test_bad_galaxy_config_stops_before_any_job(tmp_path, galaxy, expected):
     assert result.returncode != 0
     for fragment in expected:
         assert fragment in message, f"{fragment!r} missing from:\n{message[-2000:]}"
+
+
+def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
+    """Library of 50, 2 rounds x 300 online simulations: row 20's true log_mass lies in its 95% interval."""
+    workdir = galaxy_workdir(tmp_path, library={"name": "small", "n_galaxies": 50, "check_rows": 5, "seed": 4})
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["runs"] = {"galaxy": {
+        "simulator": "galaxy",
+        "prior": {"from_library": True, "override_prior_ranges": {"peak_age": [10, 1000]}},
+        "engine": "SNPE", "rounds": 2, "simulations_per_round": 300, "posterior_samples": 2000, "seed": 0,
+    }}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow20\t\t20\n")
+    snakemake(workdir, "--cores", "2")
+
+    library = read_library(workdir / LIBRARY)
+    truth = library.theta[20]
+    samples = read_npz(workdir / "results/runs/galaxy/row20/round_1/samples.npz")
+    assert samples["parameter_names"].tolist() == list(library.parameter_names)
+    low, high = np.quantile(samples["samples"][:, 1], [0.025, 0.975])
+    assert low <= truth[1] <= high, f"true log_mass {truth[1]:.2f} outside [{low:.2f}, {high:.2f}]"
+    table = (workdir / "results/runs/galaxy/row20/posterior_summary.tsv").read_text().splitlines()
+    assert table[2].startswith("log_mass\tlog10 Msun") and table[2].endswith(f"{truth[1]:.6g}")
+    assert (workdir / "results/runs/galaxy/row20/pairplot.png").exists()

@@ -140,7 +140,7 @@ def test_sbi_tutorial_config_reproduces_the_tutorial_posterior(tmp_path):
 BAD_INPUTS = {
     "schema violation": ({"rounds": "two"}, None, ["runs.tiny.rounds", "'two'", "integer"]),
     "unknown engine": ({"engine": "SNXE"}, None, ["runs.tiny.engine", "'SNXE'", "'SNPE'", "'SNLE'", "'SNRE'"]),
-    "unknown simulator": ({"simulator": "moons"}, None, ["runs.tiny.simulator", "'moons'", "linear_gaussian, two_moons", "module:function"]),
+    "unknown simulator": ({"simulator": "moons"}, None, ["runs.tiny.simulator", "'moons'", "linear_gaussian, two_moons, galaxy", "module:function"]),
     "zero rounds": ({"rounds": 0}, None, ["runs.tiny.rounds", "0 is less than the minimum of 1"]),
     "one simulation": ({"simulations_per_round": 1}, None, ["runs.tiny.simulations_per_round", "1 is less than the minimum of 2"]),
     "wrong observation length": ({}, "observation\tx_o\nzero\t0,0\n", ["row 'zero' column x_o", "has 2 values", "returns 3", "give 3"]),

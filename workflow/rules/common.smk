@@ -55,9 +55,35 @@ def observation_params(wildcards):
     obs = PLAN.observations[wildcards.obs]
     return {
         "name": obs.name,
-        "x_o": obs.x_o.tolist(),
+        "x_o": None if obs.x_o is None else obs.x_o.tolist(),
         "theta_true": None if obs.theta_true is None else obs.theta_true.tolist(),
+        "library_index": obs.library_index,
     }
+
+
+def galaxy_inputs(wildcards):
+    """A galaxy run's model files: the library (its simulator proven by rebuild_simulator), the
+    features (x_o of library-row observations), the SPS grid and the filter curves."""
+    if PLAN.runs[wildcards.run].simulator_name != "galaxy":
+        return {}
+    return {
+        "library": galaxy_plan.library_file(GALAXY),
+        "reconstruction": galaxy_plan.library_file(GALAXY, ".reconstruction.tsv"),
+        "features": galaxy_plan.library_file(GALAXY, ".features.npz"),
+        "grid": galaxy_plan.grid_file(GALAXY),
+        "filters": galaxy_plan.filter_cache_files(GALAXY),
+    }
+
+
+def observation_inputs(wildcards):
+    """The features file when the observation is a library row (its x_o and truth live there)."""
+    if PLAN.observations[wildcards.obs].library_index is None:
+        return {}
+    return {"features": galaxy_plan.library_file(GALAXY, ".features.npz")}
+
+
+def train_round_inputs(wildcards):
+    return {**previous_round(wildcards), **galaxy_inputs(wildcards)}
 
 
 def previous_round(wildcards):

@@ -3,6 +3,7 @@
 
 rule pairplot:
     input:
+        unpack(observation_inputs),
         samples=round_samples,
     output:
         report(
@@ -25,6 +26,7 @@ rule pairplot:
 
 rule summarize_posterior:
     input:
+        unpack(observation_inputs),
         samples=final_samples,
     output:
         report(

@@ -3,7 +3,7 @@
 
 rule train_round:
     input:
-        unpack(previous_round),
+        unpack(train_round_inputs),
     output:
         **{key: f"{ROUND_DIR}/{name}" for key, name in ROUND_FILES.items()},
     params:

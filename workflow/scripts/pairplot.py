@@ -16,13 +16,15 @@ with log_to_file(snakemake.log[0]) as logger:
 
     space = ParameterSpace.from_config(snakemake.params.run["prior"])
     rounds = [read_npz(path)["samples"] for path in snakemake.input.samples]
-    truth = snakemake.params.observation["theta_true"]
+    from seqsbi.config import observation_from_params
+
+    truth = observation_from_params(snakemake.params.observation, snakemake.input.get("features")).theta_true
     pairplot(
         rounds,
         labels=space.labels(),
         limits=np.stack([space.low, space.high], axis=1),
         path=snakemake.output[0],
-        theta_true=None if truth is None else np.asarray(truth),
+        theta_true=truth,
         title=f"{snakemake.wildcards.run} | {snakemake.wildcards.obs} | {len(rounds)} round(s)",
     )
     logger.info("pair plot of %d round(s) written to %s", len(rounds), snakemake.output[0])

@@ -12,19 +12,16 @@ from seqsbi.logs import log_to_file  # noqa: E402
 
 with log_to_file(snakemake.log[0]) as logger:
     logger.info("importing torch and sbi")
-    import numpy as np
     import torch
 
-    from seqsbi.config import Observation, run_settings
+    from seqsbi.config import observation_from_params, run_settings
     from seqsbi.rounds import read_previous_round, train_round, write_round
 
     torch.set_num_threads(snakemake.threads)
     settings = run_settings(snakemake.wildcards.run, snakemake.params.run, [])
-    obs = snakemake.params.observation
-    observation = Observation(
-        obs["name"], np.asarray(obs["x_o"], dtype=float),
-        None if obs["theta_true"] is None else np.asarray(obs["theta_true"], dtype=float),
-    )
+    observation = observation_from_params(snakemake.params.observation, snakemake.input.get("features"))
+    for name, unit, low, high in zip(settings.prior.names, settings.prior.units, settings.prior.low, settings.prior.high):
+        logger.info("prior %s: %g to %g %s", name, low, high, unit)
     round_index = int(snakemake.wildcards.k)
     previous = None
     if round_index > 0:

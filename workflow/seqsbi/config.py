@@ -45,11 +45,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Observation:
-    """One observed data vector x_o (shape (k,)) and, when known, the true parameters (shape (d,))."""
+    """One observed data vector x_o (shape (k,)) and, when known, the true parameters (shape (d,)).
+
+    A galaxy observation may instead name a model-library row (``library_index``): its x_o and
+    theta_true are read from the library's feature array once the workflow has built it.
+    """
 
     name: str
-    x_o: np.ndarray
+    x_o: np.ndarray | None
     theta_true: np.ndarray | None = None
+    library_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,11 +155,11 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
     if not path.is_file():
         raise ConfigError(f"observations: sheet {str(path)!r} does not exist; create it or point 'observations' at one")
     table = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
-    missing = {"observation", "x_o"} - set(table.columns)
-    if missing:
+    missing = {"observation"} - set(table.columns)
+    if missing or not {"x_o", "library_index"} & set(table.columns):
         raise ConfigError(
-            f"observations: sheet {str(path)!r} lacks column(s) {sorted(missing)}; "
-            f"required: observation, x_o (optional: theta_true); found {list(table.columns)}"
+            f"observations: sheet {str(path)!r} lacks column(s) {sorted(missing | {'x_o'})}; "
+            f"required: observation, x_o (or library_index; optional: theta_true); found {list(table.columns)}"
         )
     observations: dict[str, Observation] = {}
     for _, row in table.iterrows():
@@ -166,7 +171,16 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
             raise ConfigError(f"{path}: observation {name!r} appears twice; names must be unique")
         theta_text = row.get("theta_true", "").strip()
         theta = _parse_vector(theta_text, where, "theta_true") if theta_text else None
-        observations[name] = Observation(name, _parse_vector(row["x_o"], where, "x_o"), theta)
+        index_text, x_text = row.get("library_index", "").strip(), row.get("x_o", "").strip()
+        if bool(index_text) == bool(x_text):
+            raise ConfigError(f"{where}: give exactly one of x_o and library_index (got "
+                              f"{'both' if index_text else 'neither'})")
+        if index_text:
+            if not index_text.isdigit():
+                raise ConfigError(f"{where} column library_index: {index_text!r} is not a row number (0, 1, ...)")
+            observations[name] = Observation(name, None, theta, int(index_text))
+        else:
+            observations[name] = Observation(name, _parse_vector(x_text, where, "x_o"), theta)
     if not observations:
         raise ConfigError(f"observations: sheet {str(path)!r} has no rows")
     return observations
@@ -181,6 +195,22 @@ def _check_estimator(run: str, engine: str, estimator: str | None) -> str:
             f"runs.{run}.density_estimator: {estimator!r} does not work with engine {engine}; allowed: {', '.join(allowed)}"
         )
     return estimator
+
+
+def observation_from_params(params: dict, features_path: str | Path | None = None) -> Observation:
+    """Rebuild an :class:`Observation` inside a job from its params (see common.smk), reading a
+    library row's x_o and theta_true from the features file when the observation names one."""
+    if params.get("library_index") is not None:
+        from seqsbi.artifacts import read_npz
+
+        if features_path is None:
+            raise ValueError(f"observation {params['name']!r} names library row {params['library_index']} "
+                             f"but the job got no features file")
+        data, index = read_npz(features_path), int(params["library_index"])
+        return Observation(params["name"], data["x"][index], data["theta"][index], index)
+    theta = params.get("theta_true")
+    return Observation(params["name"], np.asarray(params["x_o"], dtype=float),
+                       None if theta is None else np.asarray(theta, dtype=float))
 
 
 def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettings:
@@ -214,6 +244,9 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
                 f"runs.{settings.name}.observations: {obs_name!r} is not in {sheet}; available: {', '.join(observations)}"
             )
         obs = observations[obs_name]
+        if obs.library_index is not None:
+            _check_library_observation(settings, obs, sheet)
+            continue
         if obs.x_o.shape != (output_dim,):
             raise ConfigError(
                 f"{sheet} row {obs_name!r} column x_o: has {obs.x_o.size} values but run {settings.name!r} "
@@ -224,6 +257,57 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
                 f"{sheet} row {obs_name!r} column theta_true: has {obs.theta_true.size} values but run "
                 f"{settings.name!r} has {settings.prior.dim} parameters ({', '.join(settings.prior.names)})"
             )
+
+
+def _check_library_observation(settings: RunSettings, obs: Observation, sheet: str) -> None:
+    if settings.simulator_name != "galaxy":
+        raise ConfigError(f"{sheet} row {obs.name!r} column library_index: only galaxy runs have a model library, "
+                          f"but run {settings.name!r} uses simulator {settings.simulator_name!r}; give x_o instead")
+    n_galaxies = settings.simulator_settings["library_size"]
+    if obs.library_index >= n_galaxies:
+        raise ConfigError(f"{sheet} row {obs.name!r} column library_index: {obs.library_index} is past the library's "
+                          f"last row ({n_galaxies - 1}; galaxy.library.n_galaxies = {n_galaxies})")
+
+
+def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
+    """A galaxy run with everything made explicit: the prior (library ranges with overrides) and the
+    simulator settings (library, filters, features, noise), so round jobs need nothing else."""
+    from seqsbi.simulators.galaxy import plan
+
+    key = f"runs.{name}"
+    if run["simulator"] != "galaxy":
+        if run["prior"].get("from_library"):
+            raise ConfigError(f"{key}.prior.from_library: only the galaxy simulator has a library; "
+                              f"give prior.parameters for simulator {run['simulator']!r}")
+        return run
+    if run["simulator_settings"]:
+        raise ConfigError(f"{key}.simulator_settings: {run['simulator_settings']} not allowed for the galaxy "
+                          f"simulator; it takes its settings from the galaxy block (library, filters, features)")
+    resolved = copy.deepcopy(run)
+    prior = run["prior"]
+    if prior.get("from_library"):
+        parameters = copy.deepcopy(galaxy["library"]["prior"]["parameters"])
+        names = [p["name"] for p in parameters]
+        for parameter, bounds in prior.get("override_prior_ranges", {}).items():
+            if parameter not in names:
+                raise ConfigError(f"{key}.prior.override_prior_ranges: {parameter!r} is not a library parameter; "
+                                  f"library parameters: {', '.join(names)}")
+            parameters[names.index(parameter)].update(low=bounds[0], high=bounds[1])
+        resolved["prior"] = {"type": "box_uniform", "parameters": parameters}
+    else:
+        library_names = [p["name"] for p in galaxy["library"]["prior"]["parameters"]]
+        given = [p["name"] for p in prior["parameters"]]
+        if given != library_names:
+            raise ConfigError(f"{key}.prior.parameters: names {given} must be the library's, in order: {library_names}")
+    resolved["simulator_settings"] = {
+        "library": plan.library_file(galaxy),
+        "svo_filter_cache": plan.SVO_FILTER_CACHE,
+        "filters": list(galaxy["filters"]),
+        "features": galaxy["features"]["kind"],
+        "noise": galaxy["features"]["noise"],
+        "library_size": galaxy["library"]["n_galaxies"],
+    }
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -249,6 +333,8 @@ def plan_workflow(config: dict) -> WorkflowPlan:
 
     check_galaxy_config(filled["galaxy"])
     observations = read_observations(filled["observations"])
+    for name, run in filled["runs"].items():
+        filled["runs"][name] = resolve_galaxy_run(name, run, filled["galaxy"])
     runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}
     for settings in runs.values():
         _check_run_observations(settings, observations, filled["observations"])

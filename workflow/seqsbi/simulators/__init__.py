@@ -16,7 +16,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from seqsbi.simulators.toy import BUILTIN_SIMULATORS
+from seqsbi.simulators.galaxy.simulator import galaxy
+from seqsbi.simulators.toy import BUILTIN_SIMULATORS as TOY_SIMULATORS
+
+BUILTIN_SIMULATORS = {**TOY_SIMULATORS, "galaxy": galaxy}
 
 
 class Simulator:
@@ -46,9 +49,13 @@ class Simulator:
         return x
 
     def output_dim(self, prior) -> int:
-        """Length k of one simulation, found by simulating the prior's centre once."""
+        """Length k of one simulation: declared by the simulator if it can (the galaxy model, whose
+        library may not exist yet), otherwise found by simulating the prior's centre once."""
         from seqsbi.config import ConfigError
 
+        declared = getattr(self.function, "declared_output_dim", None)
+        if declared is not None:
+            return declared(self.settings)
         try:
             x = self(prior.centre[None, :], np.random.default_rng(0))
         except TypeError as error:

@@ -1,0 +1,49 @@
+"""The built-in ``galaxy`` simulator: rebuilt from a model library's metadata, with the configured
+features and noise, so online simulations look exactly like the library's feature array."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_BUILT: dict[tuple[str, float], Any] = {}
+
+
+def _reference_simulator(library: str, svo_filter_cache: str):
+    """The synthesizer simulator described by ``library``'s Model group (built once per process)."""
+    from seqsbi.simulators.galaxy.library import LibraryError, read_library
+    from seqsbi.simulators.galaxy.model import ReferenceGalaxySimulator
+
+    key = (str(Path(library).resolve()), Path(library).stat().st_mtime)
+    if key not in _BUILT:
+        spec = read_library(library).spec
+        if spec is None:
+            raise LibraryError(f"library {library!r} has no 'Model' group: the simulator cannot be rebuilt from it")
+        _BUILT[key] = ReferenceGalaxySimulator(spec, svo_filter_cache)
+    return _BUILT[key]
+
+
+def galaxy(theta: np.ndarray, rng: np.random.Generator, library: str, svo_filter_cache: str, filters: list[str],
+           features: str = "ab_magnitude", noise: dict | None = None, library_size: int | None = None) -> np.ndarray:
+    """Features (n, n_filters) for galaxy parameters theta (n, 6) in the library's parameter order.
+
+    ``library_size`` is bookkeeping for config checks (library_index observations) and unused here.
+    """
+    from seqsbi.simulators.galaxy.features import DepthNoise, simulate_features
+
+    flux = _reference_simulator(library, svo_filter_cache)(theta)
+    depth_noise = None
+    if noise is not None:
+        depths = np.broadcast_to(np.asarray(noise["depth_5sigma_ab"], dtype=float), (len(filters),))
+        depth_noise = DepthNoise(np.array(depths), noise.get("max_snr"))
+    return simulate_features(flux, features, depth_noise, rng)
+
+
+def declared_output_dim(settings: dict[str, Any]) -> int:
+    """One feature per filter: known from config, without building the simulator at parse time."""
+    return len(settings["filters"])
+
+
+galaxy.declared_output_dim = declared_output_dim
