@@ -159,3 +159,15 @@ def test_galaxy_rules_build_grid_and_filter_cache(full_resolution, tmp_path):
     with h5py.File(tmp_path / targets[1]) as hf:
         assert hf["wavelength"][:].min() > 30000 and "jwst_f444w.par" in hf.attrs["source"]
     assert (tmp_path / "results/logs/sps_grid/bc03_small.log").read_text().count("grid ") >= 1
+
+
+def test_tophat_filter_from_config_through_synthesizer(tmp_path):
+    tophat = {"TopHat/Box.F15000": {"lam_eff": 15000.0, "lam_fwhm": 3000.0}}
+    configure_synthesizer(svo_filter_cache=tmp_path)
+    filters.write_svo_cache_file("TopHat/Box.F15000", tmp_path, tophat=tophat)
+    from synthesizer.instruments import FilterCollection
+
+    collection = FilterCollection(filter_codes=["TopHat/Box.F15000"])
+    assert collection.pivot_lams.to("angstrom").value[0] == pytest.approx(15000, rel=0.02)
+    with pytest.raises(ConfigError, match="no offline curve for \\['TopHat/Other'\\]"):
+        filters.check_filter_codes(["TopHat/Other"], tophat=tophat)

@@ -32,6 +32,8 @@ rule sps_grid:
 rule svo_filter:
     output:
         "results/galaxy/svo_filter_cache/{facility}_{instrument}.{band}.hdf5",
+    params:
+        tophat=lambda wildcards: canonical(GALAXY["tophat_filters"]),
     log:
         "results/logs/svo_filter/{facility}_{instrument}.{band}.log",
     conda:

@@ -12,5 +12,5 @@ with log_to_file(snakemake.log[0]) as logger:
 
     w = snakemake.wildcards
     code = f"{w.facility}/{w.instrument}.{w.band}"
-    path = write_svo_cache_file(code, Path(snakemake.output[0]).parent)
+    path = write_svo_cache_file(code, Path(snakemake.output[0]).parent, tophat=snakemake.params.tophat)
     logger.info("filter %s written to %s", code, path)

@@ -40,12 +40,12 @@ def offline_filter_files() -> dict[str, Path]:
     return codes
 
 
-def check_filter_codes(codes: list[str] | tuple[str, ...], key: str = "filters") -> None:
+def check_filter_codes(codes: list[str] | tuple[str, ...], key: str = "filters", tophat: dict | None = None) -> None:
     """Raise ConfigError naming the unknown codes and listing those available offline."""
     from seqsbi.config import ConfigError
 
     available = offline_filter_files()
-    unknown = [code for code in codes if code not in available]
+    unknown = [code for code in codes if code not in available and code not in (tophat or {})]
     if unknown:
         raise ConfigError(f"{key}: no offline curve for {unknown}; available offline: {', '.join(available)} "
                           f"(or give a top-hat filter with lam_eff and lam_fwhm)")
@@ -57,10 +57,23 @@ def read_sedpy_curve(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return table[:, 0], np.clip(table[:, 1], 0.0, None)
 
 
-def write_svo_cache_file(code: str, cache_dir: str | Path) -> Path:
-    """Write the SVO-cache file for ``code`` (from sedpy's curve) into ``cache_dir``; return its path."""
-    check_filter_codes([code])
-    wavelength, transmission = read_sedpy_curve(offline_filter_files()[code])
+def tophat_curve(lam_eff: float, lam_fwhm: float, n: int = 1001) -> tuple[np.ndarray, np.ndarray]:
+    """(wavelength in Angstrom, transmission): 1 within lam_eff +- lam_fwhm / 2, 0 just outside."""
+    half = lam_fwhm / 2
+    wavelength = np.linspace(lam_eff - 0.6 * lam_fwhm, lam_eff + 0.6 * lam_fwhm, n)
+    return wavelength, (np.abs(wavelength - lam_eff) <= half).astype(float)
+
+
+def write_svo_cache_file(code: str, cache_dir: str | Path, tophat: dict | None = None) -> Path:
+    """Write the SVO-cache file for ``code`` into ``cache_dir`` (sedpy's curve, or a top-hat from
+    ``tophat[code]`` = {lam_eff, lam_fwhm} in Angstrom); return its path."""
+    check_filter_codes([code], tophat=tophat)
+    if tophat and code in tophat:
+        wavelength, transmission = tophat_curve(tophat[code]["lam_eff"], tophat[code]["lam_fwhm"])
+        source = f"top-hat, lam_eff {tophat[code]['lam_eff']:g} A, lam_fwhm {tophat[code]['lam_fwhm']:g} A (config)"
+    else:
+        wavelength, transmission = read_sedpy_curve(offline_filter_files()[code])
+        source = f"astro-sedpy {offline_filter_files()[code].name} (JWST post-flight, nrc_plus_ote)"
     path = Path(cache_dir) / f"{code.replace('/', '_')}.hdf5"
     import h5py
 
@@ -68,7 +81,7 @@ def write_svo_cache_file(code: str, cache_dir: str | Path) -> Path:
         hf.create_dataset("wavelength", data=wavelength).attrs["Units"] = "angstrom"
         hf.create_dataset("transmission", data=transmission)
         hf.attrs["svo_url"] = SVO_URL.format(code=code)
-        hf.attrs["source"] = f"astro-sedpy {offline_filter_files()[code].name} (JWST post-flight, nrc_plus_ote)"
+        hf.attrs["source"] = source
     return path
 
 

@@ -64,7 +64,7 @@ def check_galaxy_config(galaxy: dict[str, Any]) -> None:
     """Filters, prior ranges and noise depths, each failure a ConfigError naming key and value."""
     from seqsbi.config import ConfigError
 
-    filters.check_filter_codes(galaxy["filters"], key="galaxy.filters")
+    filters.check_filter_codes(galaxy["filters"], key="galaxy.filters", tophat=galaxy["tophat_filters"])
     space = library_prior(galaxy)
     z_range = grid_log10_metallicity_range(galaxy)
     if z_range is not None and "log10metallicity" in space.names:
