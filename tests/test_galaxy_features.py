@@ -46,3 +46,38 @@ def test_asinh_magnitudes_match_ab_for_bright_sources_and_stay_finite_for_negati
 def test_describe_ranges_names_units():
     lines = describe_ranges(np.array([[25.0, 26.0], [27.0, 24.5]]), ("F070W", "F090W"), "ab_magnitude")
     assert lines == ["F070W: 25.000 to 27.000 AB mag", "F090W: 24.500 to 26.000 AB mag"]
+
+
+CODES = ["JWST/NIRCam.F070W", "JWST/NIRCam.F444W"]
+
+
+def catalogue_case(tmp_path, text):
+    from seqsbi.config import Observation
+
+    (tmp_path / "cat.csv").write_text(text)
+    galaxy = {"catalogue": str(tmp_path / "cat.csv"), "filters": CODES, "features": {"kind": "ab_magnitude"}}
+    return {"g1": Observation("g1", None, catalogue_id="7")}, galaxy
+
+
+def test_catalogue_row_becomes_features(tmp_path):
+    from seqsbi.simulators.galaxy.catalogue import catalogue_observations
+
+    observations, galaxy = catalogue_case(tmp_path, "id,F070W,F070W_err,JWST/NIRCam.F444W,JWST/NIRCam.F444W_err\n"
+                                                    "7,100.0,5.0,1000.0,20.0\n")
+    x_o = catalogue_observations(observations, galaxy)["g1"].x_o
+    assert np.allclose(x_o, [31.4 - 5.0, 31.4 - 7.5])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,F070W,F070W_err\n7,100,5\n", r"no flux and _err columns for \['JWST/NIRCam.F444W'\] \(1 of the 2"),
+    ("id,F070W,F070W_err,F444W,F444W_err\n7,100,0,100,5\n", r"id '7' JWST/NIRCam.F070W: flux error 0.0 must be a positive"),
+    ("id,F070W,F070W_err,F444W,F444W_err\n7,100,5,100,-1\n", r"id '7' JWST/NIRCam.F444W: flux error -1.0 must be a positive"),
+    ("id,F070W,F070W_err,F444W,F444W_err\n8,100,5,100,5\n", r"catalogue_id '7' is not in"),
+])
+def test_bad_catalogue_rows_are_named(tmp_path, text, message):
+    from seqsbi.config import ConfigError
+    from seqsbi.simulators.galaxy.catalogue import catalogue_observations
+
+    observations, galaxy = catalogue_case(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
+        catalogue_observations(observations, galaxy)

@@ -108,3 +108,16 @@ def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
     table = (workdir / "results/runs/galaxy/row20/posterior_summary.tsv").read_text().splitlines()
     assert table[2].startswith("log_mass\tlog10 Msun") and table[2].endswith(f"{truth[1]:.6g}")
     assert (workdir / "results/runs/galaxy/row20/pairplot.png").exists()
+
+
+def test_synference_example_config_plans_the_whole_chain(tmp_path):
+    config = yaml.safe_load((ROOT / "config/examples/synference_online.yaml").read_text())
+    config["observations"] = str(ROOT / config["observations"])
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(tmp_path, "-n", "--cores", "1")
+    from conftest import job_counts
+
+    assert job_counts(dry.stdout) == {"bc03_source": 1, "sps_grid": 1, "svo_filter": 8, "model_library": 1,
+                                      "rebuild_simulator": 1, "features": 1, "train_round": 3, "pairplot": 1,
+                                      "summarize_posterior": 1, "all": 1}

@@ -55,6 +55,7 @@ class Observation:
     x_o: np.ndarray | None
     theta_true: np.ndarray | None = None
     library_index: int | None = None
+    catalogue_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,10 +157,11 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
         raise ConfigError(f"observations: sheet {str(path)!r} does not exist; create it or point 'observations' at one")
     table = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
     missing = {"observation"} - set(table.columns)
-    if missing or not {"x_o", "library_index"} & set(table.columns):
+    if missing or not {"x_o", "library_index", "catalogue_id"} & set(table.columns):
         raise ConfigError(
             f"observations: sheet {str(path)!r} lacks column(s) {sorted(missing | {'x_o'})}; "
-            f"required: observation, x_o (or library_index; optional: theta_true); found {list(table.columns)}"
+            f"required: observation, x_o (or library_index or catalogue_id; optional: theta_true); "
+            f"found {list(table.columns)}"
         )
     observations: dict[str, Observation] = {}
     for _, row in table.iterrows():
@@ -172,10 +174,15 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
         theta_text = row.get("theta_true", "").strip()
         theta = _parse_vector(theta_text, where, "theta_true") if theta_text else None
         index_text, x_text = row.get("library_index", "").strip(), row.get("x_o", "").strip()
-        if bool(index_text) == bool(x_text):
-            raise ConfigError(f"{where}: give exactly one of x_o and library_index (got "
-                              f"{'both' if index_text else 'neither'})")
-        if index_text:
+        catalogue_text = row.get("catalogue_id", "").strip()
+        given = [column for column, text in (("x_o", x_text), ("library_index", index_text),
+                                             ("catalogue_id", catalogue_text)) if text]
+        if len(given) != 1:
+            raise ConfigError(f"{where}: give exactly one of x_o, library_index and catalogue_id (got "
+                              f"{', '.join(given) if given else 'none'})")
+        if catalogue_text:
+            observations[name] = Observation(name, None, theta, catalogue_id=catalogue_text)
+        elif index_text:
             if not index_text.isdigit():
                 raise ConfigError(f"{where} column library_index: {index_text!r} is not a row number (0, 1, ...)")
             observations[name] = Observation(name, None, theta, int(index_text))
@@ -333,6 +340,10 @@ def plan_workflow(config: dict) -> WorkflowPlan:
 
     check_galaxy_config(filled["galaxy"])
     observations = read_observations(filled["observations"])
+    if any(obs.catalogue_id is not None for obs in observations.values()):
+        from seqsbi.simulators.galaxy.catalogue import catalogue_observations
+
+        observations.update(catalogue_observations(observations, filled["galaxy"]))
     for name, run in filled["runs"].items():
         filled["runs"][name] = resolve_galaxy_run(name, run, filled["galaxy"])
     runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}

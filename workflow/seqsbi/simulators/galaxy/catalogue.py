@@ -1,0 +1,65 @@
+"""Observations from a user catalogue: fluxes and errors per filter (nJy) -> x_o as features.
+
+The catalogue is a CSV with an ``id`` column and, for every configured filter, a flux column named
+by the filter code (``JWST/NIRCam.F070W``) or its band (``F070W``) plus ``<column>_err``. Its
+fluxes become features the way simulations do, with the catalogue's own errors as the noise level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from seqsbi.simulators.galaxy.features import to_features
+
+
+def _flux_column(code: str, columns: list[str]) -> str | None:
+    for candidate in (code, code.rsplit(".", 1)[-1]):
+        if candidate in columns and f"{candidate}_err" in columns:
+            return candidate
+    return None
+
+
+def catalogue_observations(observations: dict, galaxy: dict) -> dict:
+    """Observations with catalogue_id filled in with x_o; ConfigError names any bad value."""
+    import pandas as pd
+
+    from seqsbi.config import ConfigError
+
+    path = galaxy.get("catalogue")
+    if path is None:
+        raise ConfigError("galaxy.catalogue: observations name a catalogue_id but no catalogue is configured; "
+                          "set galaxy.catalogue to a CSV of fluxes and errors")
+    if not Path(path).is_file():
+        raise ConfigError(f"galaxy.catalogue: {path!r} does not exist")
+    table = pd.read_csv(path, dtype={"id": str})
+    columns = list(table.columns)
+    if "id" not in columns:
+        raise ConfigError(f"galaxy.catalogue: {path!r} has no 'id' column; found {columns}")
+    flux_columns = {code: _flux_column(code, columns) for code in galaxy["filters"]}
+    missing = [code for code, column in flux_columns.items() if column is None]
+    if missing:
+        raise ConfigError(f"galaxy.catalogue: {path!r} has no flux and _err columns for {missing} "
+                          f"({len(galaxy['filters']) - len(missing)} of the {len(galaxy['filters'])} configured "
+                          f"filters found); columns: {columns}")
+    rows = table.set_index("id")
+    resolved = {}
+    for name, obs in observations.items():
+        if obs.catalogue_id is None:
+            continue
+        if obs.catalogue_id not in rows.index:
+            raise ConfigError(f"observation {name!r}: catalogue_id {obs.catalogue_id!r} is not in {path!r}")
+        row = rows.loc[obs.catalogue_id]
+        flux = np.array([float(row[flux_columns[code]]) for code in galaxy["filters"]])
+        error = np.array([float(row[f"{flux_columns[code]}_err"]) for code in galaxy["filters"]])
+        for code, f, e in zip(galaxy["filters"], flux, error):
+            if not np.isfinite(f):
+                raise ConfigError(f"galaxy.catalogue: id {obs.catalogue_id!r} {code}: flux {f} is not finite")
+            if not (np.isfinite(e) and e > 0):
+                raise ConfigError(f"galaxy.catalogue: id {obs.catalogue_id!r} {code}: flux error {e} must be a "
+                                  f"positive number (nJy)")
+        x_o = to_features(flux[None, :], galaxy["features"]["kind"], error[None, :])[0]
+        resolved[name] = replace(obs, x_o=x_o)
+    return resolved
