@@ -67,6 +67,7 @@ rule rebuild_simulator:
         "results/galaxy/libraries/{library}.reconstruction.tsv",
     params:
         check_rows=lambda wildcards: GALAXY["library"]["check_rows"],
+        backend=lambda wildcards: GALAXY["backend"],
     log:
         "results/logs/rebuild_simulator/{library}.log",
     conda:

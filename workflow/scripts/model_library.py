@@ -13,7 +13,7 @@ with log_to_file(snakemake.log[0]) as logger:
 
     from seqsbi.simulators.galaxy import plan
     from seqsbi.simulators.galaxy.library import write_library
-    from seqsbi.simulators.galaxy.model import GalaxyModelSpec, ReferenceGalaxySimulator
+    from seqsbi.simulators.galaxy.model import GalaxyModelSpec, build_simulator
 
     galaxy = snakemake.params.galaxy
     settings = galaxy["library"]
@@ -23,12 +23,13 @@ with log_to_file(snakemake.log[0]) as logger:
     theta = plan.draw_parameters(space, settings["n_galaxies"], settings["sampling"], settings["seed"])
     spec = GalaxyModelSpec(grid_name=galaxy["sps_grid"]["name"], grid_dir=plan.grid_dir(galaxy),
                            filters=tuple(galaxy["filters"]), parameter_names=space.names)
-    simulator = ReferenceGalaxySimulator(spec, plan.SVO_FILTER_CACHE)
+    simulator = build_simulator(spec, plan.SVO_FILTER_CACHE, galaxy["backend"])
+    logger.info("%s backend", galaxy["backend"])
     start, photometry = time.perf_counter(), []
-    for i, row in enumerate(theta):
-        photometry.append(simulator.photometry_njy(row))
-        if (i + 1) % max(1, len(theta) // 10) == 0 or i + 1 == len(theta):
-            logger.info("simulated %d / %d galaxies (%.1f galaxies/s)", i + 1, len(theta),
-                        (i + 1) / (time.perf_counter() - start))
-    write_library(snakemake.output[0], settings["name"], theta, np.array(photometry), spec)
+    step = max(1, len(theta) // 10)
+    for i in range(0, len(theta), step):
+        photometry.append(simulator(theta[i:i + step]))
+        done = min(i + step, len(theta))
+        logger.info("simulated %d / %d galaxies (%.1f galaxies/s)", done, len(theta), done / (time.perf_counter() - start))
+    write_library(snakemake.output[0], settings["name"], theta, np.concatenate(photometry), spec)
     logger.info("library %s: %d galaxies x %d filters (nJy)", snakemake.output[0], len(theta), len(spec.filters))

@@ -313,6 +313,7 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
         "features": galaxy["features"]["kind"],
         "noise": galaxy["features"]["noise"],
         "library_size": galaxy["library"]["n_galaxies"],
+        "backend": galaxy["backend"],
     }
     return resolved
 

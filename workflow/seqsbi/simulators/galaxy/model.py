@@ -71,6 +71,17 @@ class GalaxyModelSpec:
         return cls(**kwargs)
 
 
+def build_simulator(spec: GalaxyModelSpec, svo_filter_cache: str | Path, backend: str = "batched"):
+    """The galaxy simulator for ``spec``: ``batched`` (array algebra) or ``reference`` (synthesizer)."""
+    if backend == "batched":
+        from seqsbi.simulators.galaxy.batched import BatchedGalaxySimulator
+
+        return BatchedGalaxySimulator(spec, svo_filter_cache)
+    if backend == "reference":
+        return ReferenceGalaxySimulator(spec, svo_filter_cache)
+    raise ValueError(f"galaxy backend {backend!r} unknown; allowed: batched, reference")
+
+
 class ReferenceGalaxySimulator:
     """One synthesizer Galaxy per parameter vector (slow: ~20-40 galaxies/s)."""
 

@@ -11,29 +11,30 @@ import numpy as np
 _BUILT: dict[tuple[str, float], Any] = {}
 
 
-def _reference_simulator(library: str, svo_filter_cache: str):
-    """The synthesizer simulator described by ``library``'s Model group (built once per process)."""
+def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str):
+    """The simulator described by ``library``'s Model group (built once per process and backend)."""
     from seqsbi.simulators.galaxy.library import LibraryError, read_library
-    from seqsbi.simulators.galaxy.model import ReferenceGalaxySimulator
+    from seqsbi.simulators.galaxy.model import build_simulator
 
-    key = (str(Path(library).resolve()), Path(library).stat().st_mtime)
+    key = (str(Path(library).resolve()), Path(library).stat().st_mtime, backend)
     if key not in _BUILT:
         spec = read_library(library).spec
         if spec is None:
             raise LibraryError(f"library {library!r} has no 'Model' group: the simulator cannot be rebuilt from it")
-        _BUILT[key] = ReferenceGalaxySimulator(spec, svo_filter_cache)
+        _BUILT[key] = build_simulator(spec, svo_filter_cache, backend)
     return _BUILT[key]
 
 
 def galaxy(theta: np.ndarray, rng: np.random.Generator, library: str, svo_filter_cache: str, filters: list[str],
-           features: str = "ab_magnitude", noise: dict | None = None, library_size: int | None = None) -> np.ndarray:
+           features: str = "ab_magnitude", noise: dict | None = None, library_size: int | None = None,
+           backend: str = "batched") -> np.ndarray:
     """Features (n, n_filters) for galaxy parameters theta (n, 6) in the library's parameter order.
 
     ``library_size`` is bookkeeping for config checks (library_index observations) and unused here.
     """
     from seqsbi.simulators.galaxy.features import DepthNoise, simulate_features
 
-    flux = _reference_simulator(library, svo_filter_cache)(theta)
+    flux = _rebuilt_simulator(library, svo_filter_cache, backend)(theta)
     depth_noise = None
     if noise is not None:
         depths = np.broadcast_to(np.asarray(noise["depth_5sigma_ab"], dtype=float), (len(filters),))
