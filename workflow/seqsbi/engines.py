@@ -31,7 +31,7 @@ logger = logging.getLogger("seqsbi.engines")
 #: train() keywords each engine accepts (config 'training' holds their union).
 _TRAIN_KEYS = {
     "NPE_C": {"training_batch_size", "learning_rate", "validation_fraction", "stop_after_epochs",
-              "max_num_epochs", "clip_max_norm", "num_atoms", "force_first_round_loss"},
+              "max_num_epochs", "clip_max_norm", "num_atoms"},
     "NLE_A": {"training_batch_size", "learning_rate", "validation_fraction", "stop_after_epochs",
               "max_num_epochs", "clip_max_norm"},
     "NRE_B": {"training_batch_size", "learning_rate", "validation_fraction", "stop_after_epochs",
