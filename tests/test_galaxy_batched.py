@@ -64,3 +64,19 @@ def test_sfh_weights_are_normalised_and_vanish_beyond_the_age_of_the_universe(ba
     assert np.allclose(weights.sum(axis=1), 1.0) and np.all(weights >= 0)
     too_old = batched.age_edges[:-1] >= 1e9
     assert np.all(weights[0, too_old] == 0)
+
+
+def test_incident_emission_without_dust_matches_reference(backends):
+    reference, _ = backends
+    from dataclasses import replace
+
+    spec = replace(reference.spec, emission_model="incident",
+                   parameter_names=("redshift", "log_mass", "tau", "peak_age", "log10metallicity"))
+    svo = reference.svo_filter_cache
+    theta = np.delete(prior_draws(30, seed=2), PARAMETERS.index("tau_v"), axis=1)
+    m_reference = ab_magnitudes(ReferenceGalaxySimulator(spec, svo)(theta))
+    m_batched = ab_magnitudes(BatchedGalaxySimulator(spec, svo)(theta))
+    bright = m_reference < 35
+    assert np.max(np.abs(m_batched - m_reference)[bright]) <= 1e-3
+    dusty = ab_magnitudes(reference(np.insert(theta, 2, 1.0, axis=1)))
+    assert np.all(dusty[:, 0] > m_reference[:, 0])  # the attenuated model is fainter in F070W

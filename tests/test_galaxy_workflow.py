@@ -73,6 +73,9 @@ def test_library_features_and_reconstruction(tmp_path):
     ({"library": {"prior": {"parameters": [{"name": "tau_v", "low": 3.0, "high": 0.01}]}}},
      ["galaxy.library.prior.parameters[0] (tau_v): low=3.0 must be below high=0.01"]),
     ({"features": {"noise": {"depth_5sigma_ab": [29.0, 28.5]}}}, ["galaxy.features.noise.depth_5sigma_ab: 2 depths for 8 filters"]),
+    ({"emission": {"model": "incident"}}, ["(tau_v): has no effect with galaxy.emission.model 'incident'"]),
+    ({"library": {"prior": {"parameters": [{"name": "redshift", "low": 0, "high": 5}]}}},
+     ["galaxy.library.prior.parameters: the model needs ['log10metallicity', 'log_mass', 'peak_age', 'tau']"]),
 ])
 def test_bad_galaxy_config_stops_before_any_job(tmp_path, galaxy, expected):
     config_path = write_workdir(tmp_path, {"tiny": tiny_run()})

@@ -13,7 +13,7 @@ with log_to_file(snakemake.log[0]) as logger:
 
     from seqsbi.simulators.galaxy import plan
     from seqsbi.simulators.galaxy.library import write_library
-    from seqsbi.simulators.galaxy.model import GalaxyModelSpec, build_simulator
+    from seqsbi.simulators.galaxy.model import build_simulator
 
     galaxy = snakemake.params.galaxy
     settings = galaxy["library"]
@@ -21,8 +21,7 @@ with log_to_file(snakemake.log[0]) as logger:
     for name, unit, low, high in zip(space.names, space.units, space.low, space.high):
         logger.info("prior %s: %g to %g %s", name, low, high, unit)
     theta = plan.draw_parameters(space, settings["n_galaxies"], settings["sampling"], settings["seed"])
-    spec = GalaxyModelSpec(grid_name=galaxy["sps_grid"]["name"], grid_dir=plan.grid_dir(galaxy),
-                           filters=tuple(galaxy["filters"]), parameter_names=space.names)
+    spec = plan.model_spec(galaxy)
     simulator = build_simulator(spec, plan.SVO_FILTER_CACHE, galaxy["backend"])
     logger.info("%s backend", galaxy["backend"])
     start, photometry = time.perf_counter(), []

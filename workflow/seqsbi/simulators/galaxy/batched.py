@@ -41,12 +41,13 @@ class BatchedGalaxySimulator:
         from synthesizer.grid import Grid
         from synthesizer.instruments import FilterCollection
 
-        if (spec.sfh, spec.metal_dist, spec.emission_model, spec.dust_law) != (
-                "LogNormal", "DeltaConstant", "attenuated_incident", "PowerLaw"):
-            raise ValueError(f"the batched backend supports LogNormal + DeltaConstant + attenuated_incident + "
-                             f"PowerLaw; this library has {spec.sfh}, {spec.metal_dist}, {spec.emission_model}, "
+        if (spec.sfh, spec.metal_dist, spec.dust_law) != ("LogNormal", "DeltaConstant", "PowerLaw") or \
+                spec.emission_model not in ("attenuated_incident", "incident"):
+            raise ValueError(f"the batched backend supports LogNormal + DeltaConstant + (attenuated_)incident with "
+                             f"PowerLaw dust; this library has {spec.sfh}, {spec.metal_dist}, {spec.emission_model}, "
                              f"{spec.dust_law}: use backend 'reference'")
         self.spec = spec
+        self.svo_filter_cache = Path(svo_filter_cache)
         self.chunk_size = chunk_size
         grid = Grid(spec.grid_name, grid_dir=spec.grid_dir)
         self.spectra = np.ascontiguousarray(np.asarray(grid.spectra["incident"], dtype=float))  # (n_age, n_Z, n_lam)
@@ -55,6 +56,8 @@ class BatchedGalaxySimulator:
         self.age_edges = np.concatenate([[0.0], 0.5 * (ages[1:] + ages[:-1]), [ages[-1]]])
         self.metallicities = np.asarray(grid.metallicities, dtype=float)
         self.dust_tau = (self.lam / 5500.0) ** spec.dust_law_params.get("slope", -1.0)
+        if spec.emission_model == "incident":
+            self.dust_tau = np.zeros_like(self.lam)  # no attenuation
         collection = FilterCollection(filter_codes=list(spec.filters), new_lam=grid.lam)
         self.filter_curves = []
         for code in spec.filters:
@@ -131,7 +134,8 @@ class BatchedGalaxySimulator:
             rows = np.flatnonzero(lower == k)
             f = fraction[rows, None]
             lnu[rows] = (1 - f) * (age_w[rows] @ self._spectra[k]) + f * (age_w[rows] @ self._spectra[k + 1])
-        lnu *= mass[:, None] * np.exp(-self._parameter(theta, "tau_v")[:, None] * self._dust_tau[None, :])
+        tau_v = np.zeros(len(theta)) if self.spec.emission_model == "incident" else self._parameter(theta, "tau_v")
+        lnu *= mass[:, None] * np.exp(-tau_v[:, None] * self._dust_tau[None, :])
         dl = np.interp(z, self._z_cosmo, self._dl_cm)
         fnu = lnu * ((1 + z) / (4 * np.pi * dl**2))[:, None] / NJY_CGS * self._igm(z)
         nu_obs = C_ANGSTROM_PER_S / (self._lam[None, :] * (1 + z)[:, None])  # (n, n_lam), decreasing along lam

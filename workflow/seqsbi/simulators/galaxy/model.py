@@ -93,17 +93,23 @@ class ReferenceGalaxySimulator:
         from synthesizer.grid import Grid
         from synthesizer.instruments import FilterCollection
 
-        supported = {"sfh": "LogNormal", "metal_dist": "DeltaConstant", "emission_model": "attenuated_incident"}
-        for key, value in supported.items():
-            if getattr(spec, key) != value:
-                raise ValueError(f"{key}: {getattr(spec, key)!r} is not supported yet; supported: {value!r}")
+        supported = {"sfh": ("LogNormal",), "metal_dist": ("DeltaConstant",),
+                     "emission_model": ("attenuated_incident", "incident")}
+        for key, values in supported.items():
+            if getattr(spec, key) not in values:
+                raise ValueError(f"{key}: {getattr(spec, key)!r} is not supported yet; supported: {values}")
         self.spec = spec
+        self.svo_filter_cache = Path(svo_filter_cache)
         self.grid = Grid(spec.grid_name, grid_dir=spec.grid_dir)
         self.filters = FilterCollection(filter_codes=list(spec.filters), new_lam=self.grid.lam)
         self.cosmology = getattr(cosmology, spec.cosmology)
         self.igm = getattr(igm, spec.igm)()
-        dust_curve = getattr(dust_attenuation, spec.dust_law)(**spec.dust_law_params)
-        self.model = AttenuatedEmission(dust_curve=dust_curve, apply_to=IncidentEmission(self.grid), emitter="stellar")
+        incident = IncidentEmission(self.grid)
+        if spec.emission_model == "incident":
+            self.model = incident
+        else:
+            dust_curve = getattr(dust_attenuation, spec.dust_law)(**spec.dust_law_params)
+            self.model = AttenuatedEmission(dust_curve=dust_curve, apply_to=incident, emitter="stellar")
         self._columns = {name: i for i, name in enumerate(spec.parameter_names)}
 
     def _value(self, row: np.ndarray, name: str) -> float:
@@ -120,7 +126,8 @@ class ReferenceGalaxySimulator:
         sfh = SFH.LogNormal(tau=self._value(row, "tau"), peak_age=self._value(row, "peak_age") * Myr, max_age=max_age)
         metal_dist = ZDist.DeltaConstant(log10metallicity=self._value(row, "log10metallicity"))
         stars = Stars(self.grid.log10ages, self.grid.metallicities, sf_hist=sfh, metal_dist=metal_dist,
-                      initial_mass=10 ** self._value(row, "log_mass") * Msun, tau_v=self._value(row, "tau_v"))
+                      initial_mass=10 ** self._value(row, "log_mass") * Msun,
+                      **({} if self.spec.emission_model == "incident" else {"tau_v": self._value(row, "tau_v")}))
         sed = Galaxy(stars=stars, redshift=redshift).stars.get_spectra(self.model)
         sed.get_fnu(self.cosmology, redshift, igm=self.igm)
         return np.asarray(sed.get_photo_fnu(self.filters).photo_fnu.to("nJy").value, dtype=float)

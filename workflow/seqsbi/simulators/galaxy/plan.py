@@ -37,6 +37,16 @@ def library_prior(galaxy: dict[str, Any]) -> ParameterSpace:
     return ParameterSpace.from_config(galaxy["library"]["prior"], key="galaxy.library.prior")
 
 
+def model_spec(galaxy: dict[str, Any]):
+    """The GalaxyModelSpec a library built from this config records (and rebuilds from)."""
+    from seqsbi.simulators.galaxy.model import GalaxyModelSpec
+
+    emission = galaxy["emission"]
+    return GalaxyModelSpec(grid_name=galaxy["sps_grid"]["name"], grid_dir=grid_dir(galaxy),
+                           filters=tuple(galaxy["filters"]), parameter_names=library_prior(galaxy).names,
+                           emission_model=emission["model"], dust_law_params={"slope": emission["dust_slope"]})
+
+
 def grid_log10_metallicity_range(galaxy: dict[str, Any]) -> tuple[float, float] | None:
     """log10 Z covered by the SPS grid: BC03's when we build it, read from an existing grid file."""
     if "grid_dir" not in galaxy["sps_grid"]:
@@ -73,6 +83,13 @@ def check_galaxy_config(galaxy: dict[str, Any]) -> None:
             raise ConfigError(
                 f"galaxy.library.prior.parameters[{j}] (log10metallicity): [{space.low[j]:g}, {space.high[j]:g}] "
                 f"leaves the SPS grid's range [{z_range[0]:.3g}, {z_range[1]:.3g}]; narrow it to lie inside")
+    if galaxy["emission"]["model"] == "incident" and "tau_v" in space.names:
+        raise ConfigError(f"galaxy.library.prior.parameters[{space.names.index('tau_v')}] (tau_v): has no effect with "
+                          f"galaxy.emission.model 'incident'; drop it or use 'attenuated_incident'")
+    missing = {"redshift", "log_mass", "tau", "peak_age", "log10metallicity"} - set(space.names)
+    if missing:
+        raise ConfigError(f"galaxy.library.prior.parameters: the model needs {sorted(missing)} too; "
+                          f"every parameter of the LogNormal-SFH model must have a range")
     noise = galaxy["features"]["noise"]
     if noise is not None and isinstance(noise["depth_5sigma_ab"], list) and len(noise["depth_5sigma_ab"]) != len(galaxy["filters"]):
         raise ConfigError(f"galaxy.features.noise.depth_5sigma_ab: {len(noise['depth_5sigma_ab'])} depths for "
