@@ -124,3 +124,36 @@ def test_synference_example_config_plans_the_whole_chain(tmp_path):
     assert job_counts(dry.stdout) == {"bc03_source": 1, "sps_grid": 1, "svo_filter": 8, "model_library": 1,
                                       "rebuild_simulator": 1, "features": 1, "train_round": 3, "pairplot": 1,
                                       "summarize_posterior": 1, "all": 1}
+
+
+def test_an_existing_library_drives_the_chain_and_bad_ones_stop_at_parse_time(tmp_path):
+    built = galaxy_workdir(tmp_path / "built")
+    snakemake(built, "--cores", "2", LIBRARY)
+    external = tmp_path / "external.hdf5"
+    shutil.copy(built / LIBRARY, external)
+
+    user = galaxy_workdir(tmp_path / "user", library={"name": "theirs", "path": str(external), "check_rows": 3})
+    shutil.copytree(built / "results/galaxy/grids", user / "results/galaxy/grids")  # the grid its Model names
+    (user / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow5\t\t5\n")
+    config = yaml.safe_load((user / "config.yaml").read_text())
+    config["runs"] = {"g": {"simulator": "galaxy", "prior": {"from_library": True}, "rounds": 1,
+                            "simulations_per_round": 50, "posterior_samples": 100}}
+    (user / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(user, "-n", "--cores", "1")
+    from conftest import job_counts
+
+    counts = job_counts(dry.stdout)
+    assert "model_library" not in counts and counts["rebuild_simulator"] == 1 and counts["train_round"] == 1
+    snakemake(user, "--cores", "2", "results/galaxy/libraries/theirs.reconstruction.tsv")
+
+    library = read_library(external)
+    log = (user / "results/logs/rebuild_simulator/theirs.log").read_text()
+    assert "reproduces 3 library rows" in log and str(external) in log
+    assert library.theta.shape == (12, 6)
+
+    with h5py.File(external, "a") as hf:
+        del hf.attrs["FilterCodes"]
+    broken = snakemake(user, "-n", "--cores", "1", check=False)
+    assert broken.returncode != 0
+    assert "galaxy.library.path: library" in broken.stderr + broken.stdout
+    assert "lacks root attribute 'FilterCodes'" in broken.stderr + broken.stdout

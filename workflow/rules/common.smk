@@ -70,7 +70,7 @@ def galaxy_inputs(wildcards):
         "library": galaxy_plan.library_file(GALAXY),
         "reconstruction": galaxy_plan.library_file(GALAXY, ".reconstruction.tsv"),
         "features": galaxy_plan.library_file(GALAXY, ".features.npz"),
-        "grid": galaxy_plan.grid_file(GALAXY),
+        "grid": galaxy_plan.model_grid_file(GALAXY),
         "filters": galaxy_plan.filter_cache_files(GALAXY),
     }
 

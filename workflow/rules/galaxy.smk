@@ -60,8 +60,8 @@ rule model_library:
 
 rule rebuild_simulator:
     input:
-        library="results/galaxy/libraries/{library}.hdf5",
-        grid=lambda wildcards: galaxy_plan.grid_file(GALAXY),
+        library=lambda wildcards: galaxy_plan.library_file(GALAXY),
+        grid=lambda wildcards: galaxy_plan.model_grid_file(GALAXY),
         filters=lambda wildcards: galaxy_plan.filter_cache_files(GALAXY),
     output:
         "results/galaxy/libraries/{library}.reconstruction.tsv",
@@ -78,7 +78,7 @@ rule rebuild_simulator:
 
 rule features:
     input:
-        library="results/galaxy/libraries/{library}.hdf5",
+        library=lambda wildcards: galaxy_plan.library_file(GALAXY),
     output:
         "results/galaxy/libraries/{library}.features.npz",
     params:

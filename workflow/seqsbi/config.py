@@ -273,7 +273,7 @@ def _check_library_observation(settings: RunSettings, obs: Observation, sheet: s
     n_galaxies = settings.simulator_settings["library_size"]
     if obs.library_index >= n_galaxies:
         raise ConfigError(f"{sheet} row {obs.name!r} column library_index: {obs.library_index} is past the library's "
-                          f"last row ({n_galaxies - 1}; galaxy.library.n_galaxies = {n_galaxies})")
+                          f"last row ({n_galaxies - 1}; the library has {n_galaxies} galaxies)")
 
 
 def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
@@ -293,7 +293,7 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
     resolved = copy.deepcopy(run)
     prior = run["prior"]
     if prior.get("from_library"):
-        parameters = copy.deepcopy(galaxy["library"]["prior"]["parameters"])
+        parameters = plan.library_prior_config(galaxy)
         names = [p["name"] for p in parameters]
         for parameter, bounds in prior.get("override_prior_ranges", {}).items():
             if parameter not in names:
@@ -302,7 +302,7 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
             parameters[names.index(parameter)].update(low=bounds[0], high=bounds[1])
         resolved["prior"] = {"type": "box_uniform", "parameters": parameters}
     else:
-        library_names = [p["name"] for p in galaxy["library"]["prior"]["parameters"]]
+        library_names = list(plan.library_prior(galaxy).names)
         given = [p["name"] for p in prior["parameters"]]
         if given != library_names:
             raise ConfigError(f"{key}.prior.parameters: names {given} must be the library's, in order: {library_names}")
@@ -312,7 +312,7 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
         "filters": list(galaxy["filters"]),
         "features": galaxy["features"]["kind"],
         "noise": galaxy["features"]["noise"],
-        "library_size": galaxy["library"]["n_galaxies"],
+        "library_size": plan.library_size(galaxy),
         "backend": galaxy["backend"],
     }
     return resolved

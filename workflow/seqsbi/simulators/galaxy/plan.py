@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,61 @@ def filter_cache_files(galaxy: dict[str, Any]) -> list[str]:
 
 
 def library_file(galaxy: dict[str, Any], suffix: str = ".hdf5") -> str:
+    """The library (an existing one from library.path, or the one we build) or a file derived from it."""
+    if suffix == ".hdf5" and "path" in galaxy["library"]:
+        return galaxy["library"]["path"]
     return f"{LIBRARY_DIR}/{galaxy['library']['name']}{suffix}"
 
 
+@lru_cache(maxsize=4)
+def _existing_library(path: str, mtime: float):
+    from seqsbi.simulators.galaxy.library import read_library
+
+    return read_library(path)
+
+
+def existing_library(galaxy: dict[str, Any]):
+    """The library named by library.path (read once per process), or None when we build it."""
+    path = galaxy["library"].get("path")
+    if path is None:
+        return None
+    from seqsbi.config import ConfigError
+    from seqsbi.simulators.galaxy.library import LibraryError
+
+    try:
+        return _existing_library(path, Path(path).stat().st_mtime if Path(path).exists() else 0.0)
+    except LibraryError as error:
+        raise ConfigError(f"galaxy.library.path: {error}") from None
+
+
+def model_grid_file(galaxy: dict[str, Any]) -> str:
+    """The SPS grid the library's simulator is rebuilt with: an existing library's own grid (its Model
+    group names it), otherwise the configured one."""
+    library = existing_library(galaxy)
+    if library is not None and library.spec is not None:
+        return f"{library.spec.grid_dir}/{library.spec.grid_name}.hdf5"
+    return grid_file(galaxy)
+
+
+def library_size(galaxy: dict[str, Any]) -> int:
+    library = existing_library(galaxy)
+    return len(library.theta) if library is not None else galaxy["library"]["n_galaxies"]
+
+
 def library_prior(galaxy: dict[str, Any]) -> ParameterSpace:
+    """The library's prior: configured ranges, or an existing library's parameter ranges."""
+    library = existing_library(galaxy)
+    if library is not None:
+        return ParameterSpace(library.parameter_names, library.parameter_units,
+                              library.theta.min(axis=0), library.theta.max(axis=0))
     return ParameterSpace.from_config(galaxy["library"]["prior"], key="galaxy.library.prior")
+
+
+def library_prior_config(galaxy: dict[str, Any]) -> list[dict[str, Any]]:
+    """library_prior as config parameter entries (for runs with prior.from_library)."""
+    space = library_prior(galaxy)
+    return [{"name": n, "low": float(lo), "high": float(hi), "unit": u}
+            for n, u, lo, hi in zip(space.names, space.units, space.low, space.high)]
 
 
 def model_spec(galaxy: dict[str, Any]):
@@ -75,6 +126,14 @@ def check_galaxy_config(galaxy: dict[str, Any]) -> None:
     from seqsbi.config import ConfigError
 
     filters.check_filter_codes(galaxy["filters"], key="galaxy.filters", tophat=galaxy["tophat_filters"])
+    library = existing_library(galaxy)
+    if library is not None:
+        if library.spec is None:
+            raise ConfigError(f"galaxy.library.path: {galaxy['library']['path']!r} has no 'Model' group, so its "
+                              f"simulator cannot be rebuilt for online rounds")
+        if list(library.filter_codes) != list(galaxy["filters"]):
+            raise ConfigError(f"galaxy.filters: {list(galaxy['filters'])} differ from the library's FilterCodes "
+                              f"{list(library.filter_codes)}; list the library's filters, in its order")
     space = library_prior(galaxy)
     z_range = grid_log10_metallicity_range(galaxy)
     if z_range is not None and "log10metallicity" in space.names:
