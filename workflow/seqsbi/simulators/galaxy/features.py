@@ -27,6 +27,14 @@ class DepthNoise:
     depth_5sigma_ab: np.ndarray
     max_snr: float | None = None
 
+    @classmethod
+    def from_config(cls, noise: dict | None, n_filters: int) -> "DepthNoise | None":
+        """From a ``galaxy.features.noise`` block (one depth or one per filter); None for no noise."""
+        if noise is None:
+            return None
+        depths = np.broadcast_to(np.asarray(noise["depth_5sigma_ab"], dtype=float), (n_filters,))
+        return cls(np.array(depths), noise.get("max_snr"))
+
     def sigma_njy(self, flux_njy: np.ndarray) -> np.ndarray:
         """1-sigma flux errors (n, n_filters) in nJy for true fluxes (n, n_filters)."""
         sigma = np.broadcast_to(10 ** ((31.4 - np.asarray(self.depth_5sigma_ab, dtype=float)) / 2.5) / 5, flux_njy.shape)

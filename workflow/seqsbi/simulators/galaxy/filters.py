@@ -68,12 +68,13 @@ def write_svo_cache_file(code: str, cache_dir: str | Path, tophat: dict | None =
     """Write the SVO-cache file for ``code`` into ``cache_dir`` (sedpy's curve, or a top-hat from
     ``tophat[code]`` = {lam_eff, lam_fwhm} in Angstrom); return its path."""
     check_filter_codes([code], tophat=tophat)
+    curves = offline_filter_files()
     if tophat and code in tophat:
         wavelength, transmission = tophat_curve(tophat[code]["lam_eff"], tophat[code]["lam_fwhm"])
         source = f"top-hat, lam_eff {tophat[code]['lam_eff']:g} A, lam_fwhm {tophat[code]['lam_fwhm']:g} A (config)"
     else:
-        wavelength, transmission = read_sedpy_curve(offline_filter_files()[code])
-        source = f"astro-sedpy {offline_filter_files()[code].name} (JWST post-flight, nrc_plus_ote)"
+        wavelength, transmission = read_sedpy_curve(curves[code])
+        source = f"astro-sedpy {curves[code].name} (JWST post-flight, nrc_plus_ote)"
     path = Path(cache_dir) / f"{code.replace('/', '_')}.hdf5"
     import h5py
 

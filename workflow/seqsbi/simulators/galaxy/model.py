@@ -58,7 +58,7 @@ class GalaxyModelSpec:
             return value.decode() if isinstance(value, bytes) else str(value)
 
         kwargs = {}
-        for name, spec_field in cls.__dataclass_fields__.items():
+        for name in cls.__dataclass_fields__:
             if name not in attrs:
                 continue
             value = attrs[name]

@@ -114,11 +114,7 @@ def grid_log10_metallicity_range(galaxy: dict[str, Any]) -> tuple[float, float] 
 
 
 def noise_model(galaxy: dict[str, Any]) -> DepthNoise | None:
-    noise = galaxy["features"]["noise"]
-    if noise is None:
-        return None
-    depths = np.broadcast_to(np.asarray(noise["depth_5sigma_ab"], dtype=float), (len(galaxy["filters"]),))
-    return DepthNoise(np.array(depths), noise.get("max_snr"))
+    return DepthNoise.from_config(galaxy["features"]["noise"], len(galaxy["filters"]))
 
 
 def check_galaxy_config(galaxy: dict[str, Any]) -> None:

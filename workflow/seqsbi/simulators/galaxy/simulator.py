@@ -35,11 +35,7 @@ def galaxy(theta: np.ndarray, rng: np.random.Generator, library: str, svo_filter
     from seqsbi.simulators.galaxy.features import DepthNoise, simulate_features
 
     flux = _rebuilt_simulator(library, svo_filter_cache, backend)(theta)
-    depth_noise = None
-    if noise is not None:
-        depths = np.broadcast_to(np.asarray(noise["depth_5sigma_ab"], dtype=float), (len(filters),))
-        depth_noise = DepthNoise(np.array(depths), noise.get("max_snr"))
-    return simulate_features(flux, features, depth_noise, rng)
+    return simulate_features(flux, features, DepthNoise.from_config(noise, len(filters)), rng)
 
 
 def declared_output_dim(settings: dict[str, Any]) -> int:
