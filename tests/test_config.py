@@ -142,3 +142,15 @@ def test_sheet_requires_columns(tmp_path):
 def test_missing_sheet(tmp_path):
     with pytest.raises(ConfigError, match=r"observations: sheet '.*nowhere.tsv' does not exist"):
         read_observations(tmp_path / "nowhere.tsv")
+
+
+def test_library_index_past_the_library_is_named(tmp_path):
+    (tmp_path / "obs.tsv").write_text("observation\tlibrary_index\nrow\t100\n")
+    config = {"observations": str(tmp_path / "obs.tsv"), "galaxy": {"library": {"n_galaxies": 100}},
+              "runs": {"g": {"simulator": "galaxy", "prior": {"from_library": True}}}}
+    with pytest.raises(ConfigError, match=r"row 'row' column library_index: 100 is past the library's last row \(99; "
+                                          r"the library has 100 galaxies\)"):
+        plan_workflow(config)
+    (tmp_path / "obs.tsv").write_text("observation\tlibrary_index\nrow\t99\n")
+    settings = plan_workflow(config).runs["g"]
+    assert settings.prior.names[4] == "peak_age" and settings.simulator_settings["filters"][0] == "JWST/NIRCam.F070W"

@@ -242,7 +242,8 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
     )
 
 
-def _check_run_observations(settings: RunSettings, observations: dict[str, Observation], sheet: str) -> None:
+def _check_run_observations(settings: RunSettings, observations: dict[str, Observation], sheet: str,
+                            galaxy: dict) -> None:
     simulator = settings.simulator()
     output_dim = simulator.output_dim(settings.prior)
     for obs_name in settings.observation_names:
@@ -252,7 +253,7 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
             )
         obs = observations[obs_name]
         if obs.library_index is not None:
-            _check_library_observation(settings, obs, sheet)
+            _check_library_observation(settings, obs, sheet, galaxy)
             continue
         if obs.x_o.shape != (output_dim,):
             raise ConfigError(
@@ -266,11 +267,13 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
             )
 
 
-def _check_library_observation(settings: RunSettings, obs: Observation, sheet: str) -> None:
+def _check_library_observation(settings: RunSettings, obs: Observation, sheet: str, galaxy: dict) -> None:
+    from seqsbi.simulators.galaxy import plan
+
     if settings.simulator_name != "galaxy":
         raise ConfigError(f"{sheet} row {obs.name!r} column library_index: only galaxy runs have a model library, "
                           f"but run {settings.name!r} uses simulator {settings.simulator_name!r}; give x_o instead")
-    n_galaxies = settings.simulator_settings["library_size"]
+    n_galaxies = plan.library_size(galaxy)
     if obs.library_index >= n_galaxies:
         raise ConfigError(f"{sheet} row {obs.name!r} column library_index: {obs.library_index} is past the library's "
                           f"last row ({n_galaxies - 1}; the library has {n_galaxies} galaxies)")
@@ -312,7 +315,6 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
         "filters": list(galaxy["filters"]),
         "features": galaxy["features"]["kind"],
         "noise": galaxy["features"]["noise"],
-        "library_size": plan.library_size(galaxy),
         "backend": galaxy["backend"],
     }
     return resolved
@@ -349,5 +351,5 @@ def plan_workflow(config: dict) -> WorkflowPlan:
         filled["runs"][name] = resolve_galaxy_run(name, run, filled["galaxy"])
     runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}
     for settings in runs.values():
-        _check_run_observations(settings, observations, filled["observations"])
+        _check_run_observations(settings, observations, filled["observations"], filled["galaxy"])
     return WorkflowPlan(filled, runs, observations)

@@ -26,12 +26,8 @@ def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str):
 
 
 def galaxy(theta: np.ndarray, rng: np.random.Generator, library: str, svo_filter_cache: str, filters: list[str],
-           features: str = "ab_magnitude", noise: dict | None = None, library_size: int | None = None,
-           backend: str = "batched") -> np.ndarray:
-    """Features (n, n_filters) for galaxy parameters theta (n, 6) in the library's parameter order.
-
-    ``library_size`` is bookkeeping for config checks (library_index observations) and unused here.
-    """
+           features: str = "ab_magnitude", noise: dict | None = None, backend: str = "batched") -> np.ndarray:
+    """Features (n, n_filters) for galaxy parameters theta (n, 6) in the library's parameter order."""
     from seqsbi.simulators.galaxy.features import DepthNoise, simulate_features
 
     flux = _rebuilt_simulator(library, svo_filter_cache, backend)(theta)
