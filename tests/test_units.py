@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from seqsbi import artifacts
+from seqsbi import artifacts, scatter
 from seqsbi.plots import pairplot, posterior_summary, zoom_limits
 from seqsbi.priors import ParameterSpace
-from seqsbi.seeds import round_seed
+from seqsbi.seeds import block_seed, round_seed, training_seed
 from seqsbi.simulators import resolve_simulator
 from seqsbi.simulators.toy import linear_gaussian, two_moons
 
@@ -92,3 +92,40 @@ def test_pairplot_writes_png(tmp_path):
     pairplot(rounds, space.labels(), np.stack([space.low, space.high], 1), path, theta_true=np.zeros(3), title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path)) == ["pair.png"]
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 7, 10])
+def test_chunks_split_blocks_into_contiguous_near_equal_runs(n_blocks):
+    for n_chunks in range(1, n_blocks + 1):
+        runs = [scatter.chunk_blocks(n_blocks, n_chunks, chunk) for chunk in range(n_chunks)]
+        assert [b for run in runs for b in run] == list(range(n_blocks))
+        assert max(map(len, runs)) - min(map(len, runs)) <= 1
+    with pytest.raises(ValueError, match="cannot split"):
+        scatter.chunk_blocks(n_blocks, n_blocks + 1, 0)
+
+
+def test_block_and_training_seeds_differ_from_each_other_and_the_round():
+    seed = round_seed(0, "run", "obs", 1)
+    seeds = {seed, training_seed(seed), *(block_seed(seed, b) for b in range(100))}
+    assert len(seeds) == 102
+    assert block_seed(seed, 3) == block_seed(seed, 3)
+
+
+def test_scattered_simulations_are_bit_identical_for_any_chunk_count():
+    simulator = resolve_simulator("two_moons", {})
+    theta = np.random.default_rng(1).uniform(-1, 1, size=(1050, 2))
+    block_size, seed = 100, round_seed(3, "run", "obs", 2)
+
+    def gathered(n_chunks: int) -> np.ndarray:
+        pieces = []
+        for chunk in range(n_chunks):
+            rows = scatter.chunk_rows(len(theta), block_size, n_chunks, chunk)
+            pieces.append(scatter.simulate_blocks(simulator, theta[rows], rows.start, block_size, seed))
+        return np.concatenate(pieces)
+
+    whole = gathered(1)
+    assert whole.shape == (1050, 2)
+    for n_chunks in (2, 3, 11):
+        assert np.array_equal(gathered(n_chunks), whole)
+    # The noise really comes from the seeds: another round seed gives other simulations.
+    assert not np.array_equal(scatter.simulate_blocks(simulator, theta, 0, block_size, seed + 1), whole)

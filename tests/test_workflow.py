@@ -125,6 +125,32 @@ def test_adding_a_round_reuses_the_rounds_on_disk(finished, tmp_path):
     assert set(re.findall(r"wildcards: run=tiny, obs=\w+, k=(\d+)", dry.stdout)) == {"2"}
 
 
+def test_scattered_rounds_gather_the_same_simulations_as_one_job(tmp_path):
+    """simulation_chunks moves simulations into chunk jobs without changing a single number."""
+    def fit(name: str, chunks: int) -> Path:
+        run = tiny_run(rounds=2, posterior_samples=300, observations=["zero"], simulation_block_size=50,
+                       simulation_chunks=chunks)
+        workdir = tmp_path / name
+        write_workdir(workdir, {"tiny": run})
+        if chunks > 1:
+            dry = snakemake(workdir, "-n", "--cores", "2")
+            assert job_counts(dry.stdout)["simulate_chunk"] == 2 * chunks
+            assert job_counts(dry.stdout)["propose_round"] == 2
+        snakemake(workdir, "--cores", "2")
+        return workdir / "results/runs/tiny/zero"
+
+    one_job, scattered = fit("one_job", 1), fit("scattered", 3)
+    for k in (0, 1):
+        for name in ("simulations.npz", "samples.npz"):
+            a, b = read_npz(one_job / f"round_{k}" / name), read_npz(scattered / f"round_{k}" / name)
+            assert all(np.array_equal(a[key], b[key]) for key in a), (k, name)
+        # Chunk files and the proposal are temporary: gathered into simulations.npz, then removed.
+        assert not (scattered / f"round_{k}" / "chunks").exists() or not any((scattered / f"round_{k}" / "chunks").iterdir())
+        assert not (scattered / f"round_{k}" / "proposal.npz").exists()
+    log = (scattered.parents[2] / "logs/train_round/tiny/zero/round_1.log").read_text()
+    assert "gathered 200 simulations from 3 chunk job(s)" in log
+
+
 def test_sbi_tutorial_config_reproduces_the_tutorial_posterior(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "examples" / "sbi_tutorial.yaml").read_text())
     config["observations"] = str(ROOT / config["observations"])
@@ -142,6 +168,8 @@ BAD_INPUTS = {
     "unknown engine": ({"engine": "SNXE"}, None, ["runs.tiny.engine", "'SNXE'", "'SNPE'", "'SNLE'", "'SNRE'"]),
     "unknown simulator": ({"simulator": "moons"}, None, ["runs.tiny.simulator", "'moons'", "linear_gaussian, two_moons, galaxy", "module:function"]),
     "zero rounds": ({"rounds": 0}, None, ["runs.tiny.rounds", "0 is less than the minimum of 1"]),
+    "more chunks than blocks": ({"simulation_chunks": 5, "simulation_block_size": 50}, None,
+                                ["runs.tiny.simulation_chunks", "5 chunks", "only 4 block(s)", "at most 4"]),
     "one simulation": ({"simulations_per_round": 1}, None, ["runs.tiny.simulations_per_round", "1 is less than the minimum of 2"]),
     "wrong observation length": ({}, "observation\tx_o\nzero\t0,0\n", ["row 'zero' column x_o", "has 2 values", "returns 3", "give 3"]),
     "NaN observation": ({}, "observation\tx_o\nzero\t0,nan,0\n", ["row 'zero' column x_o", "'nan' is not finite"]),

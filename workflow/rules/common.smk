@@ -16,6 +16,8 @@ except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
 
 ROUND_DIR = "results/runs/{run}/{obs}/round_{k}"
+PROPOSAL_FILE = "proposal.npz"  # theta drawn for a scattered round (temporary)
+CHUNK_FILE = "chunks/chunk_{chunk}.npz"  # x of one chunk of a scattered round (temporary)
 GALAXY = PLAN.config["galaxy"]
 
 
@@ -23,6 +25,7 @@ wildcard_constraints:
     run="[A-Za-z0-9][A-Za-z0-9_.-]*",
     obs="[A-Za-z0-9][A-Za-z0-9_.-]*",
     k="[0-9]+",
+    chunk="[0-9]+",
     grid="[A-Za-z0-9][A-Za-z0-9_.-]*",
     library="[A-Za-z0-9][A-Za-z0-9_-]*",
     facility="[A-Za-z0-9]+",
@@ -45,7 +48,8 @@ def round_config(wildcards):
     """runs.<run> without the keys a single round does not depend on: adding rounds or observations
     to a run must not invalidate (rerun) the rounds already on disk."""
     run = dict(PLAN.config["runs"][wildcards.run])
-    for key in ("rounds", "observations"):
+    # simulation_chunks only says where the simulations run: the results are the same for any value.
+    for key in ("rounds", "observations", "simulation_chunks"):
         run.pop(key, None)
     return canonical(run)
 
@@ -83,7 +87,19 @@ def observation_inputs(wildcards):
 
 
 def train_round_inputs(wildcards):
-    return {**previous_round(wildcards), **galaxy_inputs(wildcards)}
+    return {**previous_round(wildcards), **galaxy_inputs(wildcards), **scattered_simulations(wildcards)}
+
+
+def scattered_simulations(wildcards):
+    """A scattered round's proposal and chunk files; nothing when the round simulates itself."""
+    chunks = PLAN.runs[wildcards.run].simulation_chunks
+    if chunks == 1:
+        return {}
+    round_dir = ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, k=wildcards.k)
+    return {
+        "proposal": f"{round_dir}/{PROPOSAL_FILE}",
+        "chunks": [f"{round_dir}/{CHUNK_FILE.format(chunk=chunk)}" for chunk in range(chunks)],
+    }
 
 
 def previous_round(wildcards):

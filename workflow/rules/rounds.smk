@@ -1,4 +1,7 @@
 # One job per (run, observation, round): round k's artifacts on disk are the state round k+1 reads.
+# With runs.<run>.simulation_chunks > 1 the round's simulations come from chunk jobs instead:
+# propose_round draws theta (torch), simulate_chunk jobs simulate whole seeded blocks of it (numpy
+# only), and train_round gathers them. The gathered set is the same for any chunk count.
 
 
 rule train_round:
@@ -15,3 +18,35 @@ rule train_round:
         "../../envs/seqsbi.yaml"
     script:
         "../scripts/train_round.py"
+
+
+rule propose_round:
+    input:
+        unpack(previous_round),
+    output:
+        proposal=temp(f"{ROUND_DIR}/{PROPOSAL_FILE}"),
+    params:
+        run=round_config,
+    log:
+        "results/logs/propose_round/{run}/{obs}/round_{k}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/propose_round.py"
+
+
+rule simulate_chunk:
+    input:
+        unpack(galaxy_inputs),
+        proposal=f"{ROUND_DIR}/{PROPOSAL_FILE}",
+    output:
+        chunk=temp(f"{ROUND_DIR}/{CHUNK_FILE}"),
+    params:
+        run=round_config,
+        chunks=lambda wildcards: PLAN.runs[wildcards.run].simulation_chunks,
+    log:
+        "results/logs/simulate_chunk/{run}/{obs}/round_{k}/chunk_{chunk}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    script:
+        "../scripts/simulate_chunk.py"

@@ -15,7 +15,7 @@ with log_to_file(snakemake.log[0]) as logger:
     import torch
 
     from seqsbi.config import observation_from_params, run_settings
-    from seqsbi.rounds import read_previous_round, train_round, write_round
+    from seqsbi.rounds import gather_chunks, read_previous_round, train_round, write_round
 
     torch.set_num_threads(snakemake.threads)
     settings = run_settings(snakemake.wildcards.run, snakemake.params.run, [])
@@ -28,6 +28,11 @@ with log_to_file(snakemake.log[0]) as logger:
         previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings)
     logger.info("run %s, observation %s, round %d (engine %s, %d torch thread(s))", settings.name,
                 observation.name, round_index, settings.engine, torch.get_num_threads())
-    result = train_round(settings, observation, round_index, previous)
+    simulations = None
+    if "chunks" in snakemake.input.keys():
+        simulations = gather_chunks(snakemake.input.proposal, list(snakemake.input.chunks))
+        logger.info("gathered %d simulations from %d chunk job(s)", simulations.theta.shape[0],
+                    len(snakemake.input.chunks))
+    result = train_round(settings, observation, round_index, previous, simulations)
     write_round(result, settings, dict(snakemake.output.items()))
     logger.info("round %d done: %s", round_index, result.summary["timings"])

@@ -70,6 +70,10 @@ class RunSettings:
     density_estimator: str
     rounds: int | None  # None inside a round job, which must not depend on the total
     simulations_per_round: int
+    simulation_block_size: int  # simulations per seeded block (see seqsbi.scatter)
+    # Jobs a round's simulations are scattered over (1 = inside the round job); None inside a round's
+    # jobs, whose results must not depend on it.
+    simulation_chunks: int | None
     posterior_samples: int
     seed: int
     device: str
@@ -232,6 +236,8 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         density_estimator=_check_estimator(name, engine, run.get("density_estimator")),
         rounds=run.get("rounds"),
         simulations_per_round=run["simulations_per_round"],
+        simulation_block_size=run["simulation_block_size"],
+        simulation_chunks=run.get("simulation_chunks"),
         posterior_samples=run["posterior_samples"],
         seed=run["seed"],
         device=run["device"],
@@ -240,6 +246,19 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         truncation=dict(run["truncation"]),
         observation_names=tuple(run.get("observations", all_observations)),
     )
+
+
+def _check_simulation_chunks(settings: RunSettings) -> None:
+    from seqsbi.scatter import block_count
+
+    blocks = block_count(settings.simulations_per_round, settings.simulation_block_size)
+    if settings.simulation_chunks > blocks:
+        raise ConfigError(
+            f"runs.{settings.name}.simulation_chunks: {settings.simulation_chunks} chunks but a round has only "
+            f"{blocks} block(s) of simulation_block_size={settings.simulation_block_size} "
+            f"({settings.simulations_per_round} simulations); a chunk is whole blocks, so use at most {blocks} "
+            f"chunks or a smaller simulation_block_size"
+        )
 
 
 def _check_run_observations(settings: RunSettings, observations: dict[str, Observation], sheet: str,
@@ -351,5 +370,6 @@ def plan_workflow(config: dict) -> WorkflowPlan:
         filled["runs"][name] = resolve_galaxy_run(name, run, filled["galaxy"])
     runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}
     for settings in runs.values():
+        _check_simulation_chunks(settings)
         _check_run_observations(settings, observations, filled["observations"], filled["galaxy"])
     return WorkflowPlan(filled, runs, observations)

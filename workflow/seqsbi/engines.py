@@ -83,24 +83,29 @@ def new_inference(settings: RunSettings, prior: BoxUniform) -> NeuralInference:
     )
 
 
-def proposal_for_round(settings: RunSettings, prior: BoxUniform, previous_posterior: Any | None) -> tuple[Any, Any]:
-    """(distribution round k draws theta from, proposal recorded with its simulations; None = prior).
-
-    Only SNPE records a non-prior proposal: its loss corrects for it. TSNPE's truncated prior is
-    recorded as the prior on purpose: its first-round loss needs no correction (Deistler et al. 2022).
-    """
+def proposal_for_round(settings: RunSettings, prior: BoxUniform, previous_posterior: Any | None) -> Any:
+    """The distribution round k draws theta from: the prior in round 0 and for NPE, the prior
+    truncated to round k-1's highest-density region for TSNPE, round k-1's posterior otherwise."""
     if previous_posterior is None or settings.engine == "NPE":
-        return prior, None
+        return prior
     if settings.engine == "TSNPE":
         from sbi.utils import RestrictedPrior, get_density_thresholder
 
         truncation = settings.truncation
         threshold = get_density_thresholder(previous_posterior, quantile=truncation["quantile"],
                                             num_samples_to_estimate_support=truncation["support_samples"])
-        restricted = RestrictedPrior(prior, threshold, posterior=previous_posterior,
-                                     sample_with=truncation["sample_with"], device=settings.device)
-        return restricted, None
-    return previous_posterior, previous_posterior if settings.engine == "SNPE" else None
+        return RestrictedPrior(prior, threshold, posterior=previous_posterior,
+                               sample_with=truncation["sample_with"], device=settings.device)
+    return previous_posterior
+
+
+def recorded_proposal(settings: RunSettings, previous_posterior: Any | None) -> Any | None:
+    """The proposal recorded with a round's simulations (None = prior).
+
+    Only SNPE records a non-prior proposal: its loss corrects for it. TSNPE's truncated prior is
+    recorded as the prior on purpose: its first-round loss needs no correction (Deistler et al. 2022).
+    """
+    return previous_posterior if settings.engine == "SNPE" else None
 
 
 def draw(distribution: Any, n: int) -> np.ndarray:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from seqsbi import artifacts
+from seqsbi import artifacts, scatter
 from seqsbi.config import Observation, RunSettings
-from seqsbi.seeds import round_seed
+from seqsbi.seeds import round_seed, training_seed
 
 logger = logging.getLogger("seqsbi.rounds")
 
@@ -60,47 +60,107 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+@dataclass
+class Simulations:
+    """One round's simulations: theta (n, d) from the proposal and x (n, k), with how long each took."""
+
+    theta: np.ndarray
+    x: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def propose(settings: RunSettings, observation: str, round_index: int,
+            previous: RoundResult | None = None) -> np.ndarray:
+    """theta (n, d): round ``round_index``'s draws from its proposal (prior in round 0, see
+    :func:`seqsbi.engines.proposal_for_round`), seeded from (run, observation, round)."""
+    from seqsbi import engines
+
+    if (round_index == 0) != (previous is None):
+        raise ValueError(f"round {round_index} needs {'no' if round_index == 0 else 'the previous'} round's result")
+    seed_everything(round_seed(settings.seed, settings.name, observation, round_index))
+    prior = engines.make_prior(settings.prior, settings.device)
+    source = engines.proposal_for_round(settings, prior, None if previous is None else previous.posterior)
+    logger.info("round %d: %d simulations from %s", round_index, settings.simulations_per_round,
+                "the prior" if source is prior else type(source).__name__ + f" of round {round_index - 1}")
+    return engines.draw(source, settings.simulations_per_round)
+
+
+def simulate_chunk(settings: RunSettings, observation: str, round_index: int, theta: np.ndarray,
+                   chunk: int, n_chunks: int) -> tuple[slice, np.ndarray]:
+    """(rows, x) for chunk ``chunk`` of ``n_chunks`` of a round's theta (all n rows): whole blocks only."""
+    rows = scatter.chunk_rows(theta.shape[0], settings.simulation_block_size, n_chunks, chunk)
+    seed = round_seed(settings.seed, settings.name, observation, round_index)
+    x = scatter.simulate_blocks(settings.simulator(), theta[rows], rows.start, settings.simulation_block_size, seed)
+    return rows, x
+
+
+def write_chunk(path: str | Path, rows: slice, x: np.ndarray, simulate_s: float) -> None:
+    artifacts.write_npz(path, rows=np.array([rows.start, rows.stop]), x=x, simulate_s=np.array(simulate_s))
+
+
+def gather_chunks(proposal_path: str | Path, chunk_paths: list[str | Path]) -> Simulations:
+    """A round's simulations from its proposal file and its chunk files (in chunk order)."""
+    theta = artifacts.read_npz(proposal_path)["theta"]
+    chunks = [artifacts.read_npz(path) for path in chunk_paths]
+    expected = 0
+    for path, chunk in zip(chunk_paths, chunks):
+        start, stop = (int(v) for v in chunk["rows"])
+        if start != expected or chunk["x"].shape[0] != stop - start:
+            raise ValueError(f"chunk file {str(path)!r} holds rows {start}..{stop} with {chunk['x'].shape[0]} "
+                             f"simulations; expected rows from {expected}: rerun the round's chunk jobs")
+        expected = stop
+    if expected != theta.shape[0]:
+        raise ValueError(f"chunks cover {expected} of the proposal's {theta.shape[0]} rows; rerun the chunk jobs")
+    x = np.concatenate([chunk["x"] for chunk in chunks], axis=0)
+    timings = {"simulate_s": float(sum(chunk["simulate_s"] for chunk in chunks)), "simulation_chunks": len(chunks)}
+    return Simulations(theta, x, timings)
+
+
+def propose_and_simulate(settings: RunSettings, observation: Observation, round_index: int,
+                         previous: RoundResult | None = None) -> Simulations:
+    """A round's simulations in this process: the same numbers chunk jobs would gather."""
+    start = time.perf_counter()
+    theta = propose(settings, observation.name, round_index, previous)
+    proposal_s = time.perf_counter() - start
+    start = time.perf_counter()
+    _, x = simulate_chunk(settings, observation.name, round_index, theta, 0, 1)
+    return Simulations(theta, x, {"proposal_s": proposal_s, "simulate_s": time.perf_counter() - start})
+
+
 def train_round(
     settings: RunSettings,
     observation: Observation,
     round_index: int,
     previous: RoundResult | None = None,
+    simulations: Simulations | None = None,
 ) -> RoundResult:
     """Run round ``round_index`` of ``settings`` at ``observation``.
 
     Round 0 simulates from the prior with a new trainer; round k >= 1 continues round k-1's trainer
     (all earlier simulations, warm-started network) and simulates from the method's proposal built
     from round k-1's posterior at x_o (see :func:`seqsbi.engines.proposal_for_round`).
+    ``simulations`` are the round's simulations when chunk jobs made them; otherwise this call does.
     """
     from seqsbi import engines
 
     fail_if_requested(settings.name, observation.name, round_index)
     if (round_index == 0) != (previous is None):
         raise ValueError(f"round {round_index} needs {'no' if round_index == 0 else 'the previous'} round's result")
-    seed = round_seed(settings.seed, settings.name, observation.name, round_index)
-    rng = seed_everything(seed)
-    timings: dict[str, float] = {}
-    n = settings.simulations_per_round
-
-    start = time.perf_counter()
-    prior = engines.make_prior(settings.prior, settings.device)
-    if previous is None:
-        inference = engines.new_inference(settings, prior)
-    else:
-        inference = previous.inference
-    source, proposal = engines.proposal_for_round(settings, prior, None if previous is None else previous.posterior)
-    logger.info("round %d: %d simulations from %s", round_index, n,
-                "the prior" if source is prior else type(source).__name__ + f" of round {round_index - 1}")
-    theta = engines.draw(source, n)
-    timings["proposal_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    x = settings.simulator()(theta, rng)
-    timings["simulate_s"] = time.perf_counter() - start
+    if simulations is None:
+        simulations = propose_and_simulate(settings, observation, round_index, previous)
+    theta, x, timings = simulations.theta, simulations.x, dict(simulations.timings)
+    n = theta.shape[0]
+    if n != settings.simulations_per_round:
+        raise ValueError(f"round {round_index} got {n} simulations; the run asks for {settings.simulations_per_round}")
     invalid = int((~np.isfinite(x).all(axis=1)).sum())
     if invalid:
         logger.warning("%d of %d simulations are not finite; sbi drops them from training", invalid, n)
 
+    seed = round_seed(settings.seed, settings.name, observation.name, round_index)
+    seed_everything(training_seed(seed))
+    prior = engines.make_prior(settings.prior, settings.device)
+    inference = engines.new_inference(settings, prior) if previous is None else previous.inference
+    proposal = engines.recorded_proposal(settings, None if previous is None else previous.posterior)
     engines.append_round(inference, settings, theta, x, proposal, round_index)
     epochs_before = len(inference.summary["training_loss"])
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Seeds derived from (base seed, run, observation, round): reruns reproduce, rounds differ."""
+"""Seeds derived from (base seed, run, observation, round[, block]): reruns reproduce, rounds differ."""
 
 from __future__ import annotations
 
@@ -6,13 +6,31 @@ import zlib
 
 import numpy as np
 
+#: spawn-key tag of the seed that trains a round (blocks use their index, 0, 1, ...).
+_TRAINING_KEY = 2**31 - 1
+
 
 def _stable_hash(text: str) -> int:
     # Python's hash() is salted per process; crc32 is the same everywhere.
     return zlib.crc32(text.encode("utf-8"))
 
 
-def round_seed(seed: int, run: str, observation: str, round_index: int) -> int:
-    """A 63-bit seed for one round (fits torch.manual_seed and numpy Generators)."""
-    sequence = np.random.SeedSequence([seed, _stable_hash(run), _stable_hash(observation), round_index])
+def _as_seed(sequence: np.random.SeedSequence) -> int:
+    # 63 bits: fits torch.manual_seed and numpy Generators.
     return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def round_seed(seed: int, run: str, observation: str, round_index: int) -> int:
+    """The seed of one round: it draws the round's parameters from the proposal."""
+    return _as_seed(np.random.SeedSequence([seed, _stable_hash(run), _stable_hash(observation), round_index]))
+
+
+def block_seed(round_seed_value: int, block: int) -> int:
+    """The seed of simulation block ``block`` of a round (its noise): the same whichever job runs it."""
+    return _as_seed(np.random.SeedSequence(round_seed_value, spawn_key=(block,)))
+
+
+def training_seed(round_seed_value: int) -> int:
+    """The seed torch is reset to before a round trains, so training does not depend on whether the
+    round simulated in its own job or gathered chunk jobs' simulations."""
+    return _as_seed(np.random.SeedSequence(round_seed_value, spawn_key=(_TRAINING_KEY,)))

@@ -1,0 +1,27 @@
+"""Rule propose_round: draw a scattered round's theta from its proposal (logic in seqsbi.rounds)."""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["OMP_NUM_THREADS"] = str(snakemake.threads)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from seqsbi.logs import log_to_file  # noqa: E402
+
+with log_to_file(snakemake.log[0]) as logger:
+    import torch
+
+    from seqsbi import artifacts
+    from seqsbi.config import run_settings
+    from seqsbi.rounds import propose, read_previous_round
+
+    torch.set_num_threads(snakemake.threads)
+    settings = run_settings(snakemake.wildcards.run, snakemake.params.run, [])
+    round_index = int(snakemake.wildcards.k)
+    previous = None
+    if round_index > 0:
+        previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings)
+    theta = propose(settings, snakemake.wildcards.obs, round_index, previous)
+    artifacts.write_npz(snakemake.output.proposal, theta=theta)
+    logger.info("wrote %d parameter vectors for the chunk jobs", theta.shape[0])
