@@ -18,8 +18,9 @@ OBSERVATION = Observation("zero", np.zeros(2), np.array([-1.0, -1.0]))
 
 
 def settings_for(engine: str, **overrides):
-    prior = {"parameters": [{"name": "a", "low": -2, "high": 2}, {"name": "b", "low": -2, "high": 2}]}
-    run = tiny_run(engine=engine, prior=prior, simulations_per_round=150, posterior_samples=200,
+    overrides.setdefault("prior", {"parameters": [{"name": "a", "low": -2, "high": 2},
+                                                  {"name": "b", "low": -2, "high": 2}]})
+    run = tiny_run(engine=engine, simulations_per_round=150, posterior_samples=200,
                    training={"max_num_epochs": 300}, mcmc={"num_chains": 10, "warmup_steps": 20},
                    truncation={"support_samples": 20000}, **overrides)
     if engine == "SNRE":
@@ -91,3 +92,26 @@ def test_round_zero_refuses_a_previous_round():
     settings = settings_for("SNPE")
     with pytest.raises(ValueError, match="round 0 needs no"):
         train_round(settings, OBSERVATION, 0, previous=object())
+
+
+@pytest.mark.parametrize("engine", ["SNPE", "TSNPE"])
+def test_constrained_flow_keeps_every_round_inside_the_prior(tmp_path, engine):
+    """With constrain_to_prior the flow lives behind a logit map of the box: no mass can leave it,
+    even with the truth on the prior's edge (x_o = 0.9 + 1 for the box [-2, 1])."""
+    prior = {"parameters": [{"name": "a", "low": -2, "high": 1}, {"name": "b", "low": -2, "high": 1}]}
+    settings = settings_for(engine, constrain_to_prior=True, prior=prior)
+    edge = Observation("edge", np.array([1.9, 1.9]), np.array([0.9, 0.9]))
+    round0 = train_round(settings, edge, 0)
+    write_round(round0, settings, outputs_in(tmp_path / "round_0"))
+    previous = read_previous_round(tmp_path / "round_0" / "inference.pt", tmp_path / "round_0" / "posterior.pt", settings)
+    round1 = train_round(settings, edge, 1, previous)
+    for result in (round0, round1):
+        assert result.summary["posterior_mass_inside_prior"] == 1.0
+        assert result.summary["constrain_to_prior"] is True
+        assert np.all(result.samples > -2) and np.all(result.samples < 1)
+    assert np.all(round1.samples.mean(axis=0) > 0.3)  # near the edge, where the truth is
+
+
+def test_constrain_to_prior_names_the_estimators_it_supports():
+    with pytest.raises(Exception, match="'mdn' cannot be bounded to the prior.*maf or nsf"):
+        settings_for("SNPE", constrain_to_prior=True, density_estimator="mdn")

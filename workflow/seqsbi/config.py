@@ -37,6 +37,8 @@ ENGINE_ALIASES = {
 SBI_TRAINERS = {"SNPE": "NPE_C", "TSNPE": "NPE_C", "NPE": "NPE_C", "SNLE": "NLE_A", "SNRE": "NRE_B"}
 DENSITY_ESTIMATORS = ("maf", "nsf", "mdn", "made")
 CLASSIFIERS = ("resnet", "mlp", "linear")
+#: Estimators with a zuko version that sbi can put behind a logit map of the prior (constrain_to_prior).
+BOUNDED_ESTIMATORS = ("maf", "nsf")
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,8 @@ class RunSettings:
     prior: ParameterSpace
     engine: str  # SNPE, TSNPE, NPE, SNLE or SNRE (see ENGINE_ALIASES)
     density_estimator: str
+    constrain_to_prior: bool  # NPE methods: flow behind a logit map of the prior box (no leakage)
+    network: dict[str, Any]  # hidden_features, num_transforms
     rounds: int | None  # None inside a round job, which must not depend on the total
     simulations_per_round: int
     simulation_block_size: int  # simulations per seeded block (see seqsbi.scatter)
@@ -197,13 +201,18 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
     return observations
 
 
-def _check_estimator(run: str, engine: str, estimator: str | None) -> str:
+def _check_estimator(run: str, engine: str, estimator: str | None, constrain_to_prior: bool) -> str:
     allowed = CLASSIFIERS if engine == "SNRE" else DENSITY_ESTIMATORS
     if estimator is None:
         return allowed[0]
     if estimator not in allowed:
         raise ConfigError(
             f"runs.{run}.density_estimator: {estimator!r} does not work with engine {engine}; allowed: {', '.join(allowed)}"
+        )
+    if constrain_to_prior and SBI_TRAINERS[engine] == "NPE_C" and estimator not in BOUNDED_ESTIMATORS:
+        raise ConfigError(
+            f"runs.{run}.density_estimator: {estimator!r} cannot be bounded to the prior (constrain_to_prior: true); "
+            f"use {' or '.join(BOUNDED_ESTIMATORS)}, or set constrain_to_prior: false"
         )
     return estimator
 
@@ -233,7 +242,9 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         simulator_settings=dict(run["simulator_settings"]),
         prior=ParameterSpace.from_config(run["prior"], key=f"runs.{name}.prior"),
         engine=engine,
-        density_estimator=_check_estimator(name, engine, run.get("density_estimator")),
+        density_estimator=_check_estimator(name, engine, run.get("density_estimator"), run["constrain_to_prior"]),
+        constrain_to_prior=run["constrain_to_prior"],
+        network=dict(run["network"]),
         rounds=run.get("rounds"),
         simulations_per_round=run["simulations_per_round"],
         simulation_block_size=run["simulation_block_size"],

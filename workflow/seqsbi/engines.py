@@ -70,6 +70,22 @@ def make_prior(space: ParameterSpace, device: str = "cpu") -> BoxUniform:
     )
 
 
+def network_builder(settings: RunSettings, prior: BoxUniform):
+    """sbi's builder for the configured network: classifier (SNRE), likelihood flow (SNLE) or
+    posterior flow (NPE methods; with ``constrain_to_prior`` zuko's flow behind a logit map of the box)."""
+    from sbi.neural_nets import classifier_nn, likelihood_nn, posterior_nn
+
+    size = settings.network
+    if settings.sbi_trainer == "NRE_B":
+        return classifier_nn(model=settings.density_estimator, hidden_features=size["hidden_features"])
+    if settings.sbi_trainer == "NLE_A":
+        return likelihood_nn(model=settings.density_estimator, **size)
+    if settings.constrain_to_prior:
+        return posterior_nn(model=f"zuko_{settings.density_estimator}", z_score_theta="transform_to_unconstrained",
+                            x_dist=prior, **size)
+    return posterior_nn(model=settings.density_estimator, **size)
+
+
 def new_inference(settings: RunSettings, prior: BoxUniform) -> NeuralInference:
     """A fresh sbi trainer for ``settings.engine`` with the configured network."""
     trainer = getattr(sbi_inference, settings.sbi_trainer)
@@ -79,7 +95,7 @@ def new_inference(settings: RunSettings, prior: BoxUniform) -> NeuralInference:
         device=settings.device,
         tracker=LoggingTracker(),
         show_progress_bars=True,
-        **{network: settings.density_estimator},
+        **{network: network_builder(settings, prior)},
     )
 
 

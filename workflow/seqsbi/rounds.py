@@ -191,6 +191,7 @@ def train_round(
         "engine": settings.engine,
         "sbi_trainer": settings.sbi_trainer,
         "density_estimator": settings.density_estimator,
+        "constrain_to_prior": settings.constrain_to_prior,
         "seed": seed,
         "simulations_this_round": n,
         "simulations_total": n * (round_index + 1),

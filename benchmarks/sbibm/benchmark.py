@@ -1,0 +1,146 @@
+"""The sbibm engine benchmark: its plan (seqsbi runs per task x engine x budget), C2ST rows, table
+and plot. The fits themselves are ordinary seqsbi runs with a custom simulator (sbibm_tasks.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import sbibm_tasks
+
+SIMULATOR = "benchmarks/sbibm/sbibm_tasks.py:simulate"
+CSV_COLUMNS = ["task", "engine", "budget", "rounds", "observation", "seed", "c2st", "wall_s"]
+#: sbibm paper (Lueckmann et al. 2021), mean C2ST over 10 observations at 10^3 / 10^4 / 10^5 simulations.
+PUBLISHED = {
+    "two_moons": {"SNPE": (0.64, 0.55, 0.53), "NPE": (0.73, 0.61, 0.54)},
+    "slcp": {"SNPE": (0.97, 0.84, 0.67), "SNLE": (0.92, 0.71, 0.58)},
+    # The paper's gaussian_linear has a Gaussian prior; ours (gaussian_linear_uniform) a box one.
+    "gaussian_linear_uniform": {"SNPE (gaussian_linear)": (0.65, 0.54, 0.51)},
+}
+PUBLISHED_BUDGETS = (1_000, 10_000, 100_000)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One seqsbi run of the benchmark: ``engine`` on ``task`` with ``budget`` simulations in ``rounds``."""
+
+    task: str
+    engine: str
+    budget: int
+    rounds: int
+
+    @property
+    def run(self) -> str:
+        return f"sbibm-{self.task}-{self.engine}-{self.budget}"
+
+
+def observation_name(task: str, number: int) -> str:
+    return f"{task}-{number}"
+
+
+def plan_fits(bench: dict) -> list[Fit]:
+    """Every (task, engine, budget); NPE trains once on the whole budget, the others in the budget's rounds."""
+    fits = []
+    for task in bench["tasks"]:
+        for engine in bench["engines"]:
+            for budget, rounds in sorted((int(b), int(r)) for b, r in bench["rounds_per_budget"].items()):
+                rounds = 1 if engine == "NPE" else rounds
+                if budget % rounds:
+                    raise ValueError(f"budget {budget} does not split into {rounds} equal rounds; "
+                                     f"change rounds_per_budget")
+                fits.append(Fit(task, engine, budget, rounds))
+    return fits
+
+
+def write_observation_sheet(bench: dict, path: str | Path) -> None:
+    """sbibm's observations (x_o and true parameters) of every task as a seqsbi observation sheet."""
+    lines = ["observation\tx_o\ttheta_true"]
+    for task in bench["tasks"]:
+        for number in bench["observations"]:
+            x_o, theta = sbibm_tasks.observation(task, number)
+            lines.append(f"{observation_name(task, number)}\t{','.join(map(repr, x_o.tolist()))}\t"
+                         f"{','.join(map(repr, theta.tolist()))}")
+    text = "\n".join(lines) + "\n"
+    path = Path(path)
+    if not path.exists() or path.read_text() != text:  # rewriting would make every fit look out of date
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def seqsbi_config(bench: dict, sheet: str | Path) -> dict:
+    """The seqsbi config (observations + runs) that fits every :func:`plan_fits` entry."""
+    runs = {}
+    for fit in plan_fits(bench):
+        run = copy.deepcopy(bench.get("run_settings", {}))
+        run.update(copy.deepcopy(bench.get("engine_settings", {}).get(fit.engine, {})))
+        run.update(
+            simulator=SIMULATOR,
+            simulator_settings={"task": fit.task},
+            prior={"parameters": sbibm_tasks.box_prior(fit.task)},
+            engine=fit.engine,
+            rounds=fit.rounds,
+            simulations_per_round=fit.budget // fit.rounds,
+            posterior_samples=bench["posterior_samples"],
+            seed=bench["seed"],
+            observations=[observation_name(fit.task, n) for n in bench["observations"]],
+        )
+        runs[fit.run] = run
+    return {"observations": str(sheet), "runs": runs}
+
+
+def c2st_row(fit: Fit, number: int, seed: int, samples: np.ndarray, round_summaries: list[dict]) -> dict:
+    """One c2st.csv row: sbibm's C2ST (MLP classifier, 5 folds) between ``samples`` and as many of
+    sbibm's reference samples; wall_s sums the rounds' proposal, simulation, training and sampling."""
+    import torch
+    from sbibm.metrics import c2st
+
+    reference = sbibm_tasks.reference_samples(fit.task, number)
+    n = min(len(reference), len(samples))
+    score = float(c2st(torch.as_tensor(reference[:n], dtype=torch.float32),
+                       torch.as_tensor(samples[:n], dtype=torch.float32), seed=seed)[0])
+    wall_s = sum(sum(v for k, v in summary["timings"].items() if k.endswith("_s")) for summary in round_summaries)
+    return {"task": fit.task, "engine": fit.engine, "budget": fit.budget, "rounds": fit.rounds,
+            "observation": number, "seed": seed, "c2st": round(score, 4), "wall_s": round(wall_s, 1)}
+
+
+def write_json(path: str | Path, row: dict) -> None:
+    Path(path).write_text(json.dumps(row) + "\n")
+
+
+def write_table(rows: list[dict], path: str | Path) -> None:
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=CSV_COLUMNS).sort_values(["task", "engine", "budget", "observation"])
+    table.to_csv(path, index=False)
+
+
+def plot_c2st(table_path: str | Path, figure_path: str | Path) -> None:
+    """C2ST vs total simulations, one panel per task, our engines (mean over observations) beside the
+    published values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    table = pd.read_csv(table_path)
+    tasks = list(dict.fromkeys(table["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False, sharey=True)
+    for ax, task in zip(axes[0], tasks):
+        for engine, rows in table[table["task"] == task].groupby("engine"):
+            mean = rows.groupby("budget")["c2st"].mean()
+            ax.plot(mean.index, mean.values, "o-", label=engine)
+        for label, values in PUBLISHED.get(task, {}).items():
+            ax.plot(PUBLISHED_BUDGETS, values, "k--" if label.startswith("SNPE") else "k:", lw=1,
+                    label=f"published {label}")
+        ax.set(xscale="log", title=task, xlabel="simulations", ylim=(0.45, 1.02))
+        ax.axhline(0.5, color="grey", lw=0.5)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("C2ST (0.5 = matches reference)")
+    fig.tight_layout()
+    fig.savefig(figure_path, dpi=120)
+    plt.close(fig)

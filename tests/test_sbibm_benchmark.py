@@ -1,0 +1,74 @@
+"""The sbibm benchmark workflow (benchmarks/sbibm) on a tiny grid, and its C2ST scoring."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks" / "sbibm"))
+
+import benchmark  # noqa: E402
+import sbibm_tasks  # noqa: E402
+
+pytestmark = pytest.mark.workflow
+
+
+def test_plan_gives_npe_one_round_and_the_others_the_budgets_rounds():
+    bench = {"tasks": ["two_moons"], "engines": ["NPE", "TSNPE"], "rounds_per_budget": {1000: 2, 3000: 3}}
+    fits = {(f.engine, f.budget): f.rounds for f in benchmark.plan_fits(bench)}
+    assert fits == {("NPE", 1000): 1, ("NPE", 3000): 1, ("TSNPE", 1000): 2, ("TSNPE", 3000): 3}
+    with pytest.raises(ValueError, match="does not split into 3"):
+        benchmark.plan_fits({**bench, "rounds_per_budget": {1000: 3}})
+
+
+def test_task_prior_and_observation_come_from_sbibm():
+    assert [(p["low"], p["high"]) for p in sbibm_tasks.box_prior("slcp")] == [(-3.0, 3.0)] * 5
+    x_o, theta = sbibm_tasks.observation("two_moons", 1)
+    assert x_o.shape == (2,) and theta.shape == (2,)
+    with pytest.raises(ValueError, match="not a uniform box"):
+        sbibm_tasks.box_prior("gaussian_linear")
+
+
+def test_c2st_scores_reference_samples_near_half_and_prior_draws_near_one():
+    fit = benchmark.Fit("two_moons", "NPE", 1000, 1)
+    reference = sbibm_tasks.reference_samples("two_moons", 1)
+    summaries = [{"timings": {"train_s": 2.0, "sample_s": 0.5}}]
+    same = benchmark.c2st_row(fit, 1, 0, reference[-1000:], summaries)
+    prior = benchmark.c2st_row(fit, 1, 0, np.random.default_rng(0).uniform(-1, 1, (1000, 2)), summaries)
+    assert same["c2st"] < 0.58, same
+    assert prior["c2st"] > 0.9, prior
+    assert same["wall_s"] == 2.5
+
+
+def test_tiny_benchmark_runs_through_the_workflow(tmp_path):
+    config = {
+        "tasks": ["two_moons"],
+        "engines": ["NPE", "TSNPE"],
+        "rounds_per_budget": {400: 2},
+        "observations": [1],
+        "seed": 0,
+        "posterior_samples": 500,
+        "run_settings": {"training": {"max_num_epochs": 20}, "truncation": {"support_samples": 10000}},
+    }
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "benchmarks/sbibm/Snakefile"), "--cores", "2",
+               "--configfile", str(tmp_path / "bench.yaml"), "--directory", str(tmp_path)]
+    # The fits name their simulator relative to the working directory, as from the project root.
+    (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    table = pd.read_csv(tmp_path / "results/benchmarks/sbibm/c2st.csv")
+    assert list(table.columns) == benchmark.CSV_COLUMNS
+    assert sorted(zip(table.engine, table.rounds)) == [("NPE", 1), ("TSNPE", 2)]
+    assert table.c2st.between(0.45, 1.0).all() and (table.wall_s > 0).all()
+    assert (tmp_path / "results/benchmarks/sbibm/c2st.png").stat().st_size > 10_000
+    assert (tmp_path / "results/runs/sbibm-two_moons-TSNPE-400/two_moons-1/round_1/round.json").exists()
