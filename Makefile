@@ -8,16 +8,19 @@ CORES ?= all
 # synthesizer creates its data directory on first import: keep it inside the project, not in ~.
 export SYNTHESIZER_DIR := $(CURDIR)/.synthesizer
 
-.PHONY: demo test lint venv benchmark clean
+.PHONY: demo test lint venv benchmark benchmark-sbibm clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml benchmarks/sbibm/requirements.txt benchmarks/sbibm/requirements-no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 is a local CPU wheel; anything unpinned pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	# The sbibm benchmark (and its tests): sbibm without its stale sbi pin, plus what it imports.
+	$(BIN)/python -m pip install --quiet -r benchmarks/sbibm/requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/sbibm/requirements-no-deps.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -32,6 +35,10 @@ lint: venv
 
 benchmark: venv
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/overhead.py
+
+# Engines x budgets x sbibm tasks through the workflow; results/benchmarks/sbibm/c2st.{csv,png}.
+benchmark-sbibm: venv
+	OMP_NUM_THREADS=1 $(BIN)/snakemake -s benchmarks/sbibm/Snakefile --cores 2
 
 clean:
 	rm -rf results .snakemake

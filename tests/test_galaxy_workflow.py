@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import shutil
 
 import h5py
@@ -90,14 +92,13 @@ def test_bad_galaxy_config_stops_before_any_job(tmp_path, galaxy, expected):
 
 
 def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
-    """Library of 50, 2 rounds x 300 online simulations: row 20's true log_mass lies in its 95% interval."""
+    """The default config's method on a library of 50, 2 rounds x 300 online simulations: every round
+    keeps its posterior mass inside the prior, and row 20's true log_mass lies in its 95% interval."""
     workdir = galaxy_workdir(tmp_path, library={"name": "small", "n_galaxies": 50, "check_rows": 5, "seed": 4})
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config["runs"] = {"galaxy": {
-        "simulator": "galaxy",
-        "prior": {"from_library": True, "override_prior_ranges": {"peak_age": [10, 1000]}},
-        "engine": "SNPE", "rounds": 2, "simulations_per_round": 300, "posterior_samples": 2000, "seed": 0,
-    }}
+    default_run = yaml.safe_load((ROOT / "config/config.yaml").read_text())["runs"]["synference_online"]
+    assert default_run["engine"] == "TSNPE" and default_run["constrain_to_prior"] is True
+    config["runs"] = {"galaxy": {**default_run, "rounds": 2, "simulations_per_round": 300, "posterior_samples": 2000}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     (workdir / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow20\t\t20\n")
     snakemake(workdir, "--cores", "2")
@@ -111,6 +112,11 @@ def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
     table = (workdir / "results/runs/galaxy/row20/posterior_summary.tsv").read_text().splitlines()
     assert table[2].startswith("log_mass\tlog10 Msun") and table[2].endswith(f"{truth[1]:.6g}")
     assert (workdir / "results/runs/galaxy/row20/pairplot.png").exists()
+    for k in (0, 1):
+        summary = json.loads((workdir / f"results/runs/galaxy/row20/round_{k}/round.json").read_text())
+        assert summary["posterior_mass_inside_prior"] >= 0.9, summary["posterior_mass_inside_prior"]
+        log = (workdir / f"results/logs/train_round/galaxy/row20/round_{k}.log").read_text()
+        assert "posterior mass inside the prior: " in log
 
 
 def test_synference_example_config_plans_the_whole_chain(tmp_path):

@@ -26,5 +26,7 @@ def test_conda_env_pins_match_requirements():
 def test_installed_versions_are_the_pinned_ones():
     from importlib.metadata import version
 
-    for name, pinned in pins((ROOT / "requirements.txt").read_text().splitlines()).items():
-        assert version(name).split("+")[0] == pinned, name
+    for requirements in ("requirements.txt", "benchmarks/sbibm/requirements.txt",
+                         "benchmarks/sbibm/requirements-no-deps.txt"):
+        for name, pinned in pins((ROOT / requirements).read_text().splitlines()).items():
+            assert version(name).split("+")[0] == pinned, (requirements, name)
