@@ -22,7 +22,7 @@ def test_defaults_are_filled_in(tmp_path):
     config = validate_config({"runs": {"r": run}})
     assert config["observations"] == "config/observations.tsv"
     filled = config["runs"]["r"]
-    assert filled["engine"] == "SNPE"
+    assert filled["engine"] == "TSNPE" and filled["constrain_to_prior"] is True
     assert filled["training"]["training_batch_size"] == 200
     assert filled["mcmc"]["method"] == "slice_np_vectorized"
 
