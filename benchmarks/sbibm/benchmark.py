@@ -56,6 +56,15 @@ def plan_fits(bench: dict) -> list[Fit]:
     return fits
 
 
+def fit_files(fit: Fit, observation: str) -> dict:
+    """A fit's final posterior samples and every round's summary (for wall_s), as the workflow writes them."""
+    base = f"results/runs/{fit.run}/{observation}"
+    return {
+        "samples": f"{base}/round_{fit.rounds - 1}/samples.npz",
+        "summaries": [f"{base}/round_{k}/round.json" for k in range(fit.rounds)],
+    }
+
+
 def write_observation_sheet(bench: dict, path: str | Path) -> None:
     """sbibm's observations (x_o and true parameters) of every task as a seqsbi observation sheet."""
     lines = ["observation\tx_o\ttheta_true"]
@@ -144,3 +153,29 @@ def plot_c2st(table_path: str | Path, figure_path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(figure_path, dpi=120)
     plt.close(fig)
+
+
+def markdown_table(table_path: str | Path) -> str:
+    """C2ST (mean over observations) per task and engine, budgets as columns, published rows beside."""
+    import pandas as pd
+
+    table = pd.read_csv(table_path)
+    budgets = sorted(table["budget"].unique())
+    lines = ["| task | engine | " + " | ".join(f"{b:,}" for b in budgets) + " | wall s (all budgets) |",
+             "|---|---|" + "---|" * (len(budgets) + 1)]
+    for (task, engine), rows in table.groupby(["task", "engine"]):
+        scores = rows.groupby("budget")["c2st"].mean()
+        cells = [f"{scores[b]:.3f}" if b in scores else "" for b in budgets]
+        lines.append(f"| {task} | {engine} | " + " | ".join(cells) + f" | {rows['wall_s'].sum():.0f} |")
+        for label, values in PUBLISHED.get(task, {}).items():
+            if label.split(" ")[0] == engine:
+                published = dict(zip(PUBLISHED_BUDGETS, values))
+                cells = [f"{published[b]:.2f}" if b in published else "" for b in budgets]
+                lines.append(f"| {task} | published {label} | " + " | ".join(cells) + " | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(markdown_table(sys.argv[1] if len(sys.argv) > 1 else "results/benchmarks/sbibm/c2st.csv"))
