@@ -22,7 +22,8 @@ def test_defaults_are_filled_in(tmp_path):
     config = validate_config({"runs": {"r": run}})
     assert config["observations"] == "config/observations.tsv"
     filled = config["runs"]["r"]
-    assert filled["engine"] == "TSNPE" and filled["constrain_to_prior"] is True
+    assert filled["engine"] == "SNLE" and filled["constrain_to_prior"] is True
+    assert (filled["mcmc"]["num_chains"], filled["mcmc"]["warmup_steps"]) == (100, 50)
     assert filled["training"]["training_batch_size"] == 200
     assert filled["mcmc"]["method"] == "slice_np_vectorized"
 

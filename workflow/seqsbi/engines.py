@@ -175,13 +175,15 @@ def build_posterior(inference: NeuralInference, settings: RunSettings, estimator
     return posterior.set_default_x(torch.as_tensor(x_o, dtype=torch.float32)[None, :])
 
 
-def fraction_inside_prior(posterior, settings: RunSettings, n: int = 2000) -> float | None:
-    """Share of the NPE network's mass inside the prior box (None for MCMC engines, which stay inside).
+def fraction_inside_prior(posterior, settings: RunSettings, samples: np.ndarray, n: int = 2000) -> float:
+    """Share of the posterior's mass inside the prior box.
 
-    Multi-round SNPE can leak mass outside the prior; rejection sampling then slows down by 1/fraction.
+    NPE methods: of ``n`` draws from the network without rejection (multi-round SNPE can leak mass
+    outside the prior; rejection sampling then slows down by 1/fraction). MCMC engines sample prior x
+    likelihood (or ratio), which is zero outside the prior: the share of ``samples`` (N, d) inside.
     """
     if settings.sbi_trainer != "NPE_C":
-        return None
+        return float(settings.prior.contains(samples).mean())
     draws = posterior.sample((n,), reject_outside_prior=False, show_progress_bars=False).detach().cpu().numpy()
     return float(settings.prior.contains(draws).mean())
 

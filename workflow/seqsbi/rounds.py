@@ -177,12 +177,11 @@ def train_round(
 
     posterior = engines.build_posterior(inference, settings, estimator, observation.x_o)
     start = time.perf_counter()
-    inside = engines.fraction_inside_prior(posterior, settings)
-    if inside is not None:
-        logger.info("posterior mass inside the prior: %.1f%%", 100 * inside)
     samples = engines.draw(posterior, settings.posterior_samples)
     timings["sample_s"] = time.perf_counter() - start
     logger.info("drew %d posterior samples in %.1f s", settings.posterior_samples, timings["sample_s"])
+    inside = engines.fraction_inside_prior(posterior, settings, samples)
+    logger.info("posterior mass inside the prior: %.1f%%", 100 * inside)
 
     summary = {
         "run": settings.name,
