@@ -18,7 +18,7 @@ def plan(tmp_path, sheet=None, **run_overrides):
 
 def test_defaults_are_filled_in(tmp_path):
     run = tiny_run()
-    del run["training"], run["engine"]
+    del run["training"], run["engine"], run["constrain_to_prior"]
     config = validate_config({"runs": {"r": run}})
     assert config["observations"] == "config/observations.tsv"
     filled = config["runs"]["r"]
