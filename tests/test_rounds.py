@@ -20,9 +20,9 @@ OBSERVATION = Observation("zero", np.zeros(2), np.array([-1.0, -1.0]))
 def settings_for(engine: str, **overrides):
     overrides.setdefault("prior", {"parameters": [{"name": "a", "low": -2, "high": 2},
                                                   {"name": "b", "low": -2, "high": 2}]})
-    run = tiny_run(engine=engine, simulations_per_round=150, posterior_samples=200,
-                   training={"max_num_epochs": 300}, mcmc={"num_chains": 10, "warmup_steps": 20},
-                   truncation={"support_samples": 20000}, **overrides)
+    overrides.setdefault("posterior_samples", 200)
+    run = tiny_run(engine=engine, simulations_per_round=150, training={"max_num_epochs": 300},
+                   mcmc={"num_chains": 10, "warmup_steps": 20}, truncation={"support_samples": 20000}, **overrides)
     if engine == "SNRE":
         run["density_estimator"] = "mlp"
     config = validate_config({"runs": {"r": run}})
@@ -33,12 +33,18 @@ def outputs_in(directory):
     return {key: directory / name for key, name in ROUND_FILES.items()}
 
 
+def round_zero_from_disk(tmp_path, settings):
+    directory = tmp_path / "round_0"
+    return read_previous_round(directory / "inference.pt", directory / "posterior.pt", settings,
+                               directory / "samples.npz")
+
+
 @pytest.mark.parametrize("engine", ["SNPE", "TSNPE", "NPE", "SNLE", "SNRE"])
 def test_two_rounds_through_disk(tmp_path, engine):
     settings = settings_for(engine)
     round0 = train_round(settings, OBSERVATION, 0)
     write_round(round0, settings, outputs_in(tmp_path / "round_0"))
-    previous = read_previous_round(tmp_path / "round_0" / "inference.pt", tmp_path / "round_0" / "posterior.pt", settings)
+    previous = round_zero_from_disk(tmp_path, settings)
     round1 = train_round(settings, OBSERVATION, 1, previous)
     write_round(round1, settings, outputs_in(tmp_path / "round_1"))
 
@@ -72,17 +78,31 @@ def test_disk_continuation_equals_in_process_continuation(tmp_path):
     round0 = train_round(settings, OBSERVATION, 0)
     write_round(round0, settings, outputs_in(tmp_path / "round_0"))
     in_memory = train_round(settings, OBSERVATION, 1, round0)
-    previous = read_previous_round(tmp_path / "round_0" / "inference.pt", tmp_path / "round_0" / "posterior.pt", settings)
+    previous = round_zero_from_disk(tmp_path, settings)
     from_disk = train_round(settings, OBSERVATION, 1, previous)
     assert np.array_equal(in_memory.theta, from_disk.theta)
     assert np.array_equal(in_memory.samples, from_disk.samples)
+
+
+@pytest.mark.parametrize("engine", ["SNPE", "SNLE", "TSNPE"])
+def test_proposal_reuses_the_previous_rounds_samples_when_it_is_that_posterior(tmp_path, engine):
+    """SNPE/SNLE/SNRE propose from round k-1's posterior, which round k-1 already sampled: round k
+    takes those samples first and draws only the rest (here 150 of 100 -> 100 reused, 50 new).
+    TSNPE proposes from a truncated prior, a different distribution: nothing is reused."""
+    settings = settings_for(engine, posterior_samples=100)
+    round0 = train_round(settings, OBSERVATION, 0)
+    write_round(round0, settings, outputs_in(tmp_path / "round_0"))
+    round1 = train_round(settings, OBSERVATION, 1, round_zero_from_disk(tmp_path, settings))
+    reused = np.array_equal(round1.theta[:100], round0.samples)
+    assert reused == (engine != "TSNPE")
+    assert round1.theta.shape == (150, 2) and not np.isin(round1.theta[100:], round0.samples).any()
 
 
 def test_round_warm_starts_from_previous_network(tmp_path):
     settings = settings_for("SNPE")
     round0 = train_round(settings, OBSERVATION, 0)
     write_round(round0, settings, outputs_in(tmp_path / "round_0"))
-    previous = read_previous_round(tmp_path / "round_0" / "inference.pt", tmp_path / "round_0" / "posterior.pt", settings)
+    previous = round_zero_from_disk(tmp_path, settings)
     saved = torch.load(tmp_path / "round_0" / "estimator.pt", weights_only=False).state_dict()
     before = previous.inference._neural_net.state_dict()
     assert all(torch.equal(saved[name], before[name]) for name in saved)
@@ -103,7 +123,7 @@ def test_constrained_flow_keeps_every_round_inside_the_prior(tmp_path, engine):
     edge = Observation("edge", np.array([1.9, 1.9]), np.array([0.9, 0.9]))
     round0 = train_round(settings, edge, 0)
     write_round(round0, settings, outputs_in(tmp_path / "round_0"))
-    previous = read_previous_round(tmp_path / "round_0" / "inference.pt", tmp_path / "round_0" / "posterior.pt", settings)
+    previous = round_zero_from_disk(tmp_path, settings)
     round1 = train_round(settings, edge, 1, previous)
     for result in (round0, round1):
         assert result.summary["posterior_mass_inside_prior"] == 1.0

@@ -56,6 +56,7 @@ def test_tiny_benchmark_runs_through_the_workflow(tmp_path):
         "observations": [1],
         "seed": 0,
         "posterior_samples": 500,
+        "c2st_samples": 400,
         "run_settings": {"training": {"max_num_epochs": 20}, "truncation": {"support_samples": 10000}},
     }
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(config))

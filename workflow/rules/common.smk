@@ -103,12 +103,12 @@ def scattered_simulations(wildcards):
 
 
 def previous_round(wildcards):
-    """Round k-1's trainer and posterior (round k's proposal); nothing for round 0."""
+    """Round k-1's trainer, posterior (round k's proposal) and its samples; nothing for round 0."""
     k = int(wildcards.k)
     if k == 0:
         return {}
     previous = ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, k=k - 1)
-    return {key: f"{previous}/{ROUND_FILES[key]}" for key in ("inference", "posterior")}
+    return {key: f"{previous}/{ROUND_FILES[key]}" for key in ("inference", "posterior", "samples")}
 
 
 def round_samples(wildcards):

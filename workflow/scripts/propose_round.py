@@ -21,7 +21,8 @@ with log_to_file(snakemake.log[0]) as logger:
     round_index = int(snakemake.wildcards.k)
     previous = None
     if round_index > 0:
-        previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings)
+        previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings,
+                                       snakemake.input.samples)
     theta = propose(settings, snakemake.wildcards.obs, round_index, previous)
     artifacts.write_npz(snakemake.output.proposal, theta=theta)
     logger.info("wrote %d parameter vectors for the chunk jobs", theta.shape[0])

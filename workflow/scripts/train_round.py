@@ -25,7 +25,8 @@ with log_to_file(snakemake.log[0]) as logger:
     round_index = int(snakemake.wildcards.k)
     previous = None
     if round_index > 0:
-        previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings)
+        previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings,
+                                       snakemake.input.samples)
     logger.info("run %s, observation %s, round %d (engine %s, %d torch thread(s))", settings.name,
                 observation.name, round_index, settings.engine, torch.get_num_threads())
     simulations = None

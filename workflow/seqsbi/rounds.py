@@ -80,9 +80,20 @@ def propose(settings: RunSettings, observation: str, round_index: int,
     seed_everything(round_seed(settings.seed, settings.name, observation, round_index))
     prior = engines.make_prior(settings.prior, settings.device)
     source = engines.proposal_for_round(settings, prior, None if previous is None else previous.posterior)
-    logger.info("round %d: %d simulations from %s", round_index, settings.simulations_per_round,
+    n = settings.simulations_per_round
+    logger.info("round %d: %d simulations from %s", round_index, n,
                 "the prior" if source is prior else type(source).__name__ + f" of round {round_index - 1}")
-    return engines.draw(source, settings.simulations_per_round)
+    # When the proposal is round k-1's posterior itself, the samples that round already drew from it
+    # are draws from the proposal: reusing them halves the MCMC work of SNLE and SNRE.
+    reused = np.empty((0, settings.prior.dim))
+    if previous is not None and source is previous.posterior:
+        reused = previous.samples[:n]
+    if len(reused):
+        logger.info("reusing %d of round %d's posterior samples; drawing %d more", len(reused), round_index - 1,
+                    n - len(reused))
+    if len(reused) == n:
+        return reused
+    return np.concatenate([reused, engines.draw(source, n - len(reused))], axis=0)
 
 
 def simulate_chunk(settings: RunSettings, observation: str, round_index: int, theta: np.ndarray,
@@ -222,9 +233,15 @@ def write_round(result: RoundResult, settings: RunSettings, outputs: dict[str, s
     artifacts.write_json(outputs["summary"], result.summary)
 
 
-def read_previous_round(inference_path: str | Path, posterior_path: str | Path, settings: RunSettings) -> RoundResult:
-    """The parts of round k-1 that round k needs: its trainer (all data so far) and its posterior."""
+def read_previous_round(inference_path: str | Path, posterior_path: str | Path, settings: RunSettings,
+                        samples_path: str | Path | None = None) -> RoundResult:
+    """The parts of round k-1 that round k needs: its trainer (all data so far), its posterior and,
+    when ``samples_path`` is given, its posterior samples (round k's proposal may reuse them)."""
     from seqsbi import engines
+
+    samples = np.empty((0, settings.prior.dim))
+    if samples_path is not None:
+        samples = artifacts.read_npz(samples_path)["samples"]
 
     round_index = int(Path(inference_path).parent.name.removeprefix("round_"))
     return RoundResult(
@@ -234,6 +251,6 @@ def read_previous_round(inference_path: str | Path, posterior_path: str | Path, 
         inference=engines.load(inference_path, settings.device),
         estimator=None,
         posterior=engines.load(posterior_path, settings.device),
-        samples=np.empty((0, settings.prior.dim)),
+        samples=samples,
         training_log=[],
     )

@@ -17,6 +17,7 @@ with log_to_file(snakemake.log[0]) as logger:
 
     samples = read_npz(snakemake.input.samples)["samples"]
     summaries = [json.loads(Path(path).read_text()) for path in snakemake.input.summaries]
-    row = benchmark.c2st_row(snakemake.params.fit, snakemake.params.number, snakemake.params.seed, samples, summaries)
+    row = benchmark.c2st_row(snakemake.params.fit, snakemake.params.number, snakemake.params.seed,
+                             samples[: snakemake.params.max_samples], summaries)
     benchmark.write_json(snakemake.output[0], row)
     logger.info("%s", row)
