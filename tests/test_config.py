@@ -23,7 +23,7 @@ def test_defaults_are_filled_in(tmp_path):
     assert config["observations"] == "config/observations.tsv"
     filled = config["runs"]["r"]
     assert filled["engine"] == "SNLE" and filled["constrain_to_prior"] is True
-    assert (filled["mcmc"]["num_chains"], filled["mcmc"]["warmup_steps"]) == (100, 50)
+    assert (filled["mcmc"]["num_chains"], filled["mcmc"]["warmup_steps"]) == (100, 10)
     assert filled["training"]["training_batch_size"] == 200
     assert filled["mcmc"]["method"] == "slice_np_vectorized"
 

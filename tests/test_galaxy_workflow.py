@@ -97,7 +97,7 @@ def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
     workdir = galaxy_workdir(tmp_path, library={"name": "small", "n_galaxies": 50, "check_rows": 5, "seed": 4})
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     default_run = yaml.safe_load((ROOT / "config/config.yaml").read_text())["runs"]["synference_online"]
-    assert default_run["engine"] == "TSNPE" and default_run["constrain_to_prior"] is True
+    assert default_run["engine"] == "SNLE"
     config["runs"] = {"galaxy": {**default_run, "rounds": 2, "simulations_per_round": 300, "posterior_samples": 2000}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     (workdir / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow20\t\t20\n")
