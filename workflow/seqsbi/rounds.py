@@ -72,7 +72,8 @@ class Simulations:
 def propose(settings: RunSettings, observation: str, round_index: int,
             previous: RoundResult | None = None) -> np.ndarray:
     """theta (n, d): round ``round_index``'s draws from its proposal (prior in round 0, see
-    :func:`seqsbi.engines.proposal_for_round`), seeded from (run, observation, round)."""
+    :func:`seqsbi.engines.proposal_for_round`), seeded from (run, observation, round). When the
+    proposal is round k-1's posterior, ``previous.samples`` (drawn from it) come first."""
     from seqsbi import engines
 
     if (round_index == 0) != (previous is None):
