@@ -87,7 +87,7 @@ def test_disk_continuation_equals_in_process_continuation(tmp_path):
 @pytest.mark.parametrize("engine", ["SNPE", "SNLE", "TSNPE"])
 def test_proposal_reuses_the_previous_rounds_samples_when_it_is_that_posterior(tmp_path, engine):
     """SNPE/SNLE/SNRE propose from round k-1's posterior, which round k-1 already sampled: round k
-    takes those samples first and draws only the rest (here 150 of 100 -> 100 reused, 50 new).
+    takes those samples first and draws only the rest (here it needs 150 and has 100: 50 new).
     TSNPE proposes from a truncated prior, a different distribution: nothing is reused."""
     settings = settings_for(engine, posterior_samples=100)
     round0 = train_round(settings, OBSERVATION, 0)
