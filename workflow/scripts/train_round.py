@@ -23,14 +23,16 @@ with log_to_file(snakemake.log[0]) as logger:
     for name, unit, low, high in zip(settings.prior.names, settings.prior.units, settings.prior.low, settings.prior.high):
         logger.info("prior %s: %g to %g %s", name, low, high, unit)
     round_index = int(snakemake.wildcards.k)
+    chunked = "chunks" in snakemake.input.keys()
     previous = None
     if round_index > 0:
+        # Chunk jobs already proposed (from round k-1's samples): this job needs no samples then.
         previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings,
-                                       snakemake.input.samples)
+                                       None if chunked else snakemake.input.samples)
     logger.info("run %s, observation %s, round %d (engine %s, %d torch thread(s))", settings.name,
                 observation.name, round_index, settings.engine, torch.get_num_threads())
     simulations = None
-    if "chunks" in snakemake.input.keys():
+    if chunked:
         simulations = gather_chunks(snakemake.input.proposal, list(snakemake.input.chunks))
         logger.info("gathered %d simulations from %d chunk job(s)", simulations.theta.shape[0],
                     len(snakemake.input.chunks))
