@@ -97,7 +97,10 @@ def main() -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
     base = default_settings(args.config, args.run)
+    # Held-out sets are named by their folder (round_0, round_2, ...) in the table's header.
     heldout = {Path(path).parent.name: load_simulations(path) for path in args.heldout}
+    if len(heldout) != len(args.heldout):
+        raise SystemExit(f"--heldout {' '.join(args.heldout)}: give files in differently named folders")
     if args.score:
         print("estimator\t" + "\t".join(f"nll_{name}" for name in heldout))
         for path in args.score:

@@ -29,6 +29,22 @@ def test_plan_gives_npe_one_round_and_the_others_the_budgets_rounds():
         benchmark.plan_fits({**bench, "rounds_per_budget": {1000: 3}})
 
 
+def test_an_engine_variant_is_its_engine_with_its_own_settings():
+    bench = {"tasks": ["two_moons"], "engines": ["SNLE", "SNLE-nsf", "NPE-wide"], "rounds_per_budget": {1000: 2},
+             "observations": [1], "seed": 0, "posterior_samples": 100,
+             "run_settings": {"density_estimator": "maf"},
+             "engine_settings": {"SNLE-nsf": {"engine": "SNLE", "density_estimator": "nsf"},
+                                 "NPE-wide": {"engine": "NPE", "network": {"hidden_features": 100}}}}
+    fits = {fit.engine: fit for fit in benchmark.plan_fits(bench)}
+    assert {label: fit.rounds for label, fit in fits.items()} == {"SNLE": 2, "SNLE-nsf": 2, "NPE-wide": 1}
+    runs = benchmark.seqsbi_config(bench, "sheet.tsv")["runs"]
+    assert runs["sbibm-two_moons-SNLE-nsf-1000"]["engine"] == "SNLE"
+    assert runs["sbibm-two_moons-SNLE-nsf-1000"]["density_estimator"] == "nsf"
+    assert runs["sbibm-two_moons-SNLE-1000"]["density_estimator"] == "maf"
+    assert runs["sbibm-two_moons-NPE-wide-1000"]["engine"] == "NPE"
+    assert runs["sbibm-two_moons-NPE-wide-1000"]["network"] == {"hidden_features": 100}
+
+
 def test_task_prior_and_observation_come_from_sbibm():
     assert [(p["low"], p["high"]) for p in sbibm_tasks.box_prior("slcp")] == [(-3.0, 3.0)] * 5
     x_o, theta = sbibm_tasks.observation("two_moons", 1)

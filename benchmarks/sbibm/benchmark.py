@@ -26,7 +26,11 @@ PUBLISHED_BUDGETS = (1_000, 10_000, 100_000)
 
 @dataclass(frozen=True)
 class Fit:
-    """One seqsbi run of the benchmark: ``engine`` on ``task`` with ``budget`` simulations in ``rounds``."""
+    """One seqsbi run of the benchmark: ``engine`` on ``task`` with ``budget`` simulations in ``rounds``.
+
+    ``engine`` is a label from the config's ``engines``: a seqsbi engine name, or a variant defined in
+    ``engine_settings`` with its own ``engine:`` key (e.g. ``SNLE-nsf: {engine: SNLE, density_estimator: nsf}``).
+    """
 
     task: str
     engine: str
@@ -42,13 +46,18 @@ def observation_name(task: str, number: int) -> str:
     return f"{task}-{number}"
 
 
+def engine_of(bench: dict, label: str) -> str:
+    """The seqsbi engine behind an ``engines`` label (the label itself unless a variant names one)."""
+    return bench.get("engine_settings", {}).get(label, {}).get("engine", label)
+
+
 def plan_fits(bench: dict) -> list[Fit]:
     """Every (task, engine, budget); NPE trains once on the whole budget, the others in the budget's rounds."""
     fits = []
     for task in bench["tasks"]:
         for engine in bench["engines"]:
             for budget, rounds in sorted((int(b), int(r)) for b, r in bench["rounds_per_budget"].items()):
-                rounds = 1 if engine == "NPE" else rounds
+                rounds = 1 if engine_of(bench, engine) == "NPE" else rounds
                 if budget % rounds:
                     raise ValueError(f"budget {budget} does not split into {rounds} equal rounds; "
                                      f"change rounds_per_budget")
@@ -90,7 +99,7 @@ def seqsbi_config(bench: dict, sheet: str | Path) -> dict:
             simulator=SIMULATOR,
             simulator_settings={"task": fit.task},
             prior={"parameters": sbibm_tasks.box_prior(fit.task)},
-            engine=fit.engine,
+            engine=engine_of(bench, fit.engine),
             rounds=fit.rounds,
             simulations_per_round=fit.budget // fit.rounds,
             posterior_samples=bench["posterior_samples"],
