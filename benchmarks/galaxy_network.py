@@ -114,8 +114,7 @@ def main() -> None:
     for text in args.setting or [""]:
         settings = with_setting(base, text)
         torch.manual_seed(args.seed)
-        inference = engines.new_inference(settings, prior)
-        inference._show_progress_bars = False
+        inference = engines.new_inference(settings, prior, show_progress_bars=False)
         engines.append_round(inference, settings, theta, x, proposal=None, round_index=0)
         start = time.perf_counter()
         estimator = engines.train(inference, settings)

@@ -22,12 +22,11 @@ def write_simulations(path, n: int, seed: int) -> None:
     np.savez(path, theta=theta, x=linear_gaussian(theta, rng, shift=1.0, noise_std=0.1))
 
 
-def run_script(tmp_path, *args: str) -> list[list[str]]:
-    done = subprocess.run([sys.executable, str(SCRIPT), "--config", str(tmp_path / "config.yaml"), "--run", "toy",
+def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--config", str(tmp_path / "config.yaml"), "--run", "toy",
+                           "--train", str(tmp_path / "train.npz"),
                            "--heldout", str(tmp_path / "heldout" / "simulations.npz"), *args],
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return [line.split("\t") for line in done.stdout.strip().splitlines()]
 
 
 @pytest.fixture
@@ -40,9 +39,10 @@ def toy_workdir(tmp_path):
 
 
 def test_longer_training_scores_better_on_held_out_simulations(toy_workdir):
-    rows = run_script(toy_workdir, "--train", str(toy_workdir / "train.npz"),
-                      "--setting", "max_epochs=1,batch=100",
+    done = run_script(toy_workdir, "--setting", "max_epochs=1,batch=100",
                       "--setting", "max_epochs=200,batch=50,hidden=20,transforms=2,lr=1e-3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("\t") for line in done.stdout.strip().splitlines()]
     assert rows[0] == ["setting", "epochs", "train_s", "nll_heldout"]
     short, long = rows[1], rows[2]
     assert short[0] == "max_epochs=1,batch=100" and int(long[1]) > int(short[1])
@@ -55,9 +55,6 @@ def test_longer_training_scores_better_on_held_out_simulations(toy_workdir):
 
 
 def test_unknown_setting_names_the_allowed_keys(toy_workdir):
-    done = subprocess.run([sys.executable, str(SCRIPT), "--config", str(toy_workdir / "config.yaml"), "--run", "toy",
-                           "--train", str(toy_workdir / "train.npz"), "--heldout",
-                           str(toy_workdir / "heldout" / "simulations.npz"), "--setting", "layers=3"],
-                          capture_output=True, text=True, timeout=300)
+    done = run_script(toy_workdir, "--setting", "layers=3")
     assert done.returncode != 0
     assert "unknown key 'layers'" in done.stderr and "hidden, transforms" in done.stderr

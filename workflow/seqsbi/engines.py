@@ -86,7 +86,7 @@ def network_builder(settings: RunSettings, prior: BoxUniform):
     return posterior_nn(model=settings.density_estimator, **size)
 
 
-def new_inference(settings: RunSettings, prior: BoxUniform) -> NeuralInference:
+def new_inference(settings: RunSettings, prior: BoxUniform, show_progress_bars: bool = True) -> NeuralInference:
     """A fresh sbi trainer for ``settings.engine`` with the configured network."""
     trainer = getattr(sbi_inference, settings.sbi_trainer)
     network = "classifier" if settings.engine == "SNRE" else "density_estimator"
@@ -94,7 +94,7 @@ def new_inference(settings: RunSettings, prior: BoxUniform) -> NeuralInference:
         prior=prior,
         device=settings.device,
         tracker=LoggingTracker(),
-        show_progress_bars=True,
+        show_progress_bars=show_progress_bars,
         **{network: network_builder(settings, prior)},
     )
 
