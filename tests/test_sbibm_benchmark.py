@@ -45,6 +45,20 @@ def test_an_engine_variant_is_its_engine_with_its_own_settings():
     assert runs["sbibm-two_moons-NPE-wide-1000"]["network"] == {"hidden_features": 100}
 
 
+def test_a_variant_may_split_the_budget_into_its_own_rounds():
+    bench = {"tasks": ["slcp"], "engines": ["SNLE", "SNLE-1round", "SNLE-more"], "rounds_per_budget": {1000: 2},
+             "observations": [1], "seed": 0, "posterior_samples": 100,
+             "engine_settings": {"SNLE-1round": {"engine": "SNLE", "rounds_per_budget": {1000: 1}},
+                                 "SNLE-more": {"engine": "SNLE", "rounds_per_budget": {1000: 4}}}}
+    runs = benchmark.seqsbi_config(bench, "sheet.tsv")["runs"]
+    shape = {run: (settings["rounds"], settings["simulations_per_round"]) for run, settings in runs.items()}
+    assert shape == {"sbibm-slcp-SNLE-1000": (2, 500), "sbibm-slcp-SNLE-1round-1000": (1, 1000),
+                     "sbibm-slcp-SNLE-more-1000": (4, 250)}
+    assert all("rounds_per_budget" not in settings for settings in runs.values())
+    with pytest.raises(ValueError, match="'SNLE-1round' has no rounds for budget 3000"):
+        benchmark.plan_fits({**bench, "rounds_per_budget": {1000: 2, 3000: 3}})
+
+
 def test_task_prior_and_observation_come_from_sbibm():
     assert [(p["low"], p["high"]) for p in sbibm_tasks.box_prior("slcp")] == [(-3.0, 3.0)] * 5
     x_o, theta = sbibm_tasks.observation("two_moons", 1)

@@ -51,18 +51,26 @@ def engine_of(bench: dict, label: str) -> str:
     return bench.get("engine_settings", {}).get(label, {}).get("engine", label)
 
 
+def rounds_of(bench: dict, label: str, budget: int) -> int:
+    """Rounds for ``budget`` total simulations: 1 for NPE, else the label's own ``rounds_per_budget``
+    (a variant in ``engine_settings``, for a sweep over rounds) or the benchmark's."""
+    if engine_of(bench, label) == "NPE":
+        return 1
+    table = bench.get("engine_settings", {}).get(label, {}).get("rounds_per_budget", bench["rounds_per_budget"])
+    rounds = {int(b): int(r) for b, r in table.items()}
+    if budget not in rounds:
+        raise ValueError(f"engine {label!r} has no rounds for budget {budget}: add {budget} to its rounds_per_budget")
+    if budget % rounds[budget]:
+        raise ValueError(f"budget {budget} does not split into {rounds[budget]} equal rounds; "
+                         f"change rounds_per_budget")
+    return rounds[budget]
+
+
 def plan_fits(bench: dict) -> list[Fit]:
     """Every (task, engine, budget); NPE trains once on the whole budget, the others in the budget's rounds."""
-    fits = []
-    for task in bench["tasks"]:
-        for engine in bench["engines"]:
-            for budget, rounds in sorted((int(b), int(r)) for b, r in bench["rounds_per_budget"].items()):
-                rounds = 1 if engine_of(bench, engine) == "NPE" else rounds
-                if budget % rounds:
-                    raise ValueError(f"budget {budget} does not split into {rounds} equal rounds; "
-                                     f"change rounds_per_budget")
-                fits.append(Fit(task, engine, budget, rounds))
-    return fits
+    budgets = sorted(int(b) for b in bench["rounds_per_budget"])
+    return [Fit(task, engine, budget, rounds_of(bench, engine, budget))
+            for task in bench["tasks"] for engine in bench["engines"] for budget in budgets]
 
 
 def fit_files(fit: Fit, observation: str) -> dict:
@@ -94,7 +102,8 @@ def seqsbi_config(bench: dict, sheet: str | Path) -> dict:
     runs = {}
     for fit in plan_fits(bench):
         run = copy.deepcopy(bench.get("run_settings", {}))
-        run.update(copy.deepcopy(bench.get("engine_settings", {}).get(fit.engine, {})))
+        variant = bench.get("engine_settings", {}).get(fit.engine, {})
+        run.update(copy.deepcopy({k: v for k, v in variant.items() if k != "rounds_per_budget"}))
         run.update(
             simulator=SIMULATOR,
             simulator_settings={"task": fit.task},
