@@ -29,7 +29,8 @@ class Fit:
     """One seqsbi run of the benchmark: ``engine`` on ``task`` with ``budget`` simulations in ``rounds``.
 
     ``engine`` is a label from the config's ``engines``: a seqsbi engine name, or a variant defined in
-    ``engine_settings`` with its own ``engine:`` key (e.g. ``SNLE-nsf: {engine: SNLE, density_estimator: nsf}``).
+    ``engine_settings`` with its own ``engine:`` key (e.g. ``SNLE-nsf: {engine: SNLE, density_estimator: nsf}``)
+    and optionally its own ``rounds_per_budget``.
     """
 
     task: str
