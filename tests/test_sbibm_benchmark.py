@@ -59,6 +59,20 @@ def test_a_variant_may_split_the_budget_into_its_own_rounds():
         benchmark.plan_fits({**bench, "rounds_per_budget": {1000: 2, 3000: 3}})
 
 
+def test_each_seed_is_its_own_run_and_seed_zero_keeps_its_name():
+    bench = {"tasks": ["two_moons"], "engines": ["SNLE"], "rounds_per_budget": {1000: 2},
+             "observations": [1], "seeds": [0, 3], "posterior_samples": 100}
+    runs = benchmark.seqsbi_config(bench, "sheet.tsv")["runs"]
+    assert {run: settings["seed"] for run, settings in runs.items()} == {
+        "sbibm-two_moons-SNLE-1000": 0, "sbibm-two_moons-SNLE-1000-seed3": 3}
+    one_seed = {k: v for k, v in bench.items() if k != "seeds"} | {"seed": 5}
+    assert [fit.seed for fit in benchmark.plan_fits(one_seed)] == [5]
+    with pytest.raises(ValueError, match="not both"):
+        benchmark.plan_fits({**bench, "seed": 0})
+    with pytest.raises(ValueError, match=r"distinct non-negative integers, got \[1, 1\]"):
+        benchmark.plan_fits({**bench, "seeds": [1, 1]})
+
+
 def test_task_prior_and_observation_come_from_sbibm():
     assert [(p["low"], p["high"]) for p in sbibm_tasks.box_prior("slcp")] == [(-3.0, 3.0)] * 5
     x_o, theta = sbibm_tasks.observation("two_moons", 1)
@@ -103,3 +117,29 @@ def test_tiny_benchmark_runs_through_the_workflow(tmp_path):
     assert table.c2st.between(0.45, 1.0).all() and (table.wall_s > 0).all()
     assert (tmp_path / "results/benchmarks/sbibm/c2st.png").stat().st_size > 10_000
     assert (tmp_path / "results/runs/sbibm-two_moons-TSNPE-400/two_moons-1/round_1/round.json").exists()
+
+
+def test_resampling_scores_a_fresh_mcmc_draw_against_the_reference(tmp_path):
+    import torch
+    from sbi.inference.posteriors.mcmc_posterior import MCMCPosterior
+    from sbi.utils import BoxUniform
+
+    import resample
+
+    # A known posterior, N(0, 0.2^2) per dimension inside the box [-1, 1]^2, sampled by sbi's MCMC.
+    prior = BoxUniform(-torch.ones(2), torch.ones(2))
+    posterior = MCMCPosterior(lambda theta, x_o: -0.5 * ((theta / 0.2) ** 2).sum(-1), prior,
+                              num_chains=20).set_default_x(torch.zeros(1, 1))
+    reference = np.random.default_rng(0).normal(0.0, 0.2, (500, 2))
+    same, seconds = resample.resampled_c2st(posterior, reference, chains=20, seed=1, num_samples=600,
+                                            c2st_samples=500)
+    shifted, _ = resample.resampled_c2st(posterior, reference + [0.3, 0.0], chains=20, seed=1, num_samples=600,
+                                         c2st_samples=500)
+    assert same < 0.6 and shifted > 0.68 and seconds > 0, (same, shifted)
+
+    for k in (2, 10, 9):
+        (tmp_path / f"runs/r/two_moons-1/round_{k}").mkdir(parents=True)
+        (tmp_path / f"runs/r/two_moons-1/round_{k}/posterior.pt").touch()
+    assert resample.final_posterior("r", "two_moons-1", tmp_path).parent.name == "round_10"
+    with pytest.raises(FileNotFoundError, match="no finished round under .*two_moons-2: fit it first"):
+        resample.final_posterior("r", "two_moons-2", tmp_path)
