@@ -10,7 +10,7 @@ import torch
 
 from conftest import tiny_run
 from seqsbi.artifacts import ROUND_FILES, read_npz
-from seqsbi.config import Observation, run_settings, validate_config
+from seqsbi.config import ConfigError, Observation, run_settings, validate_config
 from seqsbi.rounds import read_previous_round, train_round, write_round
 
 torch.set_num_threads(1)
@@ -21,7 +21,8 @@ def settings_for(engine: str, **overrides):
     overrides.setdefault("prior", {"parameters": [{"name": "a", "low": -2, "high": 2},
                                                   {"name": "b", "low": -2, "high": 2}]})
     overrides.setdefault("posterior_samples", 200)
-    run = tiny_run(engine=engine, simulations_per_round=150, training={"max_num_epochs": 300},
+    overrides.setdefault("training", {"max_num_epochs": 300})
+    run = tiny_run(engine=engine, simulations_per_round=150,
                    mcmc={"num_chains": 10, "warmup_steps": 20}, truncation={"support_samples": 20000}, **overrides)
     if engine == "SNRE":
         run["density_estimator"] = "mlp"
@@ -135,3 +136,23 @@ def test_constrained_flow_keeps_every_round_inside_the_prior(tmp_path, engine):
 def test_constrain_to_prior_names_the_estimators_it_supports():
     with pytest.raises(Exception, match="'mdn' cannot be bounded to the prior.*maf or nsf"):
         settings_for("SNPE", constrain_to_prior=True, density_estimator="mdn")
+
+
+def test_first_round_restarts_keep_the_network_with_the_lowest_validation_loss(tmp_path):
+    single = train_round(settings_for("SNLE"), OBSERVATION, 0)
+    settings = settings_for("SNLE", training={"max_num_epochs": 300, "first_round_restarts": 3})
+    round0 = train_round(settings, OBSERVATION, 0)
+    losses = round0.summary["restart_validation_losses"]
+    # Restart 0 is the single training itself; the others differ only in the network's initialisation.
+    assert len(losses) == 3 and len(set(losses)) == 3
+    assert losses[0] == pytest.approx(single.summary["best_validation_loss"])
+    assert round0.summary["best_validation_loss"] == pytest.approx(min(losses))
+    assert round0.summary["epochs"] == len(round0.training_log)
+    write_round(round0, settings, outputs_in(tmp_path / "round_0"))
+    round1 = train_round(settings, OBSERVATION, 1, round_zero_from_disk(tmp_path, settings))
+    assert "restart_validation_losses" not in round1.summary  # later rounds warm-start the chosen network
+
+
+def test_first_round_restarts_must_be_at_least_one():
+    with pytest.raises(ConfigError, match=r"first_round_restarts: 0 is less than the minimum of 1"):
+        settings_for("SNLE", training={"first_round_restarts": 0})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from unittest import mock
 
 import numpy as np
@@ -86,17 +86,34 @@ def network_builder(settings: RunSettings, prior: BoxUniform):
     return posterior_nn(model=settings.density_estimator, **size)
 
 
-def new_inference(settings: RunSettings, prior: BoxUniform, show_progress_bars: bool = True) -> NeuralInference:
-    """A fresh sbi trainer for ``settings.engine`` with the configured network."""
+def new_inference(settings: RunSettings, prior: BoxUniform, show_progress_bars: bool = True,
+                  init_seed: int | None = None) -> NeuralInference:
+    """A fresh sbi trainer for ``settings.engine`` with the configured network.
+
+    ``init_seed``: reseed torch just before sbi builds the network (in the first ``train()``, after it
+    has drawn the training/validation split), so trainers differing only in ``init_seed`` share the
+    split and differ in the network's initialisation and batch order.
+    """
     trainer = getattr(sbi_inference, settings.sbi_trainer)
     network = "classifier" if settings.engine == "SNRE" else "density_estimator"
+    builder = network_builder(settings, prior)
+    if init_seed is not None:
+        builder = _seeded(builder, init_seed)
     return trainer(
         prior=prior,
         device=settings.device,
         tracker=LoggingTracker(),
         show_progress_bars=show_progress_bars,
-        **{network: network_builder(settings, prior)},
+        **{network: builder},
     )
+
+
+def _seeded(builder: Callable, seed: int) -> Callable:
+    def build(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return builder(*args, **kwargs)
+
+    return build
 
 
 def proposal_for_round(settings: RunSettings, prior: BoxUniform, previous_posterior: Any | None) -> Any:

@@ -169,14 +169,11 @@ def train_round(
         logger.warning("%d of %d simulations are not finite; sbi drops them from training", invalid, n)
 
     seed = round_seed(settings.seed, settings.name, observation.name, round_index)
-    seed_everything(training_seed(seed))
     prior = engines.make_prior(settings.prior, settings.device)
-    inference = engines.new_inference(settings, prior) if previous is None else previous.inference
-    proposal = engines.recorded_proposal(settings, None if previous is None else previous.posterior)
-    engines.append_round(inference, settings, theta, x, proposal, round_index)
-    epochs_before = len(inference.summary["training_loss"])
+    # A warm-started trainer's summary already holds the earlier rounds' epochs.
+    epochs_before = 0 if previous is None else len(previous.inference.summary["training_loss"])
     start = time.perf_counter()
-    estimator = engines.train(inference, settings)
+    inference, estimator, restart_losses = _train_network(settings, prior, theta, x, round_index, previous, seed)
     timings["train_s"] = time.perf_counter() - start
     training_log = [
         {"epoch": i + 1, "training_loss": float(t), "validation_loss": float(v)}
@@ -209,12 +206,47 @@ def train_round(
         "non_finite_simulations": invalid,
         "epochs": len(training_log),
         "best_validation_loss": float(inference.summary["best_validation_loss"][-1]),
+        **({"restart_validation_losses": restart_losses} if len(restart_losses) > 1 else {}),
         "posterior_mass_inside_prior": inside,
         "posterior_mean": samples.mean(axis=0).tolist(),
         "posterior_std": samples.std(axis=0).tolist(),
         "timings": timings,
     }
     return RoundResult(round_index, theta, x, inference, estimator, posterior, samples, training_log, summary)
+
+
+def _train_network(settings: RunSettings, prior: Any, theta: np.ndarray, x: np.ndarray, round_index: int,
+                   previous: RoundResult | None, seed: int) -> tuple[Any, Any, list[float]]:
+    """(trainer, network, each restart's best validation loss) for one round.
+
+    Round k >= 1 continues round k-1's trainer (warm start). Round 0 trains
+    ``training.first_round_restarts`` fresh networks on the same training/validation split, differing
+    only in initialisation, and keeps the one with the lowest validation loss: now and then a first
+    training stalls far above the others' loss, and every warm-started round after it inherits that.
+    Restart 0 is exactly the training without restarts.
+    """
+    from seqsbi import engines
+
+    proposal = engines.recorded_proposal(settings, None if previous is None else previous.posterior)
+    restarts = settings.training.get("first_round_restarts", 1) if previous is None else 1
+    candidates = []
+    for restart in range(restarts):
+        seed_everything(training_seed(seed))
+        if previous is None:
+            init_seed = None if restart == 0 else training_seed(seed) + restart
+            inference = engines.new_inference(settings, prior, init_seed=init_seed)
+        else:
+            inference = previous.inference
+        engines.append_round(inference, settings, theta, x, proposal, round_index)
+        estimator = engines.train(inference, settings)
+        loss = float(inference.summary["best_validation_loss"][-1])
+        if restarts > 1:
+            logger.info("first-round restart %d of %d: best validation loss %.4f", restart + 1, restarts, loss)
+        candidates.append((loss, inference, estimator))
+    best = min(range(restarts), key=lambda i: candidates[i][0])
+    if restarts > 1:
+        logger.info("keeping restart %d (lowest validation loss)", best + 1)
+    return candidates[best][1], candidates[best][2], [loss for loss, _, _ in candidates]
 
 
 def write_round(result: RoundResult, settings: RunSettings, outputs: dict[str, str | Path]) -> None:
