@@ -11,7 +11,8 @@ Usage, from the project root after the benchmark has fitted the runs:
       --observations 1 2 3 --chains 100 250 500 --seeds 1 2
 Prints one line per draw (observation, chains, seed, C2ST, seconds), then the mean C2ST per chain
 count. Each draw takes posterior_samples draws (default 2,500, as the benchmark) and scores the
-first c2st_samples (2,000) against sbibm's reference samples, C2ST seeded 0 as the benchmark's.
+first c2st_samples (2,000) against sbibm's reference samples, C2ST seeded 0 as the benchmark seeds it
+for seed 0's fits.
 """
 
 from __future__ import annotations
