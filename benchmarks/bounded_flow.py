@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from seqsbi import engines  # noqa: E402
-from seqsbi.config import Observation, run_settings, validate_config  # noqa: E402
+from seqsbi.config import run_settings, validate_config  # noqa: E402
+from seqsbi.observations import Observation  # noqa: E402
 from seqsbi.rounds import train_round  # noqa: E402
 
 FLOWS = ("nflows", "bounded", "zuko-unbounded", "bounded-z-scored")

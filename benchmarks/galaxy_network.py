@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from seqsbi import engines  # noqa: E402
-from seqsbi.config import resolve_galaxy_run, run_settings, validate_config  # noqa: E402
+from seqsbi.config import run_settings, validate_config  # noqa: E402
+from seqsbi.simulators.galaxy.config import resolve_galaxy_run  # noqa: E402
 
 SETTING_KEYS = {
     "hidden": ("network", "hidden_features", int),
@@ -73,9 +74,10 @@ def heldout_nll(estimator: torch.nn.Module, settings, theta: np.ndarray, x: np.n
     """Mean -log density of the held-out pairs under the trained network (nats per simulation)."""
     theta_t = torch.as_tensor(theta, dtype=torch.float32)
     x_t = torch.as_tensor(x, dtype=torch.float32)
-    if settings.sbi_trainer == "NLE_A":
+    network = engines.ENGINES[settings.engine].network
+    if network == "likelihood":
         target, condition = x_t, theta_t
-    elif settings.sbi_trainer == "NPE_C":
+    elif network == "posterior":
         target, condition = theta_t, x_t
     else:
         raise SystemExit(f"engine {settings.engine}: held-out log density needs a density estimator (SNLE or NPE methods)")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
-from conftest import tiny_run, write_workdir
-from seqsbi.config import ConfigError, plan_workflow, read_observations, validate_config
+from conftest import ROOT, tiny_run, write_workdir
+from seqsbi.config import plan_workflow, validate_config
+from seqsbi.engines import ENGINES
+from seqsbi.errors import ConfigError
+from seqsbi.observations import read_observations
 
 
 def plan(tmp_path, sheet=None, **run_overrides):
     config_path = write_workdir(tmp_path, {"r": tiny_run(**run_overrides)}, sheet)
-    import yaml
-
     return plan_workflow(yaml.safe_load(config_path.read_text()))
 
 
@@ -31,7 +33,7 @@ def test_defaults_are_filled_in(tmp_path):
 def test_valid_plan_maps_engine_names_and_targets(tmp_path):
     result = plan(tmp_path, engine="SNLE")
     settings = result.runs["r"]
-    assert (settings.engine, settings.sbi_trainer) == ("SNLE", "NLE_A")
+    assert (settings.engine, ENGINES[settings.engine].trainer) == ("SNLE", "NLE_A")
     assert settings.density_estimator == "maf"
     assert result.targets() == [("r", "zero"), ("r", "shifted")]
     assert settings.prior.labels() == ["theta_1 [m]", "theta_2 [m]", "theta_3 [m]"]
@@ -41,10 +43,8 @@ def test_snre_defaults_to_a_classifier(tmp_path):
     run = tiny_run(engine="SNRE")
     del run["density_estimator"]
     config_path = write_workdir(tmp_path, {"r": run})
-    import yaml
-
     settings = plan_workflow(yaml.safe_load(config_path.read_text())).runs["r"]
-    assert (settings.engine, settings.sbi_trainer, settings.density_estimator) == ("SNRE", "NRE_B", "resnet")
+    assert (settings.engine, ENGINES[settings.engine].trainer, settings.density_estimator) == ("SNRE", "NRE_B", "resnet")
 
 
 @pytest.mark.parametrize(
@@ -155,3 +155,10 @@ def test_library_index_past_the_library_is_named(tmp_path):
     (tmp_path / "obs.tsv").write_text("observation\tlibrary_index\nrow\t99\n")
     settings = plan_workflow(config).runs["g"]
     assert settings.prior.names[4] == "peak_age" and settings.simulator_settings["filters"][0] == "JWST/NIRCam.F070W"
+
+
+def test_engine_table_names_are_the_schema_engines():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    engine_enum = schema["definitions"]["run"]["properties"]["engine"]["enum"]
+    table = [name for engine in ENGINES.values() for name in (engine.name, *engine.aliases)]
+    assert sorted(table) == sorted(engine_enum)

@@ -52,7 +52,7 @@ CODES = ["JWST/NIRCam.F070W", "JWST/NIRCam.F444W"]
 
 
 def catalogue_case(tmp_path, text):
-    from seqsbi.config import Observation
+    from seqsbi.observations import Observation
 
     (tmp_path / "cat.csv").write_text(text)
     galaxy = {"catalogue": str(tmp_path / "cat.csv"), "filters": CODES, "features": {"kind": "ab_magnitude"}}
@@ -75,7 +75,7 @@ def test_catalogue_row_becomes_features(tmp_path):
     ("id,F070W,F070W_err,F444W,F444W_err\n8,100,5,100,5\n", r"catalogue_id '7' is not in"),
 ])
 def test_bad_catalogue_rows_are_named(tmp_path, text, message):
-    from seqsbi.config import ConfigError
+    from seqsbi.errors import ConfigError
     from seqsbi.simulators.galaxy.catalogue import catalogue_observations
 
     observations, galaxy = catalogue_case(tmp_path, text)

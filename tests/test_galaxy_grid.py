@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from seqsbi.config import ConfigError
+from seqsbi.errors import ConfigError
 from seqsbi.simulators.galaxy import configure_synthesizer, filters, sps_grid
 
 BC03_FITS = ROOT / "results" / "galaxy" / "sources" / "bc03_miles_stellar_grids.fits"

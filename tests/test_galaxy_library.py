@@ -8,7 +8,8 @@ import pytest
 
 from conftest import galaxy_test_model
 from seqsbi.simulators.galaxy import filters
-from seqsbi.simulators.galaxy.library import (LibraryError, ab_magnitudes, check_reconstruction, read_library,
+from seqsbi.errors import LibraryError
+from seqsbi.simulators.galaxy.library import (ab_magnitudes, check_reconstruction, read_library,
                                               write_library)
 from seqsbi.simulators.galaxy.model import PARAMETERS, ReferenceGalaxySimulator
 

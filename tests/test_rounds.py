@@ -10,7 +10,9 @@ import torch
 
 from conftest import tiny_run
 from seqsbi.artifacts import ROUND_FILES, read_npz
-from seqsbi.config import ConfigError, Observation, run_settings, validate_config
+from seqsbi.config import run_settings, validate_config
+from seqsbi.errors import ConfigError
+from seqsbi.observations import Observation
 from seqsbi.rounds import read_previous_round, train_round, write_round
 
 torch.set_num_threads(1)

@@ -7,15 +7,16 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from seqsbi.artifacts import ROUND_FILES
-from seqsbi.config import ConfigError, plan_workflow
-from seqsbi.simulators.galaxy import plan as galaxy_plan
+from seqsbi.config import plan_workflow
+from seqsbi.errors import ConfigError
+from seqsbi.simulators.galaxy import config as galaxy_config
 
 try:
     PLAN = plan_workflow(config)
 except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
 
-ROUND_DIR = "results/runs/{run}/{obs}/round_{k}"
+ROUND_DIR = "results/runs/{run}/{obs}/round_{round}"
 PROPOSAL_FILE = "proposal.npz"  # theta drawn for a scattered round (temporary)
 CHUNK_FILE = "chunks/chunk_{chunk}.npz"  # x of one chunk of a scattered round (temporary)
 GALAXY = PLAN.config["galaxy"]
@@ -24,7 +25,7 @@ GALAXY = PLAN.config["galaxy"]
 wildcard_constraints:
     run="[A-Za-z0-9][A-Za-z0-9_.-]*",
     obs="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    k="[0-9]+",
+    round="[0-9]+",
     chunk="[0-9]+",
     grid="[A-Za-z0-9][A-Za-z0-9_.-]*",
     library="[A-Za-z0-9][A-Za-z0-9_-]*",
@@ -71,11 +72,11 @@ def galaxy_inputs(wildcards):
     if PLAN.runs[wildcards.run].simulator_name != "galaxy":
         return {}
     return {
-        "library": galaxy_plan.library_file(GALAXY),
-        "reconstruction": galaxy_plan.library_file(GALAXY, ".reconstruction.tsv"),
-        "features": galaxy_plan.library_file(GALAXY, ".features.npz"),
-        "grid": galaxy_plan.model_grid_file(GALAXY),
-        "filters": galaxy_plan.filter_cache_files(GALAXY),
+        "library": galaxy_config.library_file(GALAXY),
+        "reconstruction": galaxy_config.library_file(GALAXY, ".reconstruction.tsv"),
+        "features": galaxy_config.library_file(GALAXY, ".features.npz"),
+        "grid": galaxy_config.model_grid_file(GALAXY),
+        "filters": galaxy_config.filter_cache_files(GALAXY),
     }
 
 
@@ -83,7 +84,7 @@ def observation_inputs(wildcards):
     """The features file when the observation is a library row (its x_o and truth live there)."""
     if PLAN.observations[wildcards.obs].library_index is None:
         return {}
-    return {"features": galaxy_plan.library_file(GALAXY, ".features.npz")}
+    return {"features": galaxy_config.library_file(GALAXY, ".features.npz")}
 
 
 def train_round_inputs(wildcards):
@@ -95,7 +96,7 @@ def scattered_simulations(wildcards):
     chunks = PLAN.runs[wildcards.run].simulation_chunks
     if chunks == 1:
         return {}
-    round_dir = ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, k=wildcards.k)
+    round_dir = ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, round=wildcards.round)
     return {
         "proposal": f"{round_dir}/{PROPOSAL_FILE}",
         "chunks": [f"{round_dir}/{CHUNK_FILE.format(chunk=chunk)}" for chunk in range(chunks)],
@@ -104,10 +105,10 @@ def scattered_simulations(wildcards):
 
 def previous_round(wildcards):
     """Round k-1's trainer, posterior (round k's proposal) and its samples; nothing for round 0."""
-    k = int(wildcards.k)
-    if k == 0:
+    round_index = int(wildcards.round)
+    if round_index == 0:
         return {}
-    previous = ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, k=k - 1)
+    previous = ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, round=round_index - 1)
     return {key: f"{previous}/{ROUND_FILES[key]}" for key in ("inference", "posterior", "samples")}
 
 
@@ -115,7 +116,7 @@ def round_samples(wildcards):
     """Every round's posterior samples of one (run, observation), round 0 first."""
     rounds = PLAN.runs[wildcards.run].rounds
     samples = os.path.join(ROUND_DIR, ROUND_FILES["samples"])
-    return [samples.format(run=wildcards.run, obs=wildcards.obs, k=k) for k in range(rounds)]
+    return [samples.format(run=wildcards.run, obs=wildcards.obs, round=index) for index in range(rounds)]
 
 
 def final_samples(wildcards):
@@ -127,8 +128,8 @@ def final_targets():
     pair plot and summary table, for every (run, observation) pair."""
     targets = []
     for run, obs in PLAN.targets():
-        for k in range(PLAN.runs[run].rounds):
-            round_dir = ROUND_DIR.format(run=run, obs=obs, k=k)
+        for index in range(PLAN.runs[run].rounds):
+            round_dir = ROUND_DIR.format(run=run, obs=obs, round=index)
             targets.extend(os.path.join(round_dir, name) for name in ROUND_FILES.values())
         targets.append(f"results/runs/{run}/{obs}/pairplot.png")
         targets.append(f"results/runs/{run}/{obs}/posterior_summary.tsv")

@@ -44,8 +44,8 @@ rule svo_filter:
 
 rule model_library:
     input:
-        grid=lambda wildcards: galaxy_plan.grid_file(GALAXY),
-        filters=lambda wildcards: galaxy_plan.filter_cache_files(GALAXY),
+        grid=lambda wildcards: galaxy_config.grid_file(GALAXY),
+        filters=lambda wildcards: galaxy_config.filter_cache_files(GALAXY),
     output:
         "results/galaxy/libraries/{library}.hdf5",
     params:
@@ -60,9 +60,9 @@ rule model_library:
 
 rule rebuild_simulator:
     input:
-        library=lambda wildcards: galaxy_plan.library_file(GALAXY),
-        grid=lambda wildcards: galaxy_plan.model_grid_file(GALAXY),
-        filters=lambda wildcards: galaxy_plan.filter_cache_files(GALAXY),
+        library=lambda wildcards: galaxy_config.library_file(GALAXY),
+        grid=lambda wildcards: galaxy_config.model_grid_file(GALAXY),
+        filters=lambda wildcards: galaxy_config.filter_cache_files(GALAXY),
     output:
         "results/galaxy/libraries/{library}.reconstruction.tsv",
     params:
@@ -78,7 +78,7 @@ rule rebuild_simulator:
 
 rule features:
     input:
-        library=lambda wildcards: galaxy_plan.library_file(GALAXY),
+        library=lambda wildcards: galaxy_config.library_file(GALAXY),
     output:
         "results/galaxy/libraries/{library}.features.npz",
     params:

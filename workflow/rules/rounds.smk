@@ -13,7 +13,7 @@ rule train_round:
         run=round_config,
         observation=observation_params,
     log:
-        "results/logs/train_round/{run}/{obs}/round_{k}.log",
+        "results/logs/train_round/{run}/{obs}/round_{round}.log",
     conda:
         "../../envs/seqsbi.yaml"
     script:
@@ -28,7 +28,7 @@ rule propose_round:
     params:
         run=round_config,
     log:
-        "results/logs/propose_round/{run}/{obs}/round_{k}.log",
+        "results/logs/propose_round/{run}/{obs}/round_{round}.log",
     conda:
         "../../envs/seqsbi.yaml"
     script:
@@ -45,7 +45,7 @@ rule simulate_chunk:
         run=round_config,
         chunks=lambda wildcards: PLAN.runs[wildcards.run].simulation_chunks,
     log:
-        "results/logs/simulate_chunk/{run}/{obs}/round_{k}/chunk_{chunk}.log",
+        "results/logs/simulate_chunk/{run}/{obs}/round_{round}/chunk_{chunk}.log",
     conda:
         "../../envs/seqsbi.yaml"
     script:

@@ -11,18 +11,18 @@ from seqsbi.logs import log_to_file  # noqa: E402
 with log_to_file(snakemake.log[0]) as logger:
     import numpy as np
 
-    from seqsbi.simulators.galaxy import plan
+    from seqsbi.simulators.galaxy import config as galaxy_config
     from seqsbi.simulators.galaxy.library import write_library
     from seqsbi.simulators.galaxy.model import build_simulator
 
     galaxy = snakemake.params.galaxy
     settings = galaxy["library"]
-    space = plan.library_prior(galaxy)
+    space = galaxy_config.library_prior(galaxy)
     for name, unit, low, high in zip(space.names, space.units, space.low, space.high):
         logger.info("prior %s: %g to %g %s", name, low, high, unit)
-    theta = plan.draw_parameters(space, settings["n_galaxies"], settings["sampling"], settings["seed"])
-    spec = plan.model_spec(galaxy)
-    simulator = build_simulator(spec, plan.SVO_FILTER_CACHE, galaxy["backend"])
+    theta = galaxy_config.draw_parameters(space, settings["n_galaxies"], settings["sampling"], settings["seed"])
+    spec = galaxy_config.model_spec(galaxy)
+    simulator = build_simulator(spec, galaxy_config.SVO_FILTER_CACHE, galaxy["backend"])
     logger.info("%s backend", galaxy["backend"])
     start, photometry = time.perf_counter(), []
     step = max(1, len(theta) // 10)

@@ -16,7 +16,7 @@ with log_to_file(snakemake.log[0]) as logger:
 
     space = ParameterSpace.from_config(snakemake.params.run["prior"])
     rounds = [read_npz(path)["samples"] for path in snakemake.input.samples]
-    from seqsbi.config import observation_from_params
+    from seqsbi.observations import observation_from_params
 
     truth = observation_from_params(snakemake.params.observation, snakemake.input.get("features")).theta_true
     pairplot(

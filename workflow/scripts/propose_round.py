@@ -18,7 +18,7 @@ with log_to_file(snakemake.log[0]) as logger:
 
     torch.set_num_threads(snakemake.threads)
     settings = run_settings(snakemake.wildcards.run, snakemake.params.run, [])
-    round_index = int(snakemake.wildcards.k)
+    round_index = int(snakemake.wildcards.round)
     previous = None
     if round_index > 0:
         previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings,

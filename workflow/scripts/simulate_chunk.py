@@ -17,6 +17,6 @@ with log_to_file(snakemake.log[0]) as logger:
     theta = artifacts.read_npz(snakemake.input.proposal)["theta"]
     chunk, n_chunks = int(snakemake.wildcards.chunk), int(snakemake.params.chunks)
     start = time.perf_counter()
-    rows, x = simulate_chunk(settings, snakemake.wildcards.obs, int(snakemake.wildcards.k), theta, chunk, n_chunks)
+    rows, x = simulate_chunk(settings, snakemake.wildcards.obs, int(snakemake.wildcards.round), theta, chunk, n_chunks)
     write_chunk(snakemake.output.chunk, rows, x, time.perf_counter() - start)
     logger.info("chunk %d of %d: rows %d..%d simulated", chunk, n_chunks, rows.start, rows.stop)

@@ -13,7 +13,7 @@ with log_to_file(snakemake.log[0]) as logger:
     from seqsbi.plots import posterior_summary
 
     final = read_npz(snakemake.input.samples)
-    from seqsbi.config import observation_from_params
+    from seqsbi.observations import observation_from_params
 
     truth = observation_from_params(snakemake.params.observation, snakemake.input.get("features")).theta_true
     table = posterior_summary(

@@ -14,7 +14,8 @@ with log_to_file(snakemake.log[0]) as logger:
     logger.info("importing torch and sbi")
     import torch
 
-    from seqsbi.config import observation_from_params, run_settings
+    from seqsbi.config import run_settings
+    from seqsbi.observations import observation_from_params
     from seqsbi.rounds import gather_chunks, read_previous_round, train_round, write_round
 
     torch.set_num_threads(snakemake.threads)
@@ -22,7 +23,7 @@ with log_to_file(snakemake.log[0]) as logger:
     observation = observation_from_params(snakemake.params.observation, snakemake.input.get("features"))
     for name, unit, low, high in zip(settings.prior.names, settings.prior.units, settings.prior.low, settings.prior.high):
         logger.info("prior %s: %g to %g %s", name, low, high, unit)
-    round_index = int(snakemake.wildcards.k)
+    round_index = int(snakemake.wildcards.round)
     chunked = "chunks" in snakemake.input.keys()
     previous = None
     if round_index > 0:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-#: One round's outputs, under results/runs/{run}/{obs}/round_{k}/.
+#: One round's outputs, under results/runs/{run}/{obs}/round_{round}/.
 ROUND_FILES = {
     "simulations": "simulations.npz",  # theta (n, d) and x (n, k) simulated in this round
     "estimator": "estimator.pt",  # trained network (torch module)

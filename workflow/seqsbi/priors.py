@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqsbi.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ParameterSpace:
@@ -46,8 +48,6 @@ class ParameterSpace:
     @classmethod
     def from_config(cls, prior: dict, key: str = "prior") -> "ParameterSpace":
         """Build from a validated ``prior`` config block; reject reversed or repeated entries."""
-        from seqsbi.config import ConfigError
-
         params = prior["parameters"]
         names = [p["name"] for p in params]
         repeated = sorted({n for n in names if names.count(n) > 1})

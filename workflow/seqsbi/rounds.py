@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from seqsbi import artifacts, scatter
-from seqsbi.config import Observation, RunSettings
+from seqsbi.config import RunSettings
+from seqsbi.errors import InjectedFailure
+from seqsbi.observations import Observation
 from seqsbi.seeds import round_seed, training_seed
 
 logger = logging.getLogger("seqsbi.rounds")
@@ -24,10 +26,6 @@ logger = logging.getLogger("seqsbi.rounds")
 #: Test-only switch: comma-separated "run/observation/round" entries whose round job must crash,
 #: so tests can show that one failing observation leaves the others running.
 FAIL_ROUND_VARIABLE = "SEQSBI_FAIL_ROUND"
-
-
-class InjectedFailure(RuntimeError):
-    """Raised on purpose for rounds listed in $SEQSBI_FAIL_ROUND."""
 
 
 def fail_if_requested(run: str, observation: str, round_index: int) -> None:
@@ -197,7 +195,7 @@ def train_round(
         "observation": observation.name,
         "round": round_index,
         "engine": settings.engine,
-        "sbi_trainer": settings.sbi_trainer,
+        "sbi_trainer": engines.ENGINES[settings.engine].trainer,
         "density_estimator": settings.density_estimator,
         "constrain_to_prior": settings.constrain_to_prior,
         "seed": seed,

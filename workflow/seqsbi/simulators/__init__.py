@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from seqsbi.errors import ConfigError
 from seqsbi.simulators.galaxy.simulator import galaxy
 from seqsbi.simulators.toy import BUILTIN_SIMULATORS as TOY_SIMULATORS
 
@@ -51,8 +52,6 @@ class Simulator:
     def output_dim(self, prior) -> int:
         """Length k of one simulation: declared by the simulator if it can (the galaxy model, whose
         library may not exist yet), otherwise found by simulating the prior's centre once."""
-        from seqsbi.config import ConfigError
-
         declared = getattr(self.function, "declared_output_dim", None)
         if declared is not None:
             return declared(self.settings)
@@ -71,8 +70,6 @@ class Simulator:
 
 
 def _load_custom(path: str, key: str) -> Callable[..., np.ndarray]:
-    from seqsbi.config import ConfigError
-
     module_name, _, function_name = path.rpartition(":")
     how = "give 'module:function' (module importable from the working directory) or 'path/to/file.py:function'"
     if not module_name or not function_name:

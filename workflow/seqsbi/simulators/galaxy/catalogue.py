@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqsbi.errors import ConfigError
 from seqsbi.simulators.galaxy.features import to_features
 
 
@@ -25,8 +26,6 @@ def _flux_column(code: str, columns: list[str]) -> str | None:
 def catalogue_observations(observations: dict, galaxy: dict) -> dict:
     """Observations with catalogue_id filled in with x_o; ConfigError names any bad value."""
     import pandas as pd
-
-    from seqsbi.config import ConfigError
 
     path = galaxy.get("catalogue")
     if path is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from seqsbi import artifacts
+from seqsbi.errors import ConfigError
 
 NIRCAM_WIDE = tuple(f"JWST/NIRCam.{band}" for band in
                     ("F070W", "F090W", "F115W", "F150W", "F200W", "F277W", "F356W", "F444W"))
@@ -42,8 +43,6 @@ def offline_filter_files() -> dict[str, Path]:
 
 def check_filter_codes(codes: list[str] | tuple[str, ...], key: str = "filters", tophat: dict | None = None) -> None:
     """Raise ConfigError naming the unknown codes and listing those available offline."""
-    from seqsbi.config import ConfigError
-
     available = offline_filter_files()
     unknown = [code for code in codes if code not in available and code not in (tophat or {})]
     if unknown:

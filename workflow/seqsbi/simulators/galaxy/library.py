@@ -13,14 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from seqsbi import artifacts
+from seqsbi.errors import LibraryError
 from seqsbi.simulators.galaxy.model import PARAMETER_UNITS, GalaxyModelSpec
 
 REQUIRED_DATASETS = ("Grid/Photometry", "Grid/Parameters")
 REQUIRED_ATTRIBUTES = ("ParameterNames", "FilterCodes")
-
-
-class LibraryError(ValueError):
-    """A library file lacks something; the message names the file and the missing key."""
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from seqsbi.errors import LibraryError
+
 _BUILT: dict[tuple[str, float], Any] = {}
 
 
 def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str):
     """The simulator described by ``library``'s Model group (built once per process and backend)."""
-    from seqsbi.simulators.galaxy.library import LibraryError, read_library
+    from seqsbi.simulators.galaxy.library import read_library
     from seqsbi.simulators.galaxy.model import build_simulator
 
     key = (str(Path(library).resolve()), Path(library).stat().st_mtime, backend)

@@ -1,13 +1,18 @@
-"""The galaxy part of the config, checked at Snakefile parse time (cheap: no synthesizer import)."""
+"""The config's galaxy block: its checks, the files it names, and galaxy runs made explicit.
+
+Runs at Snakefile parse time, so it stays cheap (numpy and h5py; no synthesizer import).
+"""
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from seqsbi.errors import ConfigError, LibraryError
 from seqsbi.priors import ParameterSpace
 from seqsbi.simulators.galaxy import filters
 from seqsbi.simulators.galaxy.features import DepthNoise
@@ -49,9 +54,6 @@ def existing_library(galaxy: dict[str, Any]):
     path = galaxy["library"].get("path")
     if path is None:
         return None
-    from seqsbi.config import ConfigError
-    from seqsbi.simulators.galaxy.library import LibraryError
-
     try:
         return _existing_library(path, Path(path).stat().st_mtime if Path(path).exists() else 0.0)
     except LibraryError as error:
@@ -119,8 +121,6 @@ def noise_model(galaxy: dict[str, Any]) -> DepthNoise | None:
 
 def check_galaxy_config(galaxy: dict[str, Any]) -> None:
     """Filters, prior ranges and noise depths, each failure a ConfigError naming key and value."""
-    from seqsbi.config import ConfigError
-
     filters.check_filter_codes(galaxy["filters"], key="galaxy.filters", tophat=galaxy["tophat_filters"])
     library = existing_library(galaxy)
     if library is not None:
@@ -166,3 +166,59 @@ def draw_parameters(space: ParameterSpace, n: int, sampling: str, seed: int) -> 
     else:
         raise ValueError(f"sampling {sampling!r} unknown; allowed: latin_hypercube, uniform")
     return space.low + unit * (space.high - space.low)
+
+
+def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
+    """A galaxy run with everything made explicit: the prior (library ranges with overrides) and the
+    simulator settings (library, filters, features, noise), so round jobs need nothing else.
+
+    Other simulators' runs come back unchanged. Raises:
+        ConfigError: a galaxy-only setting on another simulator, simulator_settings on a galaxy run,
+            an override or prior that does not name the library's parameters in order.
+    """
+    key = f"runs.{name}"
+    if run["simulator"] != "galaxy":
+        if run["prior"].get("from_library"):
+            raise ConfigError(f"{key}.prior.from_library: only the galaxy simulator has a library; "
+                              f"give prior.parameters for simulator {run['simulator']!r}")
+        return run
+    if run["simulator_settings"]:
+        raise ConfigError(f"{key}.simulator_settings: {run['simulator_settings']} not allowed for the galaxy "
+                          f"simulator; it takes its settings from the galaxy block (library, filters, features)")
+    resolved = copy.deepcopy(run)
+    prior = run["prior"]
+    if prior.get("from_library"):
+        parameters = library_prior_config(galaxy)
+        names = [p["name"] for p in parameters]
+        for parameter, bounds in prior.get("override_prior_ranges", {}).items():
+            if parameter not in names:
+                raise ConfigError(f"{key}.prior.override_prior_ranges: {parameter!r} is not a library parameter; "
+                                  f"library parameters: {', '.join(names)}")
+            parameters[names.index(parameter)].update(low=bounds[0], high=bounds[1])
+        resolved["prior"] = {"type": "box_uniform", "parameters": parameters}
+    else:
+        library_names = list(library_prior(galaxy).names)
+        given = [p["name"] for p in prior["parameters"]]
+        if given != library_names:
+            raise ConfigError(f"{key}.prior.parameters: names {given} must be the library's, in order: {library_names}")
+    resolved["simulator_settings"] = {
+        "library": library_file(galaxy),
+        "svo_filter_cache": SVO_FILTER_CACHE,
+        "filters": list(galaxy["filters"]),
+        "features": galaxy["features"]["kind"],
+        "noise": galaxy["features"]["noise"],
+        "backend": galaxy["backend"],
+    }
+    return resolved
+
+
+def check_library_row(run: str, simulator_name: str, observation: str, library_index: int, sheet: str,
+                      galaxy: dict) -> None:
+    """Raise ConfigError unless ``observation``'s library row exists and ``run`` is a galaxy run."""
+    if simulator_name != "galaxy":
+        raise ConfigError(f"{sheet} row {observation!r} column library_index: only galaxy runs have a model library, "
+                          f"but run {run!r} uses simulator {simulator_name!r}; give x_o instead")
+    n_galaxies = library_size(galaxy)
+    if library_index >= n_galaxies:
+        raise ConfigError(f"{sheet} row {observation!r} column library_index: {library_index} is past the library's "
+                          f"last row ({n_galaxies - 1}; the library has {n_galaxies} galaxies)")

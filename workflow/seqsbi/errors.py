@@ -1,0 +1,22 @@
+"""Every exception seqsbi raises on purpose, in one module with no imports of its own.
+
+Catch :class:`SeqsbiError` for any of them. Each also derives from the built-in it refines
+(``ValueError`` for bad input, ``RuntimeError`` for an injected failure), so code written against
+the built-ins keeps working.
+"""
+
+
+class SeqsbiError(Exception):
+    """Base class of seqsbi's exceptions; the message says what to change."""
+
+
+class ConfigError(SeqsbiError, ValueError):
+    """Invalid configuration, observation sheet or catalogue; the message names the key or row."""
+
+
+class LibraryError(SeqsbiError, ValueError):
+    """A model library file that is missing, malformed or cannot be rebuilt; the message names it."""
+
+
+class InjectedFailure(SeqsbiError, RuntimeError):
+    """Raised on purpose for rounds listed in $SEQSBI_FAIL_ROUND (tests of failure handling)."""

@@ -1,0 +1,107 @@
+"""Observations: the observation sheet (TSV) and the x_o each job rebuilds from its params.
+
+Cheap (numpy, pandas): Snakemake reads the sheet at parse time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqsbi.artifacts import read_npz
+from seqsbi.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One observed data vector x_o (shape (k,)) and, when known, the true parameters (shape (d,)).
+
+    A galaxy observation may instead name a model-library row (``library_index``): its x_o and
+    theta_true are read from the library's feature array once the workflow has built it.
+    """
+
+    name: str
+    x_o: np.ndarray | None
+    theta_true: np.ndarray | None = None
+    library_index: int | None = None
+    catalogue_id: str | None = None
+
+
+def _parse_vector(text: str, where: str, column: str) -> np.ndarray:
+    values = []
+    for item in str(text).split(","):
+        item = item.strip()
+        try:
+            value = float(item)
+        except ValueError:
+            raise ConfigError(f"{where} column {column}: {item!r} is not a number; give comma-separated numbers") from None
+        if not math.isfinite(value):
+            raise ConfigError(
+                f"{where} column {column}: value {item!r} is not finite; observations must be finite numbers"
+            )
+        values.append(value)
+    return np.asarray(values, dtype=float)
+
+
+def read_observations(path: str | Path) -> dict[str, Observation]:
+    """Read the observation sheet: TSV with columns observation, x_o and optional theta_true.
+
+    ``x_o`` and ``theta_true`` are comma-separated numbers; an empty theta_true means unknown.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"observations: sheet {str(path)!r} does not exist; create it or point 'observations' at one")
+    table = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    missing = {"observation"} - set(table.columns)
+    if missing or not {"x_o", "library_index", "catalogue_id"} & set(table.columns):
+        raise ConfigError(
+            f"observations: sheet {str(path)!r} lacks column(s) {sorted(missing | {'x_o'})}; "
+            f"required: observation, x_o (or library_index or catalogue_id; optional: theta_true); "
+            f"found {list(table.columns)}"
+        )
+    observations: dict[str, Observation] = {}
+    for _, row in table.iterrows():
+        name = row["observation"].strip()
+        where = f"{path} row {name!r}"
+        if not name or not all(c.isalnum() or c in "_.-" for c in name):
+            raise ConfigError(f"{path}: observation name {name!r} must be non-empty letters, digits, '_', '.', '-'")
+        if name in observations:
+            raise ConfigError(f"{path}: observation {name!r} appears twice; names must be unique")
+        theta_text = row.get("theta_true", "").strip()
+        theta = _parse_vector(theta_text, where, "theta_true") if theta_text else None
+        index_text, x_text = row.get("library_index", "").strip(), row.get("x_o", "").strip()
+        catalogue_text = row.get("catalogue_id", "").strip()
+        given = [column for column, text in (("x_o", x_text), ("library_index", index_text),
+                                             ("catalogue_id", catalogue_text)) if text]
+        if len(given) != 1:
+            raise ConfigError(f"{where}: give exactly one of x_o, library_index and catalogue_id (got "
+                              f"{', '.join(given) if given else 'none'})")
+        if catalogue_text:
+            observations[name] = Observation(name, None, theta, catalogue_id=catalogue_text)
+        elif index_text:
+            if not index_text.isdigit():
+                raise ConfigError(f"{where} column library_index: {index_text!r} is not a row number (0, 1, ...)")
+            observations[name] = Observation(name, None, theta, int(index_text))
+        else:
+            observations[name] = Observation(name, _parse_vector(x_text, where, "x_o"), theta)
+    if not observations:
+        raise ConfigError(f"observations: sheet {str(path)!r} has no rows")
+    return observations
+
+
+def observation_from_params(params: dict, features_path: str | Path | None = None) -> Observation:
+    """Rebuild an :class:`Observation` inside a job from its params (see common.smk), reading a
+    library row's x_o and theta_true from the features file when the observation names one."""
+    if params.get("library_index") is not None:
+        if features_path is None:
+            raise ConfigError(f"observation {params['name']!r} names library row {params['library_index']} "
+                             f"but the job got no features file")
+        data, index = read_npz(features_path), int(params["library_index"])
+        return Observation(params["name"], data["x"][index], data["theta"][index], index)
+    theta = params.get("theta_true")
+    return Observation(params["name"], np.asarray(params["x_o"], dtype=float),
+                       None if theta is None else np.asarray(theta, dtype=float))
