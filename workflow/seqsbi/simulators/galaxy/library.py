@@ -14,6 +14,7 @@ import numpy as np
 
 from seqsbi import artifacts
 from seqsbi.simulators.galaxy.model import PARAMETER_UNITS, GalaxyModelSpec
+from seqsbi.units import njy_to_ab
 
 REQUIRED_DATASETS = ("Grid/Photometry", "Grid/Parameters")
 REQUIRED_ATTRIBUTES = ("ParameterNames", "FilterCodes")
@@ -95,7 +96,7 @@ def read_library(path: str | Path) -> Library:
 def ab_magnitudes(flux_njy: np.ndarray) -> np.ndarray:
     """AB magnitudes from fluxes in nJy (m_AB = 31.4 - 2.5 log10 f_nJy); non-positive flux -> inf."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flux_njy > 0, 31.4 - 2.5 * np.log10(np.where(flux_njy > 0, flux_njy, 1.0)), np.inf)
+        return np.where(flux_njy > 0, njy_to_ab(np.where(flux_njy > 0, flux_njy, 1.0)), np.inf)
 
 
 def check_reconstruction(library: Library, simulator, rows: np.ndarray, tolerance_mag: float = 1e-3) -> list[str]:
