@@ -54,6 +54,17 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+def attribute_text(value: Any) -> str:
+    """An HDF5 attribute as str: h5py returns variable-length strings as str or bytes (UTF-8) depending
+    on how the file was written (ours or synference's)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def attribute_texts(values: Any) -> tuple[str, ...]:
+    """An HDF5 string-array attribute (or a single string) as a tuple of str, see :func:`attribute_text`."""
+    return tuple(attribute_text(v) for v in np.atleast_1d(values))
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

@@ -65,7 +65,6 @@ class BatchedGalaxySimulator:
         self._cosmology = getattr(cosmology, spec.cosmology)
         self._igm_model = getattr(igm, spec.igm)()
         self._z_max = 0.0
-        self._columns = {name: i for i, name in enumerate(spec.parameter_names)}
 
     # -- tables over redshift ----------------------------------------------------------------------
     def _ensure_tables(self, z_max: float) -> None:
@@ -99,11 +98,6 @@ class BatchedGalaxySimulator:
         return (1 - fraction) * self._igm_table[index] + fraction * self._igm_table[index + 1]
 
     # -- the model ---------------------------------------------------------------------------------
-    def _parameter(self, theta: np.ndarray, name: str) -> np.ndarray:
-        if name in self._columns:
-            return theta[:, self._columns[name]]
-        return np.full(len(theta), float(self.spec.fixed_parameters[name]))
-
     def sfh_weights(self, max_age_yr: np.ndarray, tau: np.ndarray, peak_age_yr: np.ndarray) -> np.ndarray:
         """Mass fraction formed in each age bin, (n, n_age), rows summing to 1."""
         t0 = np.log(max_age_yr - peak_age_yr) + tau**2
@@ -122,18 +116,18 @@ class BatchedGalaxySimulator:
         return upper - 1, fraction
 
     def _chunk(self, theta: np.ndarray) -> np.ndarray:
-        z = self._parameter(theta, "redshift")
-        mass = 10 ** self._parameter(theta, "log_mass")
+        z = self.spec.parameter(theta, "redshift")
+        mass = 10 ** self.spec.parameter(theta, "log_mass")
         max_age = np.interp(z, self._z_cosmo, self._age_yr)
-        peak_age_yr = myr_to_yr(self._parameter(theta, "peak_age"))
-        age_w = self.sfh_weights(max_age, self._parameter(theta, "tau"), peak_age_yr)
-        lower, fraction = self.metallicity_bins(self._parameter(theta, "log10metallicity"))
+        peak_age_yr = myr_to_yr(self.spec.parameter(theta, "peak_age"))
+        age_w = self.sfh_weights(max_age, self.spec.parameter(theta, "tau"), peak_age_yr)
+        lower, fraction = self.metallicity_bins(self.spec.parameter(theta, "log10metallicity"))
         lnu = np.empty((len(theta), len(self._lam)))
         for k in np.unique(lower):  # two contractions per galaxy, grouped by metallicity bin
             rows = np.flatnonzero(lower == k)
             f = fraction[rows, None]
             lnu[rows] = (1 - f) * (age_w[rows] @ self._spectra[k]) + f * (age_w[rows] @ self._spectra[k + 1])
-        tau_v = np.zeros(len(theta)) if self.spec.emission_model == "incident" else self._parameter(theta, "tau_v")
+        tau_v = np.zeros(len(theta)) if self.spec.emission_model == "incident" else self.spec.parameter(theta, "tau_v")
         lnu *= mass[:, None] * np.exp(-tau_v[:, None] * self._dust_tau[None, :])
         dl = np.interp(z, self._z_cosmo, self._dl_cm)
         fnu = cgs_to_njy(lnu * ((1 + z) / (4 * np.pi * dl**2))[:, None]) * self._igm(z)
@@ -151,6 +145,6 @@ class BatchedGalaxySimulator:
     def __call__(self, theta: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Noise-free fluxes (n, n_filters) in nJy for parameters theta (n, d)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        self._ensure_tables(float(self._parameter(theta, "redshift").max()))
+        self._ensure_tables(float(self.spec.parameter(theta, "redshift").max()))
         return np.concatenate([self._chunk(theta[i:i + self.chunk_size])
                                for i in range(0, len(theta), self.chunk_size)]) if len(theta) else np.empty((0, len(self.filter_curves)))
