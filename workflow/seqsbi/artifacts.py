@@ -26,10 +26,6 @@ ROUND_FILES = {
 }
 
 
-def round_dir(results: str | Path, run: str, observation: str, round_index: int | str) -> Path:
-    return Path(results) / "runs" / run / observation / f"round_{round_index}"
-
-
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` (same suffix); rename it to ``path`` on success."""
