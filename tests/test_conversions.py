@@ -29,6 +29,18 @@ def test_ab_round_trips():
     assert units.njy_to_ab(flux).shape == flux.shape
 
 
+def test_asinh_magnitude():
+    softening = np.array([10.0, 10.0, 10.0])
+    flux = np.array([1e5, 0.0, -20.0])
+    m = units.njy_to_asinh_magnitude(flux, softening)
+    # Bright: the AB magnitude, up to the 6.6e-5 mag between 3631 Jy (asinh) and the exact 31.4 (AB).
+    assert m[0] == pytest.approx(units.njy_to_ab(1e5), abs=1e-4)
+    assert m[0] == pytest.approx(-2.5 * np.log10(1e5 / units.AB_ZERO_POINT_NJY), abs=1e-6)
+    # Zero flux: -2.5 log10(b) with b = softening / 3631 Jy; negative flux stays finite and fainter.
+    assert m[1] == pytest.approx(-2.5 * np.log10(10.0 / units.AB_ZERO_POINT_NJY), rel=1e-12)
+    assert np.isfinite(m[2]) and m[2] > m[1]
+
+
 def test_sigma_from_depth():
     # A source at the 5-sigma depth has flux 5 sigma: a depth of 31.4 AB is 1 nJy, so sigma = 0.2 nJy.
     assert units.sigma_from_depth(31.4) == pytest.approx(0.2, rel=1e-15)

@@ -52,6 +52,14 @@ def ab_to_njy(magnitude_ab: np.ndarray) -> np.ndarray:
     return 10 ** ((AB_MAG_OF_1_NJY - np.asarray(magnitude_ab, dtype=float)) / POGSON)
 
 
+def njy_to_asinh_magnitude(flux_njy: np.ndarray, softening_njy: np.ndarray) -> np.ndarray:
+    """Asinh magnitudes (Lupton, Gunn & Szalay 1999, AJ 118, 1406) from fluxes in nJy:
+    m = -(2.5 / ln 10) [asinh((f / f0) / (2 b)) + ln b], with f0 = 3631 Jy and softening b = softening / f0.
+    Close to AB magnitudes for f >> softening, linear in f near 0, finite for f <= 0. Shapes broadcast."""
+    b = softening_njy / AB_ZERO_POINT_NJY
+    return -POGSON / np.log(10) * (np.arcsinh(flux_njy / AB_ZERO_POINT_NJY / (2 * b)) + np.log(b))
+
+
 def sigma_from_depth(depth_ab: np.ndarray, n_sigma: float = 5) -> np.ndarray:
     """1-sigma flux error in nJy of a point source whose ``n_sigma`` detection limit is ``depth_ab`` (AB mag):
     the flux at the depth divided by n_sigma. Any shape."""

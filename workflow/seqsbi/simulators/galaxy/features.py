@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqsbi.units import AB_ZERO_POINT_NJY, njy_to_ab, sigma_from_depth
+from seqsbi.units import njy_to_ab, njy_to_asinh_magnitude, sigma_from_depth
 
 FEATURE_KINDS = ("ab_magnitude", "flux_njy", "asinh_magnitude")
 FEATURE_UNITS = {"ab_magnitude": "AB mag", "flux_njy": "nJy", "asinh_magnitude": "asinh AB mag"}
@@ -64,8 +64,7 @@ def to_features(flux_njy: np.ndarray, kind: str, sigma_njy: np.ndarray | None = 
     if kind == "asinh_magnitude":
         if sigma_njy is None:
             raise ValueError("asinh magnitudes need a noise model (their softening is the 1-sigma flux)")
-        b = sigma_njy / AB_ZERO_POINT_NJY
-        return -2.5 / np.log(10) * (np.arcsinh(flux_njy / AB_ZERO_POINT_NJY / (2 * b)) + np.log(b))
+        return njy_to_asinh_magnitude(flux_njy, sigma_njy)
     raise ValueError(f"feature kind {kind!r} unknown; allowed: {', '.join(FEATURE_KINDS)}")
 
 
