@@ -13,15 +13,13 @@ with log_to_file(snakemake.log[0]) as logger:
 
     from seqsbi import artifacts
     from seqsbi.simulators.galaxy import config as galaxy_config
-    from seqsbi.errors import LibraryError
-    from seqsbi.simulators.galaxy.library import check_reconstruction, read_library
+    from seqsbi.simulators.galaxy.library import check_reconstruction, read_library, require_model
     from seqsbi.simulators.galaxy.model import build_simulator
 
     library = read_library(snakemake.input.library)
-    if library.spec is None:
-        raise LibraryError(f"library {snakemake.input.library!r} has no 'Model' group: the simulator cannot be rebuilt")
+    spec = require_model(library, snakemake.input.library)
     rows = np.unique(np.linspace(0, len(library.theta) - 1, min(snakemake.params.check_rows, len(library.theta))).astype(int))
-    simulator = build_simulator(library.spec, galaxy_config.SVO_FILTER_CACHE, snakemake.params.backend)
+    simulator = build_simulator(spec, galaxy_config.SVO_FILTER_CACHE, snakemake.params.backend)
     logger.info("%s backend rebuilt from %s", snakemake.params.backend, snakemake.input.library)
     problems = check_reconstruction(library, simulator, rows)
     if problems:

@@ -26,10 +26,6 @@ ROUND_FILES = {
 }
 
 
-def round_dir(results: str | Path, run: str, observation: str, round_index: int | str) -> Path:
-    return Path(results) / "runs" / run / observation / f"round_{round_index}"
-
-
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` (same suffix); rename it to ``path`` on success."""
@@ -52,6 +48,17 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+def attribute_text(value: Any) -> str:
+    """An HDF5 attribute as str: h5py returns variable-length strings as str or bytes (UTF-8) depending
+    on how the file was written (ours or synference's)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def attribute_texts(values: Any) -> tuple[str, ...]:
+    """An HDF5 string-array attribute (or a single string) as a tuple of str, see :func:`attribute_text`."""
+    return tuple(attribute_text(v) for v in np.atleast_1d(values))
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:

@@ -41,10 +41,6 @@ class ParameterSpace:
         theta = np.atleast_2d(theta)
         return np.all((theta >= self.low) & (theta <= self.high), axis=1)
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Draw (n, d) parameters uniformly from the box."""
-        return rng.uniform(self.low, self.high, size=(n, self.dim))
-
     @classmethod
     def from_config(cls, prior: dict, key: str = "prior") -> "ParameterSpace":
         """Build from a validated ``prior`` config block; reject reversed or repeated entries."""

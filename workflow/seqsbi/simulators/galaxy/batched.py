@@ -23,10 +23,8 @@ from scipy.special import erf
 
 from seqsbi.simulators.galaxy import configure_synthesizer
 from seqsbi.simulators.galaxy.model import GalaxyModelSpec
+from seqsbi.units import angstrom_to_hz, cgs_to_njy, hz_to_angstrom, mpc_to_cm, myr_to_yr
 
-C_ANGSTROM_PER_S = 2.99792458e18
-MPC_CM = 3.0856775814913673e24
-NJY_CGS = 1e-32  # erg/s/cm^2/Hz
 IGM_Z_STEP = 0.005
 COSMOLOGY_Z_STEP = 0.001
 
@@ -61,13 +59,12 @@ class BatchedGalaxySimulator:
         collection = FilterCollection(filter_codes=list(spec.filters), new_lam=grid.lam)
         self.filter_curves = []
         for code in spec.filters:
-            nu = C_ANGSTROM_PER_S / np.asarray(collection.filters[code]._original_lam, dtype=float)
+            nu = angstrom_to_hz(np.asarray(collection.filters[code].original_lam.to("angstrom").value, dtype=float))
             order = np.argsort(nu)
             self.filter_curves.append((nu[order], np.asarray(collection.filters[code].original_t, dtype=float)[order]))
         self._cosmology = getattr(cosmology, spec.cosmology)
         self._igm_model = getattr(igm, spec.igm)()
         self._z_max = 0.0
-        self._columns = {name: i for i, name in enumerate(spec.parameter_names)}
 
     # -- tables over redshift ----------------------------------------------------------------------
     def _ensure_tables(self, z_max: float) -> None:
@@ -78,11 +75,11 @@ class BatchedGalaxySimulator:
 
         self._z_max = float(np.ceil(z_max * 2) / 2)
         self._z_cosmo = np.arange(0.0, self._z_max + COSMOLOGY_Z_STEP, COSMOLOGY_Z_STEP)
-        self._dl_cm = self._cosmology.luminosity_distance(self._z_cosmo).to("Mpc").value * MPC_CM
+        self._dl_cm = mpc_to_cm(self._cosmology.luminosity_distance(self._z_cosmo).to("Mpc").value)
         self._age_yr = self._cosmology.age(self._z_cosmo).to("yr").value
         # Only rest wavelengths that some filter can see at some z in [0, z_max] matter downstream.
-        lam_low = min(C_ANGSTROM_PER_S / nu.max() for nu, _ in self.filter_curves) / (1 + self._z_max)
-        lam_high = max(C_ANGSTROM_PER_S / nu.min() for nu, _ in self.filter_curves)
+        lam_low = min(hz_to_angstrom(nu.max()) for nu, _ in self.filter_curves) / (1 + self._z_max)
+        lam_high = max(hz_to_angstrom(nu.min()) for nu, _ in self.filter_curves)
         inside = np.flatnonzero((self.lam >= lam_low) & (self.lam <= lam_high))
         keep = slice(max(inside[0] - 1, 0), min(inside[-1] + 2, len(self.lam)))
         self._lam = self.lam[keep]
@@ -101,11 +98,6 @@ class BatchedGalaxySimulator:
         return (1 - fraction) * self._igm_table[index] + fraction * self._igm_table[index + 1]
 
     # -- the model ---------------------------------------------------------------------------------
-    def _parameter(self, theta: np.ndarray, name: str) -> np.ndarray:
-        if name in self._columns:
-            return theta[:, self._columns[name]]
-        return np.full(len(theta), float(self.spec.fixed_parameters[name]))
-
     def sfh_weights(self, max_age_yr: np.ndarray, tau: np.ndarray, peak_age_yr: np.ndarray) -> np.ndarray:
         """Mass fraction formed in each age bin, (n, n_age), rows summing to 1."""
         t0 = np.log(max_age_yr - peak_age_yr) + tau**2
@@ -124,21 +116,22 @@ class BatchedGalaxySimulator:
         return upper - 1, fraction
 
     def _chunk(self, theta: np.ndarray) -> np.ndarray:
-        z = self._parameter(theta, "redshift")
-        mass = 10 ** self._parameter(theta, "log_mass")
+        z = self.spec.parameter(theta, "redshift")
+        mass = 10 ** self.spec.parameter(theta, "log_mass")
         max_age = np.interp(z, self._z_cosmo, self._age_yr)
-        age_w = self.sfh_weights(max_age, self._parameter(theta, "tau"), self._parameter(theta, "peak_age") * 1e6)
-        lower, fraction = self.metallicity_bins(self._parameter(theta, "log10metallicity"))
+        peak_age_yr = myr_to_yr(self.spec.parameter(theta, "peak_age"))
+        age_w = self.sfh_weights(max_age, self.spec.parameter(theta, "tau"), peak_age_yr)
+        lower, fraction = self.metallicity_bins(self.spec.parameter(theta, "log10metallicity"))
         lnu = np.empty((len(theta), len(self._lam)))
         for k in np.unique(lower):  # two contractions per galaxy, grouped by metallicity bin
             rows = np.flatnonzero(lower == k)
             f = fraction[rows, None]
             lnu[rows] = (1 - f) * (age_w[rows] @ self._spectra[k]) + f * (age_w[rows] @ self._spectra[k + 1])
-        tau_v = np.zeros(len(theta)) if self.spec.emission_model == "incident" else self._parameter(theta, "tau_v")
+        tau_v = np.zeros(len(theta)) if self.spec.emission_model == "incident" else self.spec.parameter(theta, "tau_v")
         lnu *= mass[:, None] * np.exp(-tau_v[:, None] * self._dust_tau[None, :])
         dl = np.interp(z, self._z_cosmo, self._dl_cm)
-        fnu = lnu * ((1 + z) / (4 * np.pi * dl**2))[:, None] / NJY_CGS * self._igm(z)
-        nu_obs = C_ANGSTROM_PER_S / (self._lam[None, :] * (1 + z)[:, None])  # (n, n_lam), decreasing along lam
+        fnu = cgs_to_njy(lnu * ((1 + z) / (4 * np.pi * dl**2))[:, None]) * self._igm(z)
+        nu_obs = angstrom_to_hz(self._lam[None, :] * (1 + z)[:, None])  # (n, n_lam), decreasing along lam
         d_nu = np.diff(nu_obs, axis=1)
         photometry = np.empty((len(theta), len(self.filter_curves)))
         for j, (nu_f, t_f) in enumerate(self.filter_curves):
@@ -152,6 +145,6 @@ class BatchedGalaxySimulator:
     def __call__(self, theta: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Noise-free fluxes (n, n_filters) in nJy for parameters theta (n, d)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        self._ensure_tables(float(self._parameter(theta, "redshift").max()))
+        self._ensure_tables(float(self.spec.parameter(theta, "redshift").max()))
         return np.concatenate([self._chunk(theta[i:i + self.chunk_size])
                                for i in range(0, len(theta), self.chunk_size)]) if len(theta) else np.empty((0, len(self.filter_curves)))

@@ -16,6 +16,7 @@ from seqsbi.errors import ConfigError, LibraryError
 from seqsbi.priors import ParameterSpace
 from seqsbi.simulators.galaxy import filters
 from seqsbi.simulators.galaxy.features import DepthNoise
+from seqsbi.simulators.galaxy.library import read_library, require_model
 from seqsbi.simulators.galaxy.sps_grid import BC03_METALLICITIES_ZSUN, BC03_Z_SUN
 
 BUILT_GRID_DIR = "results/galaxy/grids"
@@ -44,18 +45,20 @@ def library_file(galaxy: dict[str, Any], suffix: str = ".hdf5") -> str:
 
 @lru_cache(maxsize=4)
 def _existing_library(path: str, mtime: float):
-    from seqsbi.simulators.galaxy.library import read_library
-
     return read_library(path)
 
 
-def existing_library(galaxy: dict[str, Any]):
-    """The library named by library.path (read once per process), or None when we build it."""
+def existing_library(galaxy: dict[str, Any], need_model: bool = False):
+    """The library named by library.path (read once per process), or None when we build it; with
+    ``need_model``, a ConfigError when it has no Model group to rebuild the simulator from."""
     path = galaxy["library"].get("path")
     if path is None:
         return None
     try:
-        return _existing_library(path, Path(path).stat().st_mtime if Path(path).exists() else 0.0)
+        library = _existing_library(path, Path(path).stat().st_mtime if Path(path).exists() else 0.0)
+        if need_model:
+            require_model(library, path)
+        return library
     except LibraryError as error:
         raise ConfigError(f"galaxy.library.path: {error}") from None
 
@@ -122,11 +125,8 @@ def noise_model(galaxy: dict[str, Any]) -> DepthNoise | None:
 def check_galaxy_config(galaxy: dict[str, Any]) -> None:
     """Filters, prior ranges and noise depths, each failure a ConfigError naming key and value."""
     filters.check_filter_codes(galaxy["filters"], key="galaxy.filters", tophat=galaxy["tophat_filters"])
-    library = existing_library(galaxy)
+    library = existing_library(galaxy, need_model=True)
     if library is not None:
-        if library.spec is None:
-            raise ConfigError(f"galaxy.library.path: {galaxy['library']['path']!r} has no 'Model' group, so its "
-                              f"simulator cannot be rebuilt for online rounds")
         if list(library.filter_codes) != list(galaxy["filters"]):
             raise ConfigError(f"galaxy.filters: {list(galaxy['filters'])} differ from the library's FilterCodes "
                               f"{list(library.filter_codes)}; list the library's filters, in its order")

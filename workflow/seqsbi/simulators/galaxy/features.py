@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-AB_ZERO_POINT_NJY = 3.631e12  # 3631 Jy
+from seqsbi.units import njy_to_ab, njy_to_asinh_magnitude, sigma_from_depth
+
 FEATURE_KINDS = ("ab_magnitude", "flux_njy", "asinh_magnitude")
 FEATURE_UNITS = {"ab_magnitude": "AB mag", "flux_njy": "nJy", "asinh_magnitude": "asinh AB mag"}
 
@@ -37,7 +38,7 @@ class DepthNoise:
 
     def sigma_njy(self, flux_njy: np.ndarray) -> np.ndarray:
         """1-sigma flux errors (n, n_filters) in nJy for true fluxes (n, n_filters)."""
-        sigma = np.broadcast_to(10 ** ((31.4 - np.asarray(self.depth_5sigma_ab, dtype=float)) / 2.5) / 5, flux_njy.shape)
+        sigma = np.broadcast_to(sigma_from_depth(self.depth_5sigma_ab, 5), flux_njy.shape)
         if self.max_snr is not None:
             sigma = np.maximum(sigma, np.abs(flux_njy) / self.max_snr)
         return sigma
@@ -59,12 +60,11 @@ def to_features(flux_njy: np.ndarray, kind: str, sigma_njy: np.ndarray | None = 
         return np.array(flux_njy, dtype=float)
     if kind == "ab_magnitude":
         floor = sigma_njy if sigma_njy is not None else np.full_like(flux_njy, 1e-6)
-        return 31.4 - 2.5 * np.log10(np.maximum(flux_njy, floor))
+        return njy_to_ab(np.maximum(flux_njy, floor))
     if kind == "asinh_magnitude":
         if sigma_njy is None:
             raise ValueError("asinh magnitudes need a noise model (their softening is the 1-sigma flux)")
-        b = sigma_njy / AB_ZERO_POINT_NJY
-        return -2.5 / np.log(10) * (np.arcsinh(flux_njy / AB_ZERO_POINT_NJY / (2 * b)) + np.log(b))
+        return njy_to_asinh_magnitude(flux_njy, sigma_njy)
     raise ValueError(f"feature kind {kind!r} unknown; allowed: {', '.join(FEATURE_KINDS)}")
 
 

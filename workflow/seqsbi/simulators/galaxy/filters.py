@@ -84,15 +84,3 @@ def write_svo_cache_file(code: str, cache_dir: str | Path, tophat: dict | None =
         hf.attrs["source"] = source
     return path
 
-
-def band_mean_fnu(wavelength_angstrom: np.ndarray, fnu: np.ndarray, curve: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Photon-counting band average of f_nu: int f_nu T / lambda dlambda / int T / lambda dlambda.
-
-    Args:
-        wavelength_angstrom: (n_lam,) observed-frame wavelengths of the spectrum.
-        fnu: (..., n_lam) flux density per unit frequency (any units; returned in the same).
-        curve: (wavelength in Angstrom, transmission) of the filter, interpolated onto the spectrum.
-    """
-    transmission = np.interp(wavelength_angstrom, curve[0], curve[1], left=0.0, right=0.0)
-    weight = transmission / wavelength_angstrom
-    return np.trapezoid(fnu * weight, wavelength_angstrom, axis=-1) / np.trapezoid(weight, wavelength_angstrom)

