@@ -74,7 +74,8 @@ def test_schema_violations_name_key_value_and_allowed(tmp_path, overrides, expec
 
 
 def test_classifier_rejected_for_density_engines(tmp_path):
-    with pytest.raises(ConfigError, match=r"runs\.r\.density_estimator: 'resnet' does not work with engine SNPE; allowed: maf"):
+    expected = r"runs\.r\.density_estimator: 'resnet' does not work with engine SNPE; allowed: maf"
+    with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, density_estimator="resnet")
 
 
@@ -105,7 +106,8 @@ def test_custom_simulator_from_file_sets_output_length(tmp_path):
         "    return np.concatenate([theta, scale * theta.sum(axis=1, keepdims=True)], axis=1)\n"
     )
     sheet = "observation\tx_o\nfour\t0,0,0,0\n"
-    result = plan(tmp_path, sheet=sheet, simulator=f"{tmp_path / 'mysim.py'}:simulate", simulator_settings={"scale": 2.0})
+    result = plan(tmp_path, sheet=sheet, simulator=f"{tmp_path / 'mysim.py'}:simulate",
+                  simulator_settings={"scale": 2.0})
     simulator = result.runs["r"].simulator()
     x = simulator(np.ones((5, 3)), np.random.default_rng(0))
     assert x.shape == (5, 4) and np.all(x[:, 3] == 6.0)
@@ -121,7 +123,8 @@ def test_more_chunks_than_simulation_blocks(tmp_path):
 
 
 def test_bad_simulator_setting_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"runs\.r\.simulator_settings: .*rejected its settings \{'nosie_std': 0\.1\}"):
+    expected = r"runs\.r\.simulator_settings: .*rejected its settings \{'nosie_std': 0\.1\}"
+    with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, simulator_settings={"nosie_std": 0.1})
 
 

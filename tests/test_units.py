@@ -87,7 +87,8 @@ def test_posterior_summary_table():
     header, first, second = table.strip().split("\n")
     assert header.split("\t")[:4] == ["parameter", "unit", "mean", "std"]
     fields = first.split("\t")
-    assert fields[:2] == ["log_mass", "dex"] and abs(float(fields[2]) - 1.0) < 0.01 and abs(float(fields[3]) - 0.1) < 0.01
+    assert fields[:2] == ["log_mass", "dex"]
+    assert abs(float(fields[2]) - 1.0) < 0.01 and abs(float(fields[3]) - 0.1) < 0.01
     assert second.split("\t")[-1] == "-2"
 
 
