@@ -69,7 +69,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -88,7 +90,8 @@ def galaxy_test_model(base: Path, n_wavelengths: int):
     sps_grid.write_synthesizer_grid(grid, base / "grids" / "bc03_test.hdf5", {"created_by": "test"})
     for code in filters.NIRCAM_WIDE:
         filters.write_svo_cache_file(code, base / "svo")
-    return GalaxyModelSpec(grid_name="bc03_test", grid_dir=str(base / "grids"), filters=filters.NIRCAM_WIDE), base / "svo"
+    spec = GalaxyModelSpec(grid_name="bc03_test", grid_dir=str(base / "grids"), filters=filters.NIRCAM_WIDE)
+    return spec, base / "svo"
 
 
 @pytest.fixture

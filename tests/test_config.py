@@ -47,36 +47,50 @@ def test_snre_defaults_to_a_classifier(tmp_path):
     assert (settings.engine, ENGINES[settings.engine].trainer, settings.density_estimator) == ("SNRE", "NRE_B", "resnet")
 
 
+SCHEMA_ENGINES = ["'SNPE'", "'TSNPE'", "'NPE'", "'SNLE'", "'SNRE'"]
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        ({"engine": "SNXE"}, ["runs.r.engine", "'SNXE'", "SNPE", "SNLE", "SNRE"]),
-        ({"rounds": 0}, ["runs.r.rounds", "0", "minimum of 1"]),
-        ({"simulations_per_round": 1}, ["runs.r.simulations_per_round", "1", "minimum of 2"]),
-        ({"seed": "seven"}, ["runs.r.seed", "'seven'", "integer"]),
-        ({"density_estimator": "gan"}, ["runs.r.density_estimator", "'gan'", "maf"]),
-        ({"training": {"learning_rte": 0.1}}, ["runs.r.training", "learning_rte"]),
+        ({"engine": "SNXE"}, ["runs.r.engine: 'SNXE' is not one of [", *SCHEMA_ENGINES]),
+        ({"rounds": "two"}, ["runs.r.rounds: 'two' is not of type 'integer'"]),
+        ({"rounds": 0}, ["runs.r.rounds: 0 is less than the minimum of 1"]),
+        ({"simulations_per_round": 1}, ["runs.r.simulations_per_round: 1 is less than the minimum of 2"]),
+        ({"seed": "seven"}, ["runs.r.seed: 'seven' is not of type 'integer'"]),
+        ({"density_estimator": "gan"}, ["runs.r.density_estimator: 'gan' is not one of ['maf', 'nsf', "]),
+        ({"training": {"learning_rte": 0.1}},
+         ["runs.r.training: Additional properties are not allowed ('learning_rte' was unexpected)"]),
     ],
 )
 def test_schema_violations_name_key_value_and_allowed(tmp_path, overrides, expected):
     with pytest.raises(ConfigError) as error:
         plan(tmp_path, **overrides)
-    for fragment in expected:
-        assert fragment in str(error.value)
+    header, *violations = str(error.value).splitlines()
+    assert header == "config does not match config.schema.yaml:"
+    assert len(violations) == 1 and violations[0].startswith(f"  - {expected[0]}"), violations
+    for fragment in expected[1:]:
+        assert fragment in violations[0]
 
 
 def test_classifier_rejected_for_density_engines(tmp_path):
-    with pytest.raises(ConfigError, match=r"runs\.r\.density_estimator: 'resnet' does not work with engine SNPE; allowed: maf"):
+    expected = r"runs\.r\.density_estimator: 'resnet' does not work with engine SNPE; allowed: maf"
+    with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, density_estimator="resnet")
 
 
 def test_unknown_simulator(tmp_path):
-    with pytest.raises(ConfigError, match=r"runs\.r\.simulator: 'linear_gausian' is neither a built-in \(linear_gaussian, two_moons, galaxy\)"):
+    expected = (r"^runs\.r\.simulator: 'linear_gausian' is neither a built-in \(linear_gaussian, two_moons, galaxy\) "
+                r"nor a custom path; give 'module:function' \(module importable from the working directory\) "
+                r"or 'path/to/file\.py:function'$")
+    with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, simulator="linear_gausian")
 
 
 def test_custom_simulator_that_does_not_import(tmp_path):
-    with pytest.raises(ConfigError, match=r"runs\.r\.simulator: cannot import 'no_such_module' from 'no_such_module:simulate'"):
+    expected = (r"^runs\.r\.simulator: cannot import 'no_such_module' from 'no_such_module:simulate' "
+                r"\(ModuleNotFoundError: No module named 'no_such_module'\); give 'module:function'")
+    with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, simulator="no_such_module:simulate")
 
 
@@ -92,27 +106,42 @@ def test_custom_simulator_from_file_sets_output_length(tmp_path):
         "    return np.concatenate([theta, scale * theta.sum(axis=1, keepdims=True)], axis=1)\n"
     )
     sheet = "observation\tx_o\nfour\t0,0,0,0\n"
-    result = plan(tmp_path, sheet=sheet, simulator=f"{tmp_path / 'mysim.py'}:simulate", simulator_settings={"scale": 2.0})
+    result = plan(tmp_path, sheet=sheet, simulator=f"{tmp_path / 'mysim.py'}:simulate",
+                  simulator_settings={"scale": 2.0})
     simulator = result.runs["r"].simulator()
     x = simulator(np.ones((5, 3)), np.random.default_rng(0))
     assert x.shape == (5, 4) and np.all(x[:, 3] == 6.0)
 
 
+def test_more_chunks_than_simulation_blocks(tmp_path):
+    expected = (r"^runs\.r\.simulation_chunks: 5 chunks but a round has only 4 block\(s\) of simulation_block_size=50 "
+                r"\(200 simulations\); a chunk is whole blocks, so use at most 4 chunks or a smaller "
+                r"simulation_block_size$")
+    with pytest.raises(ConfigError, match=expected):
+        plan(tmp_path, simulation_chunks=5, simulation_block_size=50)
+    assert plan(tmp_path, simulation_chunks=4, simulation_block_size=50).runs["r"].simulation_chunks == 4
+
+
 def test_bad_simulator_setting_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"runs\.r\.simulator_settings: .*rejected its settings \{'nosie_std': 0\.1\}"):
+    expected = r"runs\.r\.simulator_settings: .*rejected its settings \{'nosie_std': 0\.1\}"
+    with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, simulator_settings={"nosie_std": 0.1})
 
 
 def test_observation_length_mismatch(tmp_path):
     sheet = "observation\tx_o\nshort\t0,0\n"
-    with pytest.raises(ConfigError, match=r"row 'short' column x_o: has 2 values but run 'r' \(simulator 'linear_gaussian'\) returns 3"):
+    expected = (r"observations\.tsv row 'short' column x_o: has 2 values but run 'r' \(simulator 'linear_gaussian'\) "
+                r"returns 3; give 3 comma-separated values$")
+    with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, sheet=sheet)
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
 def test_non_finite_observation(tmp_path, bad):
     sheet = f"observation\tx_o\nbroken\t0,{bad},0\n"
-    with pytest.raises(ConfigError, match=rf"row 'broken' column x_o: value '{bad}' is not finite"):
+    expected = (rf"observations\.tsv row 'broken' column x_o: value '{bad}' is not finite; "
+                r"observations must be finite numbers$")
+    with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, sheet=sheet)
 
 

@@ -38,6 +38,7 @@ def galaxy_workdir(path, **galaxy_overrides):
     return path
 
 
+@pytest.mark.slow
 def test_library_features_and_reconstruction(tmp_path):
     workdir = galaxy_workdir(tmp_path)
     snakemake(workdir, "--cores", "2", *TARGETS)
@@ -69,12 +70,14 @@ def test_library_features_and_reconstruction(tmp_path):
 
 
 @pytest.mark.parametrize("galaxy, expected", [
-    ({"filters": ["JWST/NIRCam.F070W", "JWST/NIRCam.F999W"]}, ["galaxy.filters", "'JWST/NIRCam.F999W'", "JWST/NIRCam.F444W"]),
+    ({"filters": ["JWST/NIRCam.F070W", "JWST/NIRCam.F999W"]},
+     ["galaxy.filters", "'JWST/NIRCam.F999W'", "JWST/NIRCam.F444W"]),
     ({"library": {"prior": {"parameters": [{"name": "log10metallicity", "low": -5.0, "high": -1.4}]}}},
      ["galaxy.library.prior.parameters[0] (log10metallicity)", "[-5, -1.4]", "leaves the SPS grid's range [-4, -1]"]),
     ({"library": {"prior": {"parameters": [{"name": "tau_v", "low": 3.0, "high": 0.01}]}}},
      ["galaxy.library.prior.parameters[0] (tau_v): low=3.0 must be below high=0.01"]),
-    ({"features": {"noise": {"depth_5sigma_ab": [29.0, 28.5]}}}, ["galaxy.features.noise.depth_5sigma_ab: 2 depths for 8 filters"]),
+    ({"features": {"noise": {"depth_5sigma_ab": [29.0, 28.5]}}},
+     ["galaxy.features.noise.depth_5sigma_ab: 2 depths for 8 filters"]),
     ({"emission": {"model": "incident"}}, ["(tau_v): has no effect with galaxy.emission.model 'incident'"]),
     ({"library": {"prior": {"parameters": [{"name": "redshift", "low": 0, "high": 5}]}}},
      ["galaxy.library.prior.parameters: the model needs ['log10metallicity', 'log_mass', 'peak_age', 'tau']"]),
@@ -91,6 +94,7 @@ def test_bad_galaxy_config_stops_before_any_job(tmp_path, galaxy, expected):
         assert fragment in message, f"{fragment!r} missing from:\n{message[-2000:]}"
 
 
+@pytest.mark.slow
 def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
     """The default config's method on a library of 50, 2 rounds x 300 online simulations: every round
     keeps its posterior mass inside the prior, and row 20's true log_mass lies in its 95% interval."""
@@ -132,6 +136,7 @@ def test_synference_example_config_plans_the_whole_chain(tmp_path):
                                       "summarize_posterior": 1, "all": 1}
 
 
+@pytest.mark.slow
 def test_an_existing_library_drives_the_chain_and_bad_ones_stop_at_parse_time(tmp_path):
     built = galaxy_workdir(tmp_path / "built")
     snakemake(built, "--cores", "2", LIBRARY)

@@ -62,8 +62,10 @@ def test_two_rounds_through_disk(tmp_path, engine):
         assert log[0] == "epoch\ttraining_loss\tvalidation_loss" and len(log) > 1
         summary = json.loads((directory / "round.json").read_text())
         assert summary["round"] == k and summary["simulations_total"] == 150 * (k + 1)
-    # Round 1 trained on both rounds' simulations.
-    assert len(round1.inference._theta_roundwise) == 2
+    # Round 1 trained on both rounds' simulations: round 0's first, then its own.
+    theta, x, _ = round1.inference.get_simulations()
+    assert np.array_equal(theta.numpy(), np.concatenate([round0.theta, round1.theta]).astype(np.float32))
+    assert np.array_equal(x.numpy(), np.concatenate([round0.x, round1.x]).astype(np.float32))
     if engine == "NPE":
         # ... drawn from the prior again: uniform on [-2, 2]^2 has std 4 / sqrt(12) = 1.15.
         assert np.all(np.abs(round1.theta.std(axis=0) - 1.15) < 0.2)
@@ -101,14 +103,34 @@ def test_proposal_reuses_the_previous_rounds_samples_when_it_is_that_posterior(t
     assert round1.theta.shape == (150, 2) and not np.isin(round1.theta[100:], round0.samples).any()
 
 
-def test_round_warm_starts_from_previous_network(tmp_path):
+def test_round_one_warm_starts_from_round_zeros_network(tmp_path, monkeypatch):
+    """Round 1 continues round 0's trainer read back from disk: its training starts from the weights
+    round 0 trained (not a fresh network), moves them, and fits both rounds' simulations."""
     settings = settings_for("SNPE")
     round0 = train_round(settings, OBSERVATION, 0)
     write_round(round0, settings, outputs_in(tmp_path / "round_0"))
-    previous = round_zero_from_disk(tmp_path, settings)
-    saved = torch.load(tmp_path / "round_0" / "estimator.pt", weights_only=False).state_dict()
-    before = previous.inference._neural_net.state_dict()
-    assert all(torch.equal(saved[name], before[name]) for name in saved)
+    trained = list(torch.load(tmp_path / "round_0" / "estimator.pt", weights_only=False).parameters())
+    # sbi builds a new Adam over the network's parameters when train() starts: record what they hold then.
+    starting_weights = []
+    adam_init = torch.optim.Adam.__init__
+
+    def recording_init(self, params, *args, **kwargs):
+        params = list(params)
+        starting_weights.append([p.detach().clone() for p in params])
+        adam_init(self, params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "__init__", recording_init)
+    round1 = train_round(settings, OBSERVATION, 1, round_zero_from_disk(tmp_path, settings))
+
+    assert len(starting_weights) == 1
+    start = starting_weights[0]
+    assert [p.shape for p in start] == [p.shape for p in trained]
+    assert all(torch.equal(a, b) for a, b in zip(start, trained))
+    assert not all(torch.equal(a, b) for a, b in zip(round1.estimator.parameters(), trained))
+    assert round1.summary["epochs"] >= 1
+    theta, _, _ = round1.inference.get_simulations()
+    assert theta.shape == (300, 2)
+    assert np.array_equal(theta[:150].numpy(), round0.theta.astype(np.float32))
 
 
 def test_round_zero_refuses_a_previous_round():
@@ -136,7 +158,9 @@ def test_constrained_flow_keeps_every_round_inside_the_prior(tmp_path, engine):
 
 
 def test_constrain_to_prior_names_the_estimators_it_supports():
-    with pytest.raises(Exception, match="'mdn' cannot be bounded to the prior.*maf or nsf"):
+    expected = (r"^runs\.r\.density_estimator: 'mdn' cannot be bounded to the prior \(constrain_to_prior: true\); "
+                r"use maf or nsf, or set constrain_to_prior: false$")
+    with pytest.raises(ConfigError, match=expected):
         settings_for("SNPE", constrain_to_prior=True, density_estimator="mdn")
 
 

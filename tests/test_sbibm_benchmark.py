@@ -92,6 +92,7 @@ def test_c2st_scores_reference_samples_near_half_and_prior_draws_near_one():
     assert same["wall_s"] == 2.5
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_runs_through_the_workflow(tmp_path):
     config = {
         "tasks": ["two_moons"],

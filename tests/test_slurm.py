@@ -17,7 +17,7 @@ from conftest import ROOT, job_counts, snakemake, tiny_run, write_workdir
 from seqsbi.artifacts import read_npz
 from slurm_cluster import one_node_slurm
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # Values for the test cluster only: it has no accounting database (so sacct cannot answer; the
 # plugin must poll squeue) and jobs finish in seconds (so poll often).
@@ -40,7 +40,8 @@ def test_tiny_workflow_on_slurm_matches_local_run(tmp_path):
     cluster = tmp_path / "cluster"
     write_workdir(cluster, runs)
     with one_node_slurm(tmp_path) as slurm_env:
-        crashed = snakemake(cluster, *TEST_CLUSTER_ARGS, check=False, env={**slurm_env, "SEQSBI_FAIL_ROUND": "tiny/shifted/1"})
+        crashed = snakemake(cluster, *TEST_CLUSTER_ARGS, check=False,
+                            env={**slurm_env, "SEQSBI_FAIL_ROUND": "tiny/shifted/1"})
         assert crashed.returncode != 0
         # --keep-going: the healthy observation finished, the broken one kept its round 0.
         assert (cluster / "results/runs/tiny/zero/pairplot.png").exists()
