@@ -12,12 +12,12 @@ export SYNTHESIZER_DIR := $(CURDIR)/.synthesizer
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml benchmarks/sbibm/requirements.txt benchmarks/sbibm/requirements-no-deps.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml benchmarks/sbibm/requirements.txt benchmarks/sbibm/requirements-no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 is a local CPU wheel; anything unpinned pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	# The sbibm benchmark (and its tests): sbibm without its stale sbi pin, plus what it imports.
 	$(BIN)/python -m pip install --quiet -r benchmarks/sbibm/requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/sbibm/requirements-no-deps.txt
@@ -30,8 +30,12 @@ demo: venv
 test: venv
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -v -rs
 
+# Style (pyproject.toml: one line length, 120) and Snakemake's own checks, of the workflow and of .test/.
 lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --directory .test --lint
 
 benchmark: venv
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/overhead.py

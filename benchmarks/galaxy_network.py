@@ -80,7 +80,8 @@ def heldout_nll(estimator: torch.nn.Module, settings, theta: np.ndarray, x: np.n
     elif network == "posterior":
         target, condition = theta_t, x_t
     else:
-        raise SystemExit(f"engine {settings.engine}: held-out log density needs a density estimator (SNLE or NPE methods)")
+        raise SystemExit(f"engine {settings.engine}: held-out log density needs a density estimator "
+                         f"(SNLE or NPE methods)")
     with torch.no_grad():
         return float(-estimator.log_prob(target[None], condition).mean())
 
@@ -123,7 +124,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         scores = [heldout_nll(estimator, settings, *pair) for pair in heldout.values()]
         epochs = len(inference.summary["training_loss"])
-        print(f"{text or 'run defaults'}\t{epochs}\t{seconds:.0f}\t" + "\t".join(f"{s:.3f}" for s in scores), flush=True)
+        scores_text = "\t".join(f"{s:.3f}" for s in scores)
+        print(f"{text or 'run defaults'}\t{epochs}\t{seconds:.0f}\t{scores_text}", flush=True)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def test_snre_defaults_to_a_classifier(tmp_path):
     del run["density_estimator"]
     config_path = write_workdir(tmp_path, {"r": run})
     settings = plan_workflow(yaml.safe_load(config_path.read_text())).runs["r"]
-    assert (settings.engine, ENGINES[settings.engine].trainer, settings.density_estimator) == ("SNRE", "NRE_B", "resnet")
+    trainer = ENGINES[settings.engine].trainer
+    assert (settings.engine, trainer, settings.density_estimator) == ("SNRE", "NRE_B", "resnet")
 
 
 SCHEMA_ENGINES = ["'SNPE'", "'TSNPE'", "'NPE'", "'SNLE'", "'SNRE'"]

@@ -70,8 +70,10 @@ def test_catalogue_row_becomes_features(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("id,F070W,F070W_err\n7,100,5\n", r"no flux and _err columns for \['JWST/NIRCam.F444W'\] \(1 of the 2"),
-    ("id,F070W,F070W_err,F444W,F444W_err\n7,100,0,100,5\n", r"id '7' JWST/NIRCam.F070W: flux error 0.0 must be a positive"),
-    ("id,F070W,F070W_err,F444W,F444W_err\n7,100,5,100,-1\n", r"id '7' JWST/NIRCam.F444W: flux error -1.0 must be a positive"),
+    ("id,F070W,F070W_err,F444W,F444W_err\n7,100,0,100,5\n",
+     r"id '7' JWST/NIRCam.F070W: flux error 0.0 must be a positive"),
+    ("id,F070W,F070W_err,F444W,F444W_err\n7,100,5,100,-1\n",
+     r"id '7' JWST/NIRCam.F444W: flux error -1.0 must be a positive"),
     ("id,F070W,F070W_err,F444W,F444W_err\n8,100,5,100,5\n", r"catalogue_id '7' is not in"),
 ])
 def test_bad_catalogue_rows_are_named(tmp_path, text, message):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import h5py
-import yaml
 import numpy as np
 import pytest
+import yaml
 
 from conftest import ROOT
 from seqsbi.errors import ConfigError

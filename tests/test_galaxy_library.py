@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import galaxy_test_model
-from seqsbi.simulators.galaxy import filters
 from seqsbi.errors import LibraryError
-from seqsbi.simulators.galaxy.library import (ab_magnitudes, check_reconstruction, read_library,
-                                              write_library)
+from seqsbi.simulators.galaxy import filters
+from seqsbi.simulators.galaxy.library import ab_magnitudes, check_reconstruction, read_library, write_library
 from seqsbi.simulators.galaxy.model import PARAMETERS, ReferenceGalaxySimulator
 
 RANGES = {"redshift": (0.5, 5.0), "log_mass": (8, 12), "tau_v": (0.01, 3), "tau": (0.1, 2),

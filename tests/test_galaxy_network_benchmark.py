@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from conftest import ROOT, tiny_run
-
 from seqsbi.simulators.toy import linear_gaussian
 
 SCRIPT = ROOT / "benchmarks" / "galaxy_network.py"

@@ -121,11 +121,10 @@ def test_tiny_benchmark_runs_through_the_workflow(tmp_path):
 
 
 def test_resampling_scores_a_fresh_mcmc_draw_against_the_reference(tmp_path):
+    import resample
     import torch
     from sbi.inference.posteriors.mcmc_posterior import MCMCPosterior
     from sbi.utils import BoxUniform
-
-    import resample
 
     # A known posterior, N(0, 0.2^2) per dimension inside the box [-1, 1]^2, sampled by sbi's MCMC.
     prior = BoxUniform(-torch.ones(2), torch.ones(2))

@@ -193,12 +193,6 @@ def test_a_bad_config_stops_snakemake_before_any_job_and_says_why(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_snakemake_lint_is_clean():
-    result = snakemake(ROOT, "--lint", check=False, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
-
-
 @pytest.mark.slow
 def test_a_crashing_round_leaves_other_observations_running(tmp_path):
     """profiles/default keeps going: one observation's crash stops only that observation's DAG."""

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 import sbibm_tasks
 
 SIMULATOR = "benchmarks/sbibm/sbibm_tasks.py:simulate"

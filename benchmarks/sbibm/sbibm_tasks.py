@@ -44,7 +44,8 @@ def box_prior(task: str) -> list[dict]:
         raise ValueError(f"sbibm task {task!r} has prior parameters {sorted(params)}, not a uniform box "
                          f"(low, high); seqsbi runs need box priors: pick a task with a uniform prior")
     low, high = (np.asarray(params[key], dtype=float) for key in ("low", "high"))
-    return [{"name": f"theta_{i + 1}", "low": float(lo), "high": float(hi)} for i, (lo, hi) in enumerate(zip(low, high))]
+    return [{"name": f"theta_{i + 1}", "low": float(lo), "high": float(hi)}
+            for i, (lo, hi) in enumerate(zip(low, high))]
 
 
 def observation(task: str, number: int) -> tuple[np.ndarray, np.ndarray]:

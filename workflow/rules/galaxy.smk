@@ -19,12 +19,12 @@ rule sps_grid:
         bc03="results/galaxy/sources/bc03_miles_stellar_grids.fits",
     output:
         "results/galaxy/grids/{grid}.hdf5",
-    params:
-        settings=lambda wildcards: canonical(PLAN.config["galaxy"]["sps_grid"]),
     log:
         "results/logs/sps_grid/{grid}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        settings=lambda wildcards: canonical(PLAN.config["galaxy"]["sps_grid"]),
     script:
         "../scripts/sps_grid.py"
 
@@ -32,12 +32,12 @@ rule sps_grid:
 rule svo_filter:
     output:
         "results/galaxy/svo_filter_cache/{facility}_{instrument}.{band}.hdf5",
-    params:
-        tophat=lambda wildcards: canonical(GALAXY["tophat_filters"]),
     log:
         "results/logs/svo_filter/{facility}_{instrument}.{band}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        tophat=lambda wildcards: canonical(GALAXY["tophat_filters"]),
     script:
         "../scripts/svo_filter.py"
 
@@ -48,12 +48,12 @@ rule model_library:
         filters=lambda wildcards: galaxy_config.filter_cache_files(GALAXY),
     output:
         "results/galaxy/libraries/{library}.hdf5",
-    params:
-        galaxy=lambda wildcards: canonical(GALAXY),
     log:
         "results/logs/model_library/{library}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        galaxy=lambda wildcards: canonical(GALAXY),
     script:
         "../scripts/model_library.py"
 
@@ -65,13 +65,13 @@ rule rebuild_simulator:
         filters=lambda wildcards: galaxy_config.filter_cache_files(GALAXY),
     output:
         "results/galaxy/libraries/{library}.reconstruction.tsv",
-    params:
-        check_rows=lambda wildcards: GALAXY["library"]["check_rows"],
-        backend=lambda wildcards: GALAXY["backend"],
     log:
         "results/logs/rebuild_simulator/{library}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        check_rows=lambda wildcards: GALAXY["library"]["check_rows"],
+        backend=lambda wildcards: GALAXY["backend"],
     script:
         "../scripts/rebuild_simulator.py"
 
@@ -81,11 +81,11 @@ rule features:
         library=lambda wildcards: galaxy_config.library_file(GALAXY),
     output:
         "results/galaxy/libraries/{library}.features.npz",
-    params:
-        galaxy=lambda wildcards: canonical(GALAXY),
     log:
         "results/logs/features/{library}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        galaxy=lambda wildcards: canonical(GALAXY),
     script:
         "../scripts/features.py"

@@ -13,13 +13,13 @@ rule pairplot:
             subcategory="{run}",
             labels={"run": "{run}", "observation": "{obs}"},
         ),
-    params:
-        run=run_config,
-        observation=observation_params,
     log:
         "results/logs/pairplot/{run}/{obs}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        run=run_config,
+        observation=observation_params,
     script:
         "../scripts/pairplot.py"
 
@@ -35,11 +35,11 @@ rule summarize_posterior:
             category="Posterior tables",
             labels={"run": "{run}", "observation": "{obs}"},
         ),
-    params:
-        observation=observation_params,
     log:
         "results/logs/summarize_posterior/{run}/{obs}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        observation=observation_params,
     script:
         "../scripts/summarize_posterior.py"

@@ -9,13 +9,13 @@ rule train_round:
         unpack(train_round_inputs),
     output:
         **{key: f"{ROUND_DIR}/{name}" for key, name in ROUND_FILES.items()},
-    params:
-        run=round_config,
-        observation=observation_params,
     log:
         "results/logs/train_round/{run}/{obs}/round_{round}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        run=round_config,
+        observation=observation_params,
     script:
         "../scripts/train_round.py"
 
@@ -25,12 +25,12 @@ rule propose_round:
         unpack(previous_round),
     output:
         proposal=temp(f"{ROUND_DIR}/{PROPOSAL_FILE}"),
-    params:
-        run=round_config,
     log:
         "results/logs/propose_round/{run}/{obs}/round_{round}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        run=round_config,
     script:
         "../scripts/propose_round.py"
 
@@ -41,12 +41,12 @@ rule simulate_chunk:
         proposal=f"{ROUND_DIR}/{PROPOSAL_FILE}",
     output:
         chunk=temp(f"{ROUND_DIR}/{CHUNK_FILE}"),
-    params:
-        run=round_config,
-        chunks=lambda wildcards: PLAN.runs[wildcards.run].simulation_chunks,
     log:
         "results/logs/simulate_chunk/{run}/{obs}/round_{round}/chunk_{chunk}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        run=round_config,
+        chunks=lambda wildcards: PLAN.runs[wildcards.run].simulation_chunks,
     script:
         "../scripts/simulate_chunk.py"

@@ -29,6 +29,7 @@ with log_to_file(snakemake.log[0]) as logger:
     for i in range(0, len(theta), step):
         photometry.append(simulator(theta[i:i + step]))
         done = min(i + step, len(theta))
-        logger.info("simulated %d / %d galaxies (%.1f galaxies/s)", done, len(theta), done / (time.perf_counter() - start))
+        rate = done / (time.perf_counter() - start)
+        logger.info("simulated %d / %d galaxies (%.1f galaxies/s)", done, len(theta), rate)
     write_library(snakemake.output[0], settings["name"], theta, np.concatenate(photometry), spec)
     logger.info("library %s: %d galaxies x %d filters (nJy)", snakemake.output[0], len(theta), len(spec.filters))

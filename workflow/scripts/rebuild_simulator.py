@@ -18,7 +18,8 @@ with log_to_file(snakemake.log[0]) as logger:
 
     library = read_library(snakemake.input.library)
     spec = require_model(library, snakemake.input.library)
-    rows = np.unique(np.linspace(0, len(library.theta) - 1, min(snakemake.params.check_rows, len(library.theta))).astype(int))
+    n_rows = len(library.theta)
+    rows = np.unique(np.linspace(0, n_rows - 1, min(snakemake.params.check_rows, n_rows)).astype(int))
     simulator = build_simulator(spec, galaxy_config.SVO_FILTER_CACHE, snakemake.params.backend)
     logger.info("%s backend rebuilt from %s", snakemake.params.backend, snakemake.input.library)
     problems = check_reconstruction(library, simulator, rows)
@@ -26,4 +27,5 @@ with log_to_file(snakemake.log[0]) as logger:
         raise RuntimeError(f"rebuilt simulator differs from {snakemake.input.library} by more than 1e-3 mag:\n  "
                            + "\n  ".join(problems))
     artifacts.write_text(snakemake.output[0], "row\tstatus\n" + "".join(f"{r}\tmatches to 1e-3 mag\n" for r in rows))
-    logger.info("rebuilt simulator reproduces %d library rows in all %d bands to 1e-3 mag", len(rows), len(library.filter_codes))
+    logger.info("rebuilt simulator reproduces %d library rows in all %d bands to 1e-3 mag", len(rows),
+                len(library.filter_codes))

@@ -21,7 +21,8 @@ with log_to_file(snakemake.log[0]) as logger:
     torch.set_num_threads(snakemake.threads)
     settings = run_settings(snakemake.wildcards.run, snakemake.params.run, [])
     observation = observation_from_params(snakemake.params.observation, snakemake.input.get("features"))
-    for name, unit, low, high in zip(settings.prior.names, settings.prior.units, settings.prior.low, settings.prior.high):
+    prior = settings.prior
+    for name, unit, low, high in zip(prior.names, prior.units, prior.low, prior.high):
         logger.info("prior %s: %g to %g %s", name, low, high, unit)
     round_index = int(snakemake.wildcards.round)
     chunked = "chunks" in snakemake.input.keys()

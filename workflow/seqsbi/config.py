@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 import yaml
 
 from seqsbi.engines import BOUNDED_ESTIMATORS, engine_named
@@ -162,7 +161,8 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
     for obs_name in settings.observation_names:
         if obs_name not in observations:
             raise ConfigError(
-                f"runs.{settings.name}.observations: {obs_name!r} is not in {sheet}; available: {', '.join(observations)}"
+                f"runs.{settings.name}.observations: {obs_name!r} is not in {sheet}; "
+                f"available: {', '.join(observations)}"
             )
         obs = observations[obs_name]
         if obs.library_index is not None:
@@ -172,7 +172,8 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
         if obs.x_o.shape != (output_dim,):
             raise ConfigError(
                 f"{sheet} row {obs_name!r} column x_o: has {obs.x_o.size} values but run {settings.name!r} "
-                f"(simulator {settings.simulator_name!r}) returns {output_dim}; give {output_dim} comma-separated values"
+                f"(simulator {settings.simulator_name!r}) returns {output_dim}; "
+                f"give {output_dim} comma-separated values"
             )
         if obs.theta_true is not None and obs.theta_true.shape != (settings.prior.dim,):
             raise ConfigError(

@@ -9,10 +9,11 @@ parse time (seqsbi.config validates engine settings against it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -93,7 +94,8 @@ def engine_named(name: str) -> Engine:
     for engine in ENGINES.values():
         if name == engine.name or name in engine.aliases:
             return engine
-    raise KeyError(f"engine {name!r} unknown; known: {', '.join(n for e in ENGINES.values() for n in (e.name, *e.aliases))}")
+    known = [known_name for engine in ENGINES.values() for known_name in (engine.name, *engine.aliases)]
+    raise KeyError(f"engine {name!r} unknown; known: {', '.join(known)}")
 
 
 class LoggingTracker:

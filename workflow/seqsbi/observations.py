@@ -38,7 +38,9 @@ def _parse_vector(text: str, where: str, column: str) -> np.ndarray:
         try:
             value = float(item)
         except ValueError:
-            raise ConfigError(f"{where} column {column}: {item!r} is not a number; give comma-separated numbers") from None
+            raise ConfigError(
+                f"{where} column {column}: {item!r} is not a number; give comma-separated numbers"
+            ) from None
         if not math.isfinite(value):
             raise ConfigError(
                 f"{where} column {column}: value {item!r} is not finite; observations must be finite numbers"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -35,7 +35,8 @@ def zoom_limits(round_samples: Sequence[np.ndarray], prior_limits: np.ndarray,
         low, high = np.minimum(low, theta_true), np.maximum(high, theta_true)
     span = np.maximum(high - low, 1e-12)
     zoomed = np.stack([low - pad * span, high + pad * span], axis=1)
-    return np.stack([np.maximum(zoomed[:, 0], prior_limits[:, 0]), np.minimum(zoomed[:, 1], prior_limits[:, 1])], axis=1)
+    low, high = np.maximum(zoomed[:, 0], prior_limits[:, 0]), np.minimum(zoomed[:, 1], prior_limits[:, 1])
+    return np.stack([low, high], axis=1)
 
 
 def pairplot(

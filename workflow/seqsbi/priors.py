@@ -42,7 +42,7 @@ class ParameterSpace:
         return np.all((theta >= self.low) & (theta <= self.high), axis=1)
 
     @classmethod
-    def from_config(cls, prior: dict, key: str = "prior") -> "ParameterSpace":
+    def from_config(cls, prior: dict, key: str = "prior") -> ParameterSpace:
         """Build from a validated ``prior`` config block; reject reversed or repeated entries."""
         params = prior["parameters"]
         names = [p["name"] for p in params]

@@ -176,7 +176,8 @@ def train_round(
     training_log = [
         {"epoch": i + 1, "training_loss": float(t), "validation_loss": float(v)}
         for i, (t, v) in enumerate(
-            zip(inference.summary["training_loss"][epochs_before:], inference.summary["validation_loss"][epochs_before:])
+            zip(inference.summary["training_loss"][epochs_before:],
+                inference.summary["validation_loss"][epochs_before:])
         )
     ]
     logger.info("trained %d epochs in %.1f s; best validation loss %.4f", len(training_log), timings["train_s"],

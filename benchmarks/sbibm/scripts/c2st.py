@@ -13,6 +13,7 @@ from seqsbi.logs import log_to_file  # noqa: E402
 
 with log_to_file(snakemake.log[0]) as logger:
     import benchmark
+
     from seqsbi.artifacts import read_npz
 
     samples = read_npz(snakemake.input.samples)["samples"]

@@ -11,8 +11,9 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,9 @@ def _load_custom(path: str, key: str) -> Callable[..., np.ndarray]:
     module_name, _, function_name = path.rpartition(":")
     how = "give 'module:function' (module importable from the working directory) or 'path/to/file.py:function'"
     if not module_name or not function_name:
-        raise ConfigError(f"{key}: {path!r} is neither a built-in ({', '.join(BUILTIN_SIMULATORS)}) nor a custom path; {how}")
+        raise ConfigError(
+            f"{key}: {path!r} is neither a built-in ({', '.join(BUILTIN_SIMULATORS)}) nor a custom path; {how}"
+        )
     try:
         if module_name.endswith(".py"):
             file = Path(module_name)
@@ -87,7 +90,9 @@ def _load_custom(path: str, key: str) -> Callable[..., np.ndarray]:
                 sys.path.insert(0, str(Path.cwd()))
             module = importlib.import_module(module_name)
     except Exception as error:
-        raise ConfigError(f"{key}: cannot import {module_name!r} from {path!r} ({type(error).__name__}: {error}); {how}") from None
+        raise ConfigError(
+            f"{key}: cannot import {module_name!r} from {path!r} ({type(error).__name__}: {error}); {how}"
+        ) from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ConfigError(f"{key}: module {module_name!r} has no function {function_name!r}; {how}")

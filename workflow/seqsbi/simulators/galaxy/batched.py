@@ -137,7 +137,8 @@ class BatchedGalaxySimulator:
         for j, (nu_f, t_f) in enumerate(self.filter_curves):
             weight = np.interp(nu_obs, nu_f, t_f, left=0.0, right=0.0) / nu_obs
             inside = (weight[:, 1:] != 0) & (weight[:, :-1] != 0)  # synthesizer integrates over the nonzero span
-            numerator = 0.5 * np.sum(d_nu * (fnu[:, 1:] * weight[:, 1:] + fnu[:, :-1] * weight[:, :-1]) * inside, axis=1)
+            numerator = 0.5 * np.sum(d_nu * (fnu[:, 1:] * weight[:, 1:] + fnu[:, :-1] * weight[:, :-1]) * inside,
+                                     axis=1)
             denominator = 0.5 * np.sum(d_nu * (weight[:, 1:] + weight[:, :-1]) * inside, axis=1)
             photometry[:, j] = numerator / denominator
         return photometry
@@ -146,5 +147,7 @@ class BatchedGalaxySimulator:
         """Noise-free fluxes (n, n_filters) in nJy for parameters theta (n, d)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         self._ensure_tables(float(self.spec.parameter(theta, "redshift").max()))
+        if not len(theta):
+            return np.empty((0, len(self.filter_curves)))
         return np.concatenate([self._chunk(theta[i:i + self.chunk_size])
-                               for i in range(0, len(theta), self.chunk_size)]) if len(theta) else np.empty((0, len(self.filter_curves)))
+                               for i in range(0, len(theta), self.chunk_size)])

@@ -146,8 +146,9 @@ def check_galaxy_config(galaxy: dict[str, Any]) -> None:
         raise ConfigError(f"galaxy.library.prior.parameters: the model needs {sorted(missing)} too; "
                           f"every parameter of the LogNormal-SFH model must have a range")
     noise = galaxy["features"]["noise"]
-    if noise is not None and isinstance(noise["depth_5sigma_ab"], list) and len(noise["depth_5sigma_ab"]) != len(galaxy["filters"]):
-        raise ConfigError(f"galaxy.features.noise.depth_5sigma_ab: {len(noise['depth_5sigma_ab'])} depths for "
+    depths = None if noise is None else noise["depth_5sigma_ab"]
+    if isinstance(depths, list) and len(depths) != len(galaxy["filters"]):
+        raise ConfigError(f"galaxy.features.noise.depth_5sigma_ab: {len(depths)} depths for "
                           f"{len(galaxy['filters'])} filters; give one number or one per filter")
     if galaxy["features"]["kind"] == "asinh_magnitude" and noise is None:
         raise ConfigError("galaxy.features.kind: 'asinh_magnitude' needs galaxy.features.noise (its softening is the "

@@ -29,7 +29,7 @@ class DepthNoise:
     max_snr: float | None = None
 
     @classmethod
-    def from_config(cls, noise: dict | None, n_filters: int) -> "DepthNoise | None":
+    def from_config(cls, noise: dict | None, n_filters: int) -> DepthNoise | None:
         """From a ``galaxy.features.noise`` block (one depth or one per filter); None for no noise."""
         if noise is None:
             return None

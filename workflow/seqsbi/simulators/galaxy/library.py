@@ -62,7 +62,8 @@ def read_library(path: str | Path) -> Library:
     with h5py.File(path, "r") as hf:
         for key in REQUIRED_DATASETS:
             if key not in hf:
-                raise LibraryError(f"library {str(path)!r} lacks dataset {key!r}; required: {', '.join(REQUIRED_DATASETS)}")
+                raise LibraryError(f"library {str(path)!r} lacks dataset {key!r}; "
+                                   f"required: {', '.join(REQUIRED_DATASETS)}")
         for key in REQUIRED_ATTRIBUTES:
             if key not in hf.attrs:
                 raise LibraryError(f"library {str(path)!r} lacks root attribute {key!r}; "

@@ -54,7 +54,7 @@ class GalaxyModelSpec:
         return out
 
     @classmethod
-    def from_attrs(cls, attrs: dict[str, Any]) -> "GalaxyModelSpec":
+    def from_attrs(cls, attrs: dict[str, Any]) -> GalaxyModelSpec:
         """The spec from a ``Model`` group's attributes (the inverse of :meth:`to_attrs`)."""
         kwargs = {}
         for name in cls.__dataclass_fields__:

@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from seqsbi.errors import LibraryError
-
 _BUILT: dict[tuple[str, float], Any] = {}
 
 

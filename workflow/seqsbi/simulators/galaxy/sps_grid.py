@@ -123,7 +123,8 @@ def resample_flux_conserving(wave_in: np.ndarray, flux_in: np.ndarray, wave_out:
 def resample_grid(ssp: SSPGrid, wavelength_angstrom: np.ndarray) -> SSPGrid:
     """The same SSPs (native ages and metallicities kept) on a new wavelength grid, flux-conserving."""
     resampled = resample_flux_conserving(ssp.wavelength_angstrom, ssp.llam_lsun_per_angstrom, wavelength_angstrom)
-    return replace(ssp, wavelength_angstrom=np.asarray(wavelength_angstrom, dtype=float), llam_lsun_per_angstrom=resampled)
+    return replace(ssp, wavelength_angstrom=np.asarray(wavelength_angstrom, dtype=float),
+                   llam_lsun_per_angstrom=resampled)
 
 
 def write_synthesizer_grid(ssp: SSPGrid, path: str | Path, provenance: dict[str, str]) -> None:
