@@ -192,3 +192,26 @@ def test_engine_table_names_are_the_schema_engines():
     engine_enum = schema["definitions"]["run"]["properties"]["engine"]["enum"]
     table = [name for engine in ENGINES.values() for name in (engine.name, *engine.aliases)]
     assert sorted(table) == sorted(engine_enum)
+
+
+@pytest.mark.parametrize("galaxy, expected", [
+    ({"filters": ["JWST/NIRCam.F070W", "JWST/NIRCam.F999W"]},
+     ["galaxy.filters", "'JWST/NIRCam.F999W'", "JWST/NIRCam.F444W"]),
+    ({"library": {"prior": {"parameters": [{"name": "log10metallicity", "low": -5.0, "high": -1.4}]}}},
+     ["galaxy.library.prior.parameters[0] (log10metallicity)", "[-5, -1.4]", "leaves the SPS grid's range [-4, -1]"]),
+    ({"library": {"prior": {"parameters": [{"name": "tau_v", "low": 3.0, "high": 0.01}]}}},
+     ["galaxy.library.prior.parameters[0] (tau_v): low=3.0 must be below high=0.01"]),
+    ({"features": {"noise": {"depth_5sigma_ab": [29.0, 28.5]}}},
+     ["galaxy.features.noise.depth_5sigma_ab: 2 depths for 8 filters"]),
+    ({"emission": {"model": "incident"}}, ["(tau_v): has no effect with galaxy.emission.model 'incident'"]),
+    ({"library": {"prior": {"parameters": [{"name": "redshift", "low": 0, "high": 5}]}}},
+     ["galaxy.library.prior.parameters: the model needs ['log10metallicity', 'log_mass', 'peak_age', 'tau']"]),
+])
+def test_bad_galaxy_block_names_key_and_value(tmp_path, galaxy, expected):
+    """Checked at Snakefile parse time (test_workflow.py shows such a message reaching the user)."""
+    config = yaml.safe_load(write_workdir(tmp_path, {"tiny": tiny_run()}).read_text())
+    config["galaxy"] = galaxy
+    with pytest.raises(ConfigError) as error:
+        plan_workflow(config)
+    for fragment in expected:
+        assert fragment in str(error.value)
