@@ -161,7 +161,7 @@ def new_inference(settings: RunSettings, prior: BoxUniform, show_progress_bars: 
 
     engine = ENGINES[settings.engine]
     trainer = getattr(sbi_inference, engine.trainer)
-    network = "classifier" if engine.network == "classifier" else "density_estimator"
+    builder_keyword = "classifier" if engine.network == "classifier" else "density_estimator"
     builder = network_builder(settings, prior)
     if init_seed is not None:
         builder = _seeded(builder, init_seed)
@@ -170,7 +170,7 @@ def new_inference(settings: RunSettings, prior: BoxUniform, show_progress_bars: 
         device=settings.device,
         tracker=LoggingTracker(),
         show_progress_bars=show_progress_bars,
-        **{network: builder},
+        **{builder_keyword: builder},
     )
 
 
