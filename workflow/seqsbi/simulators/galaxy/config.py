@@ -157,7 +157,8 @@ def grid_wavelength_range(galaxy: dict[str, Any]) -> tuple[float, float] | None:
     """Rest-frame wavelengths (Angstrom) the SPS grid covers: the configured resampling when we build
     it, read from the grid file otherwise (None when that file does not exist yet)."""
     if "grid_dir" not in galaxy["sps_grid"] and existing_library(galaxy) is None:
-        return float(galaxy["sps_grid"]["min_wavelength_angstrom"]), float(galaxy["sps_grid"]["max_wavelength_angstrom"])
+        settings = galaxy["sps_grid"]
+        return float(settings["min_wavelength_angstrom"]), float(settings["max_wavelength_angstrom"])
     path = Path(model_grid_file(galaxy))
     if not path.is_file():
         return None
