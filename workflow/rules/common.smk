@@ -29,7 +29,7 @@ wildcard_constraints:
     chunk="[0-9]+",
     grid="[A-Za-z0-9][A-Za-z0-9_.-]*",
     library="[A-Za-z0-9][A-Za-z0-9_-]*",
-    # synthesizer's SVO-cache file stem: the filter code with '/' as '_' (HST_ACS_WFC.F606W, PAN-STARRS_PS1.g)
+    # synthesizer's SVO-cache file stem: the filter code, slash replaced by underscore (HST_ACS_WFC.F606W)
     filter_key="[A-Za-z0-9][A-Za-z0-9_+-]*[.][A-Za-z0-9][A-Za-z0-9_+-]*",
 
 
