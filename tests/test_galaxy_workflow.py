@@ -142,3 +142,35 @@ def test_an_existing_library_drives_the_chain_and_bad_ones_stop_at_parse_time(tm
     assert broken.returncode != 0
     assert "galaxy.library.path: library" in broken.stderr + broken.stdout
     assert "lacks root attribute 'FilterCodes'" in broken.stderr + broken.stdout
+
+
+@pytest.mark.slow
+def test_mixed_instruments_run_end_to_end(tmp_path):
+    """HST (UV and optical), ground (DECam u, VISTA Ks), NIRCam, IRAC and a user curve file (in nm):
+    cache files with unambiguous names, a library that stores its curves, the reconstruction proof from
+    those curves, and a 1-round galaxy fit, all on a tiny budget."""
+    curve = tmp_path / "my_band.txt"
+    curve.parent.mkdir(parents=True, exist_ok=True)
+    curve.write_text("# Custom narrow band: wavelength [nm], throughput\n" + "".join(
+        f"{x:.1f} {np.exp(-0.5 * ((x - 815.0) / 6.0) ** 2):.5f}\n" for x in np.arange(790.0, 840.5, 1.0)))
+    codes = ["HST/WFC3_UVIS1.F275W", "CTIO/DECam.u", "HST/ACS_WFC.F606W", "Paranal/VISTA.Ks", "JWST/NIRCam.F150W",
+             "JWST/NIRCam.F444W", "Spitzer/IRAC.I1", "Custom/Cam.NB815"]
+    workdir = galaxy_workdir(tmp_path, filters=codes,
+                             filter_files={"Custom/Cam.NB815": {"path": str(curve), "wavelength_unit": "nm"}})
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["runs"] = {"g": {"simulator": "galaxy", "prior": {"from_library": True}, "engine": "SNPE", "rounds": 1,
+                            "simulations_per_round": 60, "posterior_samples": 100,
+                            "training": {"max_num_epochs": 5}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow3\t\t3\n")
+    snakemake(workdir, "--cores", "2")
+
+    cache = sorted(p.name for p in (workdir / "results/galaxy/svo_filter_cache").iterdir())
+    assert {"HST_WFC3_UVIS1.F275W.hdf5", "Paranal_VISTA.Ks.hdf5", "Custom_Cam.NB815.hdf5"} <= set(cache)
+    library = read_library(workdir / LIBRARY)
+    assert list(library.filter_codes) == codes and list(library.filter_curves) == codes
+    assert library.filter_curves["Custom/Cam.NB815"][0][0] == 7900.0  # nm -> Angstrom
+    assert "stored in the library" in (workdir / "results/logs/rebuild_simulator/small.log").read_text()
+    features = read_npz(workdir / TARGETS[0])
+    assert features["x"].shape == (12, 8)
+    assert (workdir / "results/runs/g/row3/round_0/samples.npz").exists()

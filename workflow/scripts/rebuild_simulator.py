@@ -20,8 +20,9 @@ with log_to_file(snakemake.log[0]) as logger:
     spec = require_model(library, snakemake.input.library)
     n_rows = len(library.theta)
     rows = np.unique(np.linspace(0, n_rows - 1, min(snakemake.params.check_rows, n_rows)).astype(int))
-    simulator = build_simulator(spec, galaxy_config.SVO_FILTER_CACHE, snakemake.params.backend)
-    logger.info("%s backend rebuilt from %s", snakemake.params.backend, snakemake.input.library)
+    simulator = build_simulator(spec, galaxy_config.SVO_FILTER_CACHE, snakemake.params.backend, library.filter_curves)
+    logger.info("%s backend rebuilt from %s (filter curves %s)", snakemake.params.backend, snakemake.input.library,
+                "stored in the library" if library.filter_curves is not None else "from the configured filters")
     problems = check_reconstruction(library, simulator, rows)
     if problems:
         raise RuntimeError(f"rebuilt simulator differs from {snakemake.input.library} by more than 1e-3 mag:\n  "

@@ -39,6 +39,9 @@ POGSON = 2.5
 #: Years in a megayear (1 Myr = 1e6 yr, SI prefix "mega").
 YR_PER_MYR = 1e6
 
+#: Angstrom per unit of a filter curve's wavelength column (1 nm = 10 A, 1 um = 1e4 A; SI prefixes).
+WAVELENGTH_TO_ANGSTROM = {"angstrom": 1.0, "nm": 10.0, "um": 1e4}
+
 
 def njy_to_ab(flux_njy: np.ndarray) -> np.ndarray:
     """AB magnitudes from fluxes in nJy: m_AB = 31.4 - 2.5 log10(f / nJy) (Oke & Gunn 1983; see

@@ -57,6 +57,7 @@ class BatchedGalaxySimulator:
         if spec.emission_model == "incident":
             self.dust_tau = np.zeros_like(self.lam)  # no attenuation
         collection = FilterCollection(filter_codes=list(spec.filters), new_lam=grid.lam)
+        self.filters = collection  # stored in the library's Model group (write_library)
         self.filter_curves = []
         for code in spec.filters:
             nu = angstrom_to_hz(np.asarray(collection.filters[code].original_lam.to("angstrom").value, dtype=float))

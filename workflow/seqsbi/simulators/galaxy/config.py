@@ -32,8 +32,43 @@ def grid_file(galaxy: dict[str, Any]) -> str:
     return f"{grid_dir(galaxy)}/{galaxy['sps_grid']['name']}.hdf5"
 
 
+def stored_curves(galaxy: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Curves an existing library (library.path) carries in its Model group: code -> (Angstrom, T)."""
+    library = existing_library(galaxy)
+    return dict(library.filter_curves or {}) if library is not None else {}
+
+
 def filter_cache_files(galaxy: dict[str, Any]) -> list[str]:
-    return [f"{SVO_FILTER_CACHE}/{code.replace('/', '_')}.hdf5" for code in galaxy["filters"]]
+    """SVO-cache files (rule svo_filter) for the configured filters an existing library does not carry."""
+    stored = stored_curves(galaxy)
+    return [f"{SVO_FILTER_CACHE}/{filters.cache_key(code)}.hdf5" for code in galaxy["filters"] if code not in stored]
+
+
+def filter_code(galaxy: dict[str, Any], key: str) -> str:
+    """The configured filter code whose SVO-cache file stem is ``key`` (``HST_ACS_WFC.F606W``)."""
+    codes = [code for code in galaxy["filters"] if filters.cache_key(code) == key]
+    if not codes:
+        raise ValueError(f"no configured galaxy filter has the cache file {key}.hdf5")
+    return codes[0]
+
+
+def filter_source(galaxy: dict[str, Any], key: str) -> dict[str, Any]:
+    """rule svo_filter's params for cache file ``key``: the code and only its own settings (so editing
+    another filter does not rewrite this one)."""
+    code = filter_code(galaxy, key)
+    source: dict[str, Any] = {"code": code}
+    if code in galaxy.get("filter_files", {}):
+        path, unit = filters.curve_file_spec(galaxy["filter_files"][code])
+        source["filter_file"] = {"path": path, "wavelength_unit": unit}
+    elif code in galaxy.get("tophat_filters", {}):
+        source["tophat"] = galaxy["tophat_filters"][code]
+    return source
+
+
+def filter_file_inputs(galaxy: dict[str, Any], key: str) -> list[str]:
+    """The user curve file behind cache file ``key`` (a rule input, so editing it rebuilds), or none."""
+    code, files = filter_code(galaxy, key), galaxy.get("filter_files", {})
+    return [filters.curve_file_spec(files[code])[0]] if code in files else []
 
 
 def library_file(galaxy: dict[str, Any], suffix: str = ".hdf5") -> str:
@@ -118,18 +153,75 @@ def grid_log10_metallicity_range(galaxy: dict[str, Any]) -> tuple[float, float] 
     return float(np.log10(z.min())), float(np.log10(z.max()))
 
 
+def grid_wavelength_range(galaxy: dict[str, Any]) -> tuple[float, float] | None:
+    """Rest-frame wavelengths (Angstrom) the SPS grid covers: the configured resampling when we build
+    it, read from the grid file otherwise (None when that file does not exist yet)."""
+    if "grid_dir" not in galaxy["sps_grid"] and existing_library(galaxy) is None:
+        settings = galaxy["sps_grid"]
+        return float(settings["min_wavelength_angstrom"]), float(settings["max_wavelength_angstrom"])
+    path = Path(model_grid_file(galaxy))
+    if not path.is_file():
+        return None
+    import h5py
+
+    with h5py.File(path, "r") as hf:
+        wavelength = np.asarray(hf["spectra/wavelength"])
+    return float(wavelength.min()), float(wavelength.max())
+
+
+def check_filters(galaxy: dict[str, Any]) -> None:
+    """Every filter has one curve (checked), its cache file is unambiguous, and the SPS grid covers
+    it at every redshift of the prior; each failure a ConfigError naming the filter."""
+    codes, tophat, files = list(galaxy["filters"]), galaxy.get("tophat_filters", {}), galaxy.get("filter_files", {})
+    both = sorted(set(tophat) & set(files))
+    if both:
+        raise ConfigError(f"galaxy.filter_files and galaxy.tophat_filters both define {both}; keep one")
+    repeated = sorted({code for code in codes if codes.count(code) > 1})
+    if repeated:
+        raise ConfigError(f"galaxy.filters: {repeated} listed more than once; list each filter once")
+    stored = stored_curves(galaxy)
+    filters.check_filter_codes(codes, key="galaxy.filters", tophat=tophat, filter_files=files, stored=stored)
+    keys: dict[str, str] = {}
+    for code in codes:
+        key = filters.cache_key(code)
+        if key in keys:
+            raise ConfigError(f"galaxy.filters: {keys[key]!r} and {code!r} share the filter cache file {key}.hdf5 "
+                              f"(synthesizer replaces '/' by '_'); rename one of them")
+        keys[key] = code
+    curves = {code: stored[code] if code in stored else filters.filter_curve(code, tophat, files)[:2] for code in codes}
+    for code in files:
+        if code not in curves:  # still checked: a bad file fails now, not when someone lists it
+            filters.filter_curve(code, tophat, files)
+    grid_range = grid_wavelength_range(galaxy)
+    space = library_prior(galaxy)
+    if grid_range is None or "redshift" not in space.names:
+        return
+    j = space.names.index("redshift")
+    z_low, z_high = float(space.low[j]), float(space.high[j])
+    for code, (wavelength, transmission) in curves.items():
+        low, high = filters.curve_span(wavelength, transmission)
+        if low / (1 + z_high) < grid_range[0] or high / (1 + z_low) > grid_range[1]:
+            raise ConfigError(
+                f"galaxy.filters: {code!r} spans {low:.6g}-{high:.6g} Angstrom (transmission above "
+                f"{filters.SPAN_FRACTION:g} of its peak), rest frame {low / (1 + z_high):.6g}-{high / (1 + z_low):.6g} "
+                f"Angstrom at redshift {z_low:g}-{z_high:g}, outside the SPS grid's {grid_range[0]:.6g}-"
+                f"{grid_range[1]:.6g} Angstrom; drop the filter or widen galaxy.sps_grid "
+                f"(min_wavelength_angstrom, max_wavelength_angstrom)")
+
+
 def noise_model(galaxy: dict[str, Any]) -> DepthNoise | None:
     return DepthNoise.from_config(galaxy["features"]["noise"], len(galaxy["filters"]))
 
 
 def check_galaxy_config(galaxy: dict[str, Any]) -> None:
-    """Filters, prior ranges and noise depths, each failure a ConfigError naming key and value."""
-    filters.check_filter_codes(galaxy["filters"], key="galaxy.filters", tophat=galaxy["tophat_filters"])
+    """Filters (curves, grid coverage), prior ranges and noise depths, each failure a ConfigError naming key
+    and value."""
     library = existing_library(galaxy, need_model=True)
     if library is not None:
         if list(library.filter_codes) != list(galaxy["filters"]):
             raise ConfigError(f"galaxy.filters: {list(galaxy['filters'])} differ from the library's FilterCodes "
                               f"{list(library.filter_codes)}; list the library's filters, in its order")
+    check_filters(galaxy)
     space = library_prior(galaxy)
     z_range = grid_log10_metallicity_range(galaxy)
     if z_range is not None and "log10metallicity" in space.names:

@@ -2,7 +2,12 @@
 
 ``Grid/Photometry`` (n_filters, n_gal) in nJy, ``Grid/Parameters`` (n_params, n_gal); root attributes
 ``ParameterNames``, ``ParameterUnits``, ``FilterCodes``, ``PhotometryUnits``, ``model_name``; a
-``Model`` group holding the :class:`GalaxyModelSpec` that rebuilds the simulator.
+``Model`` group holding the :class:`GalaxyModelSpec` that rebuilds the simulator and, as synference
+stores them, the filter curves in ``Model/Instrument/Filters`` (synthesizer's
+``FilterCollection.write_filters`` layout: ``Header`` with ``Wavelengths``, attributes ``filter_codes``,
+``Wavelength_units``; a group per filter, code with ``/`` as ``.``, holding ``Original_Wavelength`` and
+``Original_Transmission``). Libraries without stored curves still read; their simulator takes the
+curves from the configured filters instead.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from seqsbi.units import njy_to_ab
 
 REQUIRED_DATASETS = ("Grid/Photometry", "Grid/Parameters")
 REQUIRED_ATTRIBUTES = ("ParameterNames", "FilterCodes")
+FILTERS_GROUP = "Model/Instrument/Filters"
+#: Angstrom per wavelength unit as unyt writes it into synthesizer's Header attribute Wavelength_units.
+_UNYT_WAVELENGTH_TO_ANGSTROM = {"Å": 1.0, "angstrom": 1.0, "Angstrom": 1.0, "A": 1.0, "nm": 10.0, "μm": 1e4,
+                                "um": 1e4, "micron": 1e4}
 
 
 @dataclass(frozen=True)
@@ -32,14 +41,21 @@ class Library:
     theta: np.ndarray
     photometry_njy: np.ndarray
     spec: GalaxyModelSpec | None
+    #: code -> (wavelength (n,) in Angstrom, transmission (n,)) stored in Model/Instrument/Filters, or None.
+    filter_curves: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def write_library(path: str | Path, model_name: str, theta: np.ndarray, photometry_njy: np.ndarray,
-                  spec: GalaxyModelSpec) -> None:
-    """Write a library atomically. theta (n_gal, n_params), photometry (n_gal, n_filters) in nJy."""
+                  spec: GalaxyModelSpec, filters=None) -> None:
+    """Write a library atomically. theta (n_gal, n_params), photometry (n_gal, n_filters) in nJy;
+    ``filters`` (the simulator's synthesizer FilterCollection, optional) is stored as
+    ``Model/Instrument/Filters`` with synthesizer's own ``write_filters``."""
+    import tempfile
+
     import h5py
 
-    with artifacts.atomic_path(path) as temporary, h5py.File(temporary, "w") as hf:
+    with tempfile.TemporaryDirectory() as scratch, artifacts.atomic_path(path) as temporary, \
+            h5py.File(temporary, "w") as hf:
         hf.create_dataset("Grid/Photometry", data=np.asarray(photometry_njy, dtype=float).T)
         hf.create_dataset("Grid/Parameters", data=np.asarray(theta, dtype=float).T)
         hf.attrs["ParameterNames"] = list(spec.parameter_names)
@@ -50,6 +66,41 @@ def write_library(path: str | Path, model_name: str, theta: np.ndarray, photomet
         model = hf.create_group("Model")
         for key, value in spec.to_attrs().items():
             model.attrs[key] = value
+        if filters is not None:
+            filters_file = Path(scratch) / "filters.hdf5"
+            filters.write_filters(str(filters_file))
+            with h5py.File(filters_file, "r") as source:
+                group = hf.create_group(FILTERS_GROUP)
+                for key, value in source.attrs.items():
+                    group.attrs[key] = value
+                for name in source:
+                    source.copy(source[name], group, name=name)
+
+
+def read_filter_curves(group, where: str = "library") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """code -> (wavelength (n,) in Angstrom, transmission (n,)) from a group in synthesizer's
+    ``write_filters`` layout (the original, not resampled, curves); LibraryError naming what is missing."""
+    if "Header" not in group or "filter_codes" not in group["Header"].attrs:
+        raise LibraryError(f"{where}: {FILTERS_GROUP} lacks Header/filter_codes (synthesizer's write_filters layout)")
+    unit = artifacts.attribute_text(group["Header"].attrs.get("Wavelength_units", "Å"))
+    if unit not in _UNYT_WAVELENGTH_TO_ANGSTROM:
+        raise LibraryError(f"{where}: {FILTERS_GROUP} wavelength unit {unit!r} unknown; known: "
+                           f"{', '.join(_UNYT_WAVELENGTH_TO_ANGSTROM)}")
+    curves = {}
+    for code in artifacts.attribute_texts(group["Header"].attrs["filter_codes"]):
+        name = code.replace("/", ".")
+        if name not in group:
+            raise LibraryError(f"{where}: {FILTERS_GROUP} lists {code!r} but has no group {name!r}")
+        member = group[name]
+        if "Original_Wavelength" in member and "Original_Transmission" in member:
+            wavelength, transmission = member["Original_Wavelength"], member["Original_Transmission"]
+        else:  # written without the original curve: the one on the collection's wavelength grid
+            wavelength, transmission = group["Header"]["Wavelengths"], member["Transmission"]
+        wavelength = np.asarray(wavelength, dtype=float)
+        if _UNYT_WAVELENGTH_TO_ANGSTROM[unit] != 1.0:
+            wavelength = wavelength * _UNYT_WAVELENGTH_TO_ANGSTROM[unit]
+        curves[code] = (wavelength, np.asarray(transmission, dtype=float))
+    return curves
 
 
 def read_library(path: str | Path) -> Library:
@@ -83,7 +134,11 @@ def read_library(path: str | Path) -> Library:
                            else tuple(PARAMETER_UNITS.get(n, "") for n in names))
         spec = GalaxyModelSpec.from_attrs(dict(hf["Model"].attrs)) if "Model" in hf else None
         model_name = artifacts.attribute_text(hf.attrs.get("model_name", path.stem))
-    return Library(model_name, names, parameter_units, filters, theta, photometry, spec)
+        curves = read_filter_curves(hf[FILTERS_GROUP], f"library {str(path)!r}") if FILTERS_GROUP in hf else None
+    if curves is not None and not set(filters) <= set(curves):
+        raise LibraryError(f"library {str(path)!r}: {FILTERS_GROUP} lacks curves for "
+                           f"{sorted(set(filters) - set(curves))} of FilterCodes")
+    return Library(model_name, names, parameter_units, filters, theta, photometry, spec, curves)
 
 
 def require_model(library: Library, path: str | Path) -> GalaxyModelSpec:

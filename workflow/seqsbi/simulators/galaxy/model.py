@@ -76,8 +76,21 @@ class GalaxyModelSpec:
         return np.full(len(theta), float(self.fixed_parameters[name]))
 
 
-def build_simulator(spec: GalaxyModelSpec, svo_filter_cache: str | Path, backend: str = "batched"):
-    """The galaxy simulator for ``spec``: ``batched`` (array algebra) or ``reference`` (synthesizer)."""
+def build_simulator(spec: GalaxyModelSpec, svo_filter_cache: str | Path, backend: str = "batched",
+                    curves: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+    """The galaxy simulator for ``spec``: ``batched`` (array algebra) or ``reference`` (synthesizer).
+
+    Filter curves come from ``curves`` (code -> (wavelength in Angstrom, transmission): a library's
+    stored ones, e.g. ``Library.filter_curves``) when given, else from the SVO-cache files in
+    ``svo_filter_cache``. Raises ValueError for an unknown backend or ``curves`` missing a filter.
+    """
+    if curves is not None:
+        from seqsbi.simulators.galaxy.filters import curves_cache_dir
+
+        missing = [code for code in spec.filters if code not in curves]
+        if missing:
+            raise ValueError(f"stored filter curves lack {missing}")
+        svo_filter_cache = curves_cache_dir({code: curves[code] for code in spec.filters})
     if backend == "batched":
         from seqsbi.simulators.galaxy.batched import BatchedGalaxySimulator
 

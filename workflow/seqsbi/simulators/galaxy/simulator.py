@@ -12,13 +12,15 @@ _BUILT: dict[tuple[str, float], Any] = {}
 
 
 def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str):
-    """The simulator described by ``library``'s Model group (built once per process and backend)."""
+    """The simulator described by ``library``'s Model group (built once per process and backend), with
+    the filter curves the library stores, or those in ``svo_filter_cache`` for a library without them."""
     from seqsbi.simulators.galaxy.library import read_library, require_model
     from seqsbi.simulators.galaxy.model import build_simulator
 
     key = (str(Path(library).resolve()), Path(library).stat().st_mtime, backend)
     if key not in _BUILT:
-        _BUILT[key] = build_simulator(require_model(read_library(library), library), svo_filter_cache, backend)
+        read = read_library(library)
+        _BUILT[key] = build_simulator(require_model(read, library), svo_filter_cache, backend, read.filter_curves)
     return _BUILT[key]
 
 
