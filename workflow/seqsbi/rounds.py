@@ -290,7 +290,7 @@ def observation_coverage(x: np.ndarray, observation: Observation) -> dict:
     distances = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", offsets, precision, offsets), 0))
     distance = float(np.sqrt(max((x_o - mean) @ precision @ (x_o - mean), 0)))
     coverage = {
-        "outside": bool(features) or distance > distances.max(),
+        "outside": bool(features) or bool(distance > distances.max()),
         "simulations": int(finite.shape[0]),
         "features_outside": features,
         "mahalanobis": distance,
