@@ -183,7 +183,7 @@ def test_observation_outside_the_simulations_is_reported_and_its_leaky_posterior
         assert feature["x_o"] == 25 and 2.5 < feature["max"] < 3.5 and feature["beyond_std"] > 15
     assert coverage["mahalanobis"] > 5 * coverage["mahalanobis_max_simulated"]
     assert coverage["share_of_simulations_as_far"] == 0
-    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "lies outside" in r.getMessage()]
+    warning = [r.getMessage() for r in caplog.records if "lies outside" in r.getMessage()]
     assert len(warning) == 1 and warning[0].startswith("observation 'far' lies outside the data of this round's 200 "
                                                        "simulations: x_o[0] = 25 is ")
     # The network's posterior at x_o is far outside the prior: rejection would accept nothing.
@@ -205,3 +205,20 @@ def test_observation_coverage_per_feature_and_jointly():
     assert joint["mahalanobis"] > joint["mahalanobis_max_simulated"]
     below = observation_coverage(x, Observation("low", np.array([x[:, 0].min() - 2.0, 0.0]), None))
     assert [(f["index"], round(f["beyond"], 6)) for f in below["features_outside"]] == [(0, 2.0)]
+
+
+def one_feature(value: float) -> Observation:
+    return Observation("one", np.array([value]), None)
+
+
+def test_summary_table_warns_when_x_o_lies_outside_the_simulations():
+    from seqsbi.plots import posterior_summary
+
+    samples = np.random.default_rng(0).normal(size=(100, 1))
+    x = np.random.default_rng(1).normal(size=(300, 1))
+    assert "#" not in posterior_summary(samples, ["a"], [""], None, observation_coverage(x, one_feature(0.1)))
+    table = posterior_summary(samples, ["a"], [""], None, observation_coverage(x, one_feature(25.0)))
+    lines = table.splitlines()
+    assert lines[2].startswith("# warning: x_o lies outside the final round's 300 simulations")
+    assert lines[3].startswith("# x_o[0] = 25 is ") and "above their max" in lines[3]
+    assert lines[4].startswith("# jointly: Mahalanobis distance")
