@@ -239,7 +239,13 @@ def density_thresholder(posterior: Any, settings: RunSettings, quantile: float, 
             f"{min_acceptance:g}), so neither its samples nor its normalised density can be drawn in bounded "
             f"time; set constrain_to_prior: true (a flow without mass outside the prior), or use engine SNPE"
         )
-    samples = _bounded_direct_sample(posterior, num_samples, settings)
+    try:
+        samples = _bounded_direct_sample(posterior, num_samples, settings)
+    except _OutOfProposals as stop:
+        raise SamplingError(
+            f"run {settings.name!r}: TSNPE's truncation drew round k-1's posterior inside the prior by rejection and "
+            f"ran out of proposals ({stop}); set constrain_to_prior: true, or lower truncation.support_samples"
+        ) from None
     log_probs = posterior.log_prob(samples)
     sorted_log_probs, _ = torch.sort(log_probs)
     log_prob_threshold = sorted_log_probs[int(quantile * num_samples)]
