@@ -114,12 +114,13 @@ def test_max_invalid_fraction_is_a_share():
 def test_truncated_prior_accepting_nothing_switches_to_sir_and_finishes(caplog):
     """A truncated region of ~1e-11 of a 5-parameter prior: sbi's rejection sampler would draw ~1e13
     prior samples. The pilot accepts none, so the draw switches to SIR from the posterior, in seconds."""
-    from sbi.utils import BoxUniform, RestrictedPrior
+    from sbi.utils import BoxUniform
 
     prior = BoxUniform(-2 * torch.ones(5), 2 * torch.ones(5))
     narrow = torch.distributions.MultivariateNormal(torch.zeros(5), 0.01**2 * torch.eye(5))
     threshold = narrow.log_prob(torch.full((5,), 0.02))
-    restricted = RestrictedPrior(prior, lambda theta: narrow.log_prob(theta) > threshold, posterior=narrow)
+    restricted = engines.TruncatedPrior.build(prior, lambda theta: narrow.log_prob(theta) > threshold, narrow,
+                                              "rejection", "cpu")
     caplog.set_level(logging.INFO)
     torch.manual_seed(0)
     start = time.perf_counter()

@@ -210,14 +210,32 @@ def proposal_for_round(settings: RunSettings, prior: BoxUniform, previous_poster
     if previous_posterior is None or proposal == "prior":
         return prior
     if proposal == "truncated_prior":
-        from sbi.utils import RestrictedPrior
-
         truncation = settings.truncation
         threshold = density_thresholder(previous_posterior, settings, quantile=truncation["quantile"],
                                         num_samples=truncation["support_samples"])
-        return RestrictedPrior(prior, threshold, posterior=previous_posterior,
-                               sample_with=truncation["sample_with"], device=settings.device)
+        return TruncatedPrior.build(prior, threshold, previous_posterior, truncation["sample_with"], settings.device)
     return previous_posterior
+
+
+@dataclass(frozen=True)
+class TruncatedPrior:
+    """TSNPE's proposal: ``prior`` restricted to where ``inside(theta)`` is true (round k-1's
+    highest-density region). sbi's ``RestrictedPrior`` (``restricted``) draws its SIR samples; the
+    parts are kept here as well because :func:`draw` samples by rejection itself, with a bound on the
+    proposals (sbi's ``RestrictedPrior.sample`` has none and keeps its parts private).
+    """
+
+    prior: Any
+    inside: Callable
+    restricted: Any
+    sample_with: str
+
+    @classmethod
+    def build(cls, prior: Any, inside: Callable, posterior: Any, sample_with: str, device: str) -> TruncatedPrior:
+        from sbi.utils import RestrictedPrior
+
+        restricted = RestrictedPrior(prior, inside, posterior=posterior, sample_with=sample_with, device=device)
+        return cls(prior, inside, restricted, sample_with)
 
 
 def density_thresholder(posterior: Any, settings: RunSettings, quantile: float, num_samples: int) -> Callable:
@@ -281,10 +299,9 @@ def draw(distribution: Any, n: int, settings: RunSettings) -> np.ndarray:
     """
     import torch
     from sbi.inference.posteriors.direct_posterior import DirectPosterior
-    from sbi.utils import RestrictedPrior
 
-    if isinstance(distribution, RestrictedPrior):
-        theta = _sample_restricted(distribution, n, settings)
+    if isinstance(distribution, TruncatedPrior):
+        theta = _sample_truncated(distribution, n, settings)
     elif isinstance(distribution, DirectPosterior):
         theta = _sample_direct(distribution, n, settings)
     elif isinstance(distribution, torch.distributions.Distribution):
@@ -396,32 +413,31 @@ def _mcmc_inside_prior(posterior: Any, n: int, settings: RunSettings) -> torch.T
     return mcmc.sample((n,), show_progress_bars=False)
 
 
-def _sample_restricted(restricted: Any, n: int, settings: RunSettings) -> torch.Tensor:
+def _sample_truncated(truncated: TruncatedPrior, n: int, settings: RunSettings) -> torch.Tensor:
     """n draws of TSNPE's truncated prior: rejection from the prior when its pilot accepts enough, else
     (or when rejection runs out of proposals) sbi's SIR from round k-1's posterior."""
     import torch
     from sbi.samplers.rejection.rejection import accept_reject_sample
 
-    if restricted._sample_with == "rejection":
+    if truncated.sample_with == "rejection":
         pilot = rejection_setting(settings, "pilot_draws")
         with _forked_rng():
-            accepted = float(restricted._accept_reject_fn(restricted._prior.sample((pilot,))).to(torch.float32).mean())
+            accepted = float(truncated.inside(truncated.prior.sample((pilot,))).to(torch.float32).mean())
         min_acceptance = rejection_setting(settings, "min_acceptance")
         if accepted >= min_acceptance:
             try:
                 # What RestrictedPrior.sample(sample_with="rejection") draws (restriction_estimator.py).
                 samples, rate = accept_reject_sample(
-                    proposal=_CountedProposal(lambda shape, **kwargs: restricted._prior.sample(shape),
+                    proposal=_CountedProposal(lambda shape, **kwargs: truncated.prior.sample(shape),
                                               _proposal_budget(n, settings)),
-                    accept_reject_fn=restricted._accept_reject_fn,
+                    accept_reject_fn=truncated.inside,
                     num_samples=n,
                     show_progress_bars=False,
                     max_sampling_batch_size=_SBI_REJECTION_BATCH,
                     alternative_method="sample_with='sir'",
                 )
-                restricted.acceptance_rate = torch.as_tensor(rate.min().item())
-                logger.info("truncated prior: %.2f%% of prior draws accepted", 100 * float(restricted.acceptance_rate))
-                return samples.reshape((n, -1)).to(restricted._device)
+                logger.info("truncated prior: %.2f%% of prior draws accepted", 100 * float(rate.min().item()))
+                return samples.reshape((n, -1))
             except _OutOfProposals as stop:
                 reason = f"rejection from the prior ran out of proposals ({stop})"
         else:
@@ -429,7 +445,7 @@ def _sample_restricted(restricted: Any, n: int, settings: RunSettings) -> torch.
                       f"(rejection.min_acceptance {min_acceptance:g})")
         logger.warning("truncated prior: %s; switching to truncation.sample_with: sir (importance resampling "
                        "of round k-1's posterior)", reason)
-    return restricted.sample((n,), sample_with="sir")
+    return truncated.restricted.sample((n,), sample_with="sir")
 
 
 def append_round(
