@@ -111,8 +111,8 @@ def test_deleting_round_one_recomputes_only_later_rounds(finished, tmp_path):
     before = round0.stat().st_mtime_ns
     dry = snakemake(workdir, "-n", "--cores", "2")
     assert job_counts(dry.stdout) == {"train_round": 1, "pairplot": 1, "summarize_posterior": 1, "all": 1}
-    assert "wildcards: run=tiny, obs=zero, k=1" in dry.stdout
-    assert "k=0" not in dry.stdout
+    assert "wildcards: run=tiny, obs=zero, round=1" in dry.stdout
+    assert "round=0" not in dry.stdout
 
     snakemake(workdir, "--cores", "2")
     assert round0.stat().st_mtime_ns == before
@@ -135,7 +135,7 @@ def test_adding_a_round_reuses_the_rounds_on_disk(finished, tmp_path):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     dry = snakemake(workdir, "-n", "--cores", "2")
     assert job_counts(dry.stdout) == {"train_round": 2, "pairplot": 2, "summarize_posterior": 2, "all": 1}
-    assert set(re.findall(r"wildcards: run=tiny, obs=\w+, k=(\d+)", dry.stdout)) == {"2"}
+    assert set(re.findall(r"wildcards: run=tiny, obs=\w+, round=(\d+)", dry.stdout)) == {"2"}
 
 
 @pytest.mark.slow
