@@ -86,7 +86,8 @@ def galaxy_inputs(wildcards):
 
 def simulator_inputs(wildcards):
     """A custom simulator's source file, for the jobs that run it (train_round, simulate_chunk): editing
-    it reruns the rounds built with it and everything after them. Built-ins add nothing (seqsbi's code)."""
+    it reruns the rounds built with it and everything after them. A scattered round's train_round needs
+    it too: its chunk files are temporary, gone once it ran. Built-ins add nothing (seqsbi's code)."""
     source = SIMULATOR_SOURCES[wildcards.run]
     return {"simulator": source} if source else {}
 
