@@ -72,6 +72,7 @@ def job_inputs(dry_run_output: str, rule: str) -> list[list[str]]:
     return [re.search(r"^\s+input: (.*)$", block, re.M).group(1).split(", ") for block in blocks]
 
 
+@pytest.mark.workflow
 def test_galaxy_rounds_and_simulation_chunks_take_the_library_and_grid_as_inputs(tmp_path):
     """Rebuilding the library or the SPS grid reruns every round built from them: both are inputs of
     the jobs that simulate (train_round, simulate_chunk); propose_round follows round k-1."""
