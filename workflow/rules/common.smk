@@ -9,10 +9,15 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from seqsbi.artifacts import ROUND_FILES
 from seqsbi.config import plan_workflow
 from seqsbi.errors import ConfigError
+from seqsbi.simulators import simulator_source
 from seqsbi.simulators.galaxy import config as galaxy_config
 
 try:
     PLAN = plan_workflow(config)
+    # A custom simulator's source file per run (None for built-ins): see simulator_inputs.
+    SIMULATOR_SOURCES = {
+        name: simulator_source(run.simulator_name, key=f"runs.{name}.simulator") for name, run in PLAN.runs.items()
+    }
 except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
 
@@ -79,6 +84,14 @@ def galaxy_inputs(wildcards):
     }
 
 
+def simulator_inputs(wildcards):
+    """A custom simulator's source file, for the jobs that run it (train_round, simulate_chunk): editing
+    it reruns the rounds built with it and everything after them. A scattered round's train_round needs
+    it too: its chunk files are temporary, gone once it ran. Built-ins add nothing (seqsbi's code)."""
+    source = SIMULATOR_SOURCES[wildcards.run]
+    return {"simulator": source} if source else {}
+
+
 def observation_inputs(wildcards):
     """The features file when the observation is a library row (its x_o and truth live there)."""
     if PLAN.observations[wildcards.obs].library_index is None:
@@ -87,7 +100,12 @@ def observation_inputs(wildcards):
 
 
 def train_round_inputs(wildcards):
-    return {**previous_round(wildcards), **galaxy_inputs(wildcards), **scattered_simulations(wildcards)}
+    return {
+        **previous_round(wildcards),
+        **galaxy_inputs(wildcards),
+        **simulator_inputs(wildcards),
+        **scattered_simulations(wildcards),
+    }
 
 
 def scattered_simulations(wildcards):

@@ -38,6 +38,7 @@ rule propose_round:
 rule simulate_chunk:
     input:
         unpack(galaxy_inputs),
+        unpack(simulator_inputs),
         proposal=f"{ROUND_DIR}/{PROPOSAL_FILE}",
     output:
         chunk=temp(f"{ROUND_DIR}/{CHUNK_FILE}"),

@@ -1,7 +1,9 @@
 """Round artifacts on disk: file names, atomic writes, readers.
 
 Every file is written under a temporary name in the same directory and renamed into place, so a
-killed job leaves either nothing or a complete file; Snakemake never sees half a file as done.
+killed job leaves either nothing or a complete file; Snakemake never sees half a file as done. A job
+killed by SIGKILL while writing cannot remove its temporary file: the next write of the same file
+removes it (the process id in its name no longer runs).
 """
 
 from __future__ import annotations
@@ -27,12 +29,30 @@ ROUND_FILES = {
 }
 
 
+def _writer_alive(temporary: Path, path: Path) -> bool:
+    """Whether the process named in ``temporary`` (see :func:`atomic_path`) still runs: a temporary
+    whose writer is gone was left by a kill mid-write."""
+    pid = temporary.name[len(f".{path.stem}.tmp"):len(temporary.name) - len(path.suffix)]
+    if not pid.isdigit():
+        return True  # not one of ours: leave it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` (same suffix); rename it to ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    for stale in path.parent.glob(f".{path.stem}.tmp*{path.suffix}"):
+        if not _writer_alive(stale, path):
+            stale.unlink(missing_ok=True)
     try:
         yield temporary
         os.replace(temporary, path)

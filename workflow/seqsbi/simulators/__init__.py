@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -99,10 +100,37 @@ def _load_custom(path: str, key: str) -> Callable[..., np.ndarray]:
     return function
 
 
+def simulator_source(name: str, key: str = "simulator") -> str | None:
+    """The source file a custom simulator's code lives in, for Snakemake to watch: ``path/to/file.py``
+    as written, or the module file of ``module:function`` (found with :func:`importlib.util.find_spec`,
+    which imports only the module's parent packages), relative to the working directory when inside it.
+
+    None for built-ins: they are seqsbi's own code, and a new seqsbi version must not rerun everyone's
+    results. Only this one file is watched, not the helpers it imports from other files.
+    """
+    if name in BUILTIN_SIMULATORS:
+        return None
+    module_name = name.rpartition(":")[0]
+    if module_name.endswith(".py"):
+        return os.path.normpath(module_name)
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except Exception as error:
+        raise ConfigError(f"{key}: cannot find module {module_name!r} of {name!r} ({type(error).__name__}: {error})"
+                          ) from None
+    origin = spec.origin if spec is not None and spec.has_location else None
+    if origin is None or not Path(origin).is_file():
+        return None  # a namespace package or a compiled-in module: no file to watch
+    relative = os.path.relpath(origin)
+    return origin if relative.split(os.sep)[0] == os.pardir else relative
+
+
 def resolve_simulator(name: str, settings: dict[str, Any], key: str = "simulator") -> Simulator:
     """Turn a config simulator name (built-in or custom path) into a :class:`Simulator`."""
     function = BUILTIN_SIMULATORS.get(name) or _load_custom(name, key)
     return Simulator(name, function, settings, key)
 
 
-__all__ = ["Simulator", "resolve_simulator", "BUILTIN_SIMULATORS"]
+__all__ = ["Simulator", "resolve_simulator", "simulator_source", "BUILTIN_SIMULATORS"]
