@@ -257,7 +257,8 @@ def check_invalid_simulations(settings: RunSettings, theta: np.ndarray, x: np.nd
             f"{what}; engine {engine.name} cannot train with them (sbi 0.27 refuses invalid simulations for "
             f"{'its atomic loss from round 1 on' if engine.records_proposal else 'its loss'}, so seqsbi refuses "
             f"them before any training): make the simulator return finite values there (for example a value far "
-            f"outside the data's range, a label the network can learn), or use engine {dropping}, which leave "
+            f"outside the data's range, a label the network can learn), narrow the prior to leave that region out, "
+            f"or use engine {dropping}, which leave "
             f"them out of training (unbiased for their maximum-likelihood loss)"
         )
     logger.warning("%s; engine %s leaves them out of training: it trains on the other %d", what, engine.name,
