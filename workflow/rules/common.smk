@@ -122,6 +122,11 @@ def final_samples(wildcards):
     return round_samples(wildcards)[-1]
 
 
+def final_round_summary(wildcards):
+    """The final round's round.json (x_o's coverage by its simulations goes into the summary table)."""
+    return os.path.join(os.path.dirname(final_samples(wildcards)), ROUND_FILES["summary"])
+
+
 def final_targets():
     """Every round's artifacts (so a deleted round is recomputed, with the rounds after it), and the
     pair plot and summary table, for every (run, observation) pair."""

@@ -28,6 +28,7 @@ rule summarize_posterior:
     input:
         unpack(observation_inputs),
         samples=final_samples,
+        round_summary=final_round_summary,
     output:
         report(
             "results/runs/{run}/{obs}/posterior_summary.tsv",

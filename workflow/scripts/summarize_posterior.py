@@ -9,6 +9,8 @@ from seqsbi.logs import log_to_file  # noqa: E402
 
 with log_to_file(snakemake.log[0]) as logger:
 
+    import json
+
     from seqsbi.artifacts import read_npz, write_text
     from seqsbi.plots import posterior_summary
 
@@ -18,7 +20,7 @@ with log_to_file(snakemake.log[0]) as logger:
     truth = observation_from_params(snakemake.params.observation, snakemake.input.get("features")).theta_true
     table = posterior_summary(
         final["samples"], final["parameter_names"].tolist(), final["parameter_units"].tolist(),
-        truth,
+        truth, json.loads(Path(snakemake.input.round_summary).read_text()).get("observation_coverage"),
     )
     write_text(snakemake.output[0], table)
     logger.info("summary of %d samples written to %s", len(final["samples"]), snakemake.output[0])

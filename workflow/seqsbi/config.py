@@ -52,6 +52,8 @@ class RunSettings:
     mcmc: dict[str, Any]
     truncation: dict[str, Any]
     observation_names: tuple[str, ...] = field(default_factory=tuple)
+    # Bounds of rejection sampling (config 'rejection'; defaults in seqsbi.engines.REJECTION_DEFAULTS).
+    rejection: dict[str, Any] = field(default_factory=dict)
 
     def simulator(self) -> Simulator:
         return resolve_simulator(self.simulator_name, self.simulator_settings, key=f"runs.{self.name}.simulator")
@@ -140,6 +142,7 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         mcmc=dict(run["mcmc"]),
         truncation=dict(run["truncation"]),
         observation_names=tuple(run.get("observations", all_observations)),
+        rejection=dict(run.get("rejection", {})),
     )
 
 

@@ -9,6 +9,7 @@ parse time (seqsbi.config validates engine settings against it).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seqsbi.errors import SamplingError
 from seqsbi.priors import ParameterSpace
 
 if TYPE_CHECKING:
@@ -33,6 +35,14 @@ _COMMON_TRAIN_KEYS = frozenset({"training_batch_size", "learning_rate", "validat
                                 "max_num_epochs", "clip_max_norm"})
 DENSITY_ESTIMATORS = ("maf", "nsf", "mdn", "made")
 CLASSIFIERS = ("resnet", "mlp", "linear")
+#: Config ``rejection`` defaults (no schema default, so rounds made before the key existed stay up to date):
+#: a rejection sampler first draws ``pilot_draws`` proposals to measure its acceptance, and below
+#: ``min_acceptance`` (sbi's own warning level, rejection.py warn_acceptance) uses its alternative.
+REJECTION_DEFAULTS = {"min_acceptance": 0.01, "pilot_draws": 4000}
+#: A rejection sampler may draw this many times the proposals the minimum acceptance needs.
+REJECTION_BUDGET_FACTOR = 10
+#: sbi 0.27's max_sampling_batch_size default (DirectPosterior.sample, RestrictedPrior.sample).
+_SBI_REJECTION_BATCH = 10_000
 #: Estimators with a zuko version that sbi can put behind a logit map of the prior (constrain_to_prior).
 BOUNDED_ESTIMATORS = ("maf", "nsf")
 
@@ -55,6 +65,12 @@ class Engine:
             proposal (the atomic loss corrects for it); otherwise they are recorded as prior draws.
         first_round_loss: train every round with maximum likelihood (sbi's ``force_first_round_loss``).
         mcmc: the posterior is sampled by MCMC (config ``mcmc``) rather than drawn from the network.
+        drops_invalid: simulations with non-finite x may be left out of training. sbi 0.27 drops them
+            without bias only where every row's loss is independent of the others: maximum-likelihood
+            rounds from the (truncated) prior (TSNPE, NPE; npe_base.py append_simulations). It refuses
+            them ("... does not allow invalid simulations", sbiutils.py nle_nre_apt_msg_on_invalid_x)
+            for NLE and NRE (any round) and for SNPE's atomic loss from round 1 on; SNPE refuses them
+            from round 0 here, so a run fails before training rather than one round late.
     """
 
     name: str
@@ -67,21 +83,23 @@ class Engine:
     records_proposal: bool
     first_round_loss: bool
     mcmc: bool
+    drops_invalid: bool
 
 
 #: Methods by name. TSNPE: Deistler et al. 2022 (truncated proposals; the first-round loss needs no
 #: correction, so its truncated prior is recorded as the prior). SNPE: Greenberg et al. 2019 (atomic loss).
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (
     Engine("SNPE", ("NPE_C",), "NPE_C", "posterior", DENSITY_ESTIMATORS, _COMMON_TRAIN_KEYS | {"num_atoms"},
-           proposal="posterior", records_proposal=True, first_round_loss=False, mcmc=False),
+           proposal="posterior", records_proposal=True, first_round_loss=False, mcmc=False, drops_invalid=False),
     Engine("TSNPE", (), "NPE_C", "posterior", DENSITY_ESTIMATORS, _COMMON_TRAIN_KEYS | {"num_atoms"},
-           proposal="truncated_prior", records_proposal=False, first_round_loss=True, mcmc=False),
+           proposal="truncated_prior", records_proposal=False, first_round_loss=True, mcmc=False,
+           drops_invalid=True),
     Engine("NPE", (), "NPE_C", "posterior", DENSITY_ESTIMATORS, _COMMON_TRAIN_KEYS | {"num_atoms"},
-           proposal="prior", records_proposal=False, first_round_loss=True, mcmc=False),
+           proposal="prior", records_proposal=False, first_round_loss=True, mcmc=False, drops_invalid=True),
     Engine("SNLE", ("NLE_A",), "NLE_A", "likelihood", DENSITY_ESTIMATORS, _COMMON_TRAIN_KEYS,
-           proposal="posterior", records_proposal=False, first_round_loss=False, mcmc=True),
+           proposal="posterior", records_proposal=False, first_round_loss=False, mcmc=True, drops_invalid=False),
     Engine("SNRE", ("NRE_B",), "NRE_B", "classifier", CLASSIFIERS, _COMMON_TRAIN_KEYS | {"num_atoms"},
-           proposal="posterior", records_proposal=False, first_round_loss=False, mcmc=True),
+           proposal="posterior", records_proposal=False, first_round_loss=False, mcmc=True, drops_invalid=False),
 )}
 
 
@@ -192,14 +210,50 @@ def proposal_for_round(settings: RunSettings, prior: BoxUniform, previous_poster
     if previous_posterior is None or proposal == "prior":
         return prior
     if proposal == "truncated_prior":
-        from sbi.utils import RestrictedPrior, get_density_thresholder
+        from sbi.utils import RestrictedPrior
 
         truncation = settings.truncation
-        threshold = get_density_thresholder(previous_posterior, quantile=truncation["quantile"],
-                                            num_samples_to_estimate_support=truncation["support_samples"])
+        threshold = density_thresholder(previous_posterior, settings, quantile=truncation["quantile"],
+                                        num_samples=truncation["support_samples"])
         return RestrictedPrior(prior, threshold, posterior=previous_posterior,
                                sample_with=truncation["sample_with"], device=settings.device)
     return previous_posterior
+
+
+def density_thresholder(posterior: Any, settings: RunSettings, quantile: float, num_samples: int) -> Callable:
+    """sbi's ``get_density_thresholder`` (restriction_estimator.py) with bounded sampling: True for theta
+    inside the ``1 - quantile`` highest-density region of ``posterior``. Draws exactly what sbi's would.
+
+    Raises:
+        SamplingError: the posterior has too little mass inside the prior to sample it by rejection
+            (its log_prob then normalises by rejection sampling too).
+    """
+    import torch
+
+    inside = _pilot_inside_prior(posterior, settings)
+    min_acceptance = rejection_setting(settings, "min_acceptance")
+    if inside < min_acceptance:
+        raise SamplingError(
+            f"run {settings.name!r}: TSNPE cannot truncate the prior to round k-1's posterior: only "
+            f"{100 * inside:.3g}% of its mass lies inside the prior (rejection.min_acceptance "
+            f"{min_acceptance:g}), so neither its samples nor its normalised density can be drawn in bounded "
+            f"time; set constrain_to_prior: true (a flow without mass outside the prior), or use engine SNPE"
+        )
+    try:
+        samples = _bounded_direct_sample(posterior, num_samples, settings)
+    except _OutOfProposals as stop:
+        raise SamplingError(
+            f"run {settings.name!r}: TSNPE's truncation drew round k-1's posterior inside the prior by rejection and "
+            f"ran out of proposals ({stop}); set constrain_to_prior: true, or lower truncation.support_samples"
+        ) from None
+    log_probs = posterior.log_prob(samples)
+    sorted_log_probs, _ = torch.sort(log_probs)
+    log_prob_threshold = sorted_log_probs[int(quantile * num_samples)]
+
+    def thresholder(theta: torch.Tensor) -> torch.Tensor:
+        return (posterior.log_prob(theta) > log_prob_threshold).bool()
+
+    return thresholder
 
 
 def recorded_proposal(settings: RunSettings, previous_posterior: Any | None) -> Any | None:
@@ -211,20 +265,171 @@ def recorded_proposal(settings: RunSettings, previous_posterior: Any | None) -> 
     return previous_posterior if ENGINES[settings.engine].records_proposal else None
 
 
-def draw(distribution: Any, n: int) -> np.ndarray:
-    """n draws, shape (n, d), from a prior, a truncated prior or a posterior (at its default x)."""
+def rejection_setting(settings: RunSettings, key: str) -> Any:
+    """Config ``rejection.<key>`` or its default (:data:`REJECTION_DEFAULTS`)."""
+    return settings.rejection.get(key, REJECTION_DEFAULTS[key])
+
+
+def draw(distribution: Any, n: int, settings: RunSettings) -> np.ndarray:
+    """n draws, shape (n, d), from a prior, a truncated prior or a posterior (at its default x).
+
+    Every rejection sampler is bounded: a pilot of ``rejection.pilot_draws`` proposals, drawn from a
+    copy of torch's random state (so the draws after it are those an unpiloted run makes), measures
+    the acceptance first; below ``rejection.min_acceptance`` the draw switches to a sampler that needs
+    no acceptance (TSNPE: sbi's SIR from the posterior; NPE posteriors: MCMC inside the prior), and
+    so it does when the rejection sampler runs out of its budget of proposals. Both are logged.
+    """
     import torch
+    from sbi.inference.posteriors.direct_posterior import DirectPosterior
     from sbi.utils import RestrictedPrior
 
     if isinstance(distribution, RestrictedPrior):
-        theta = distribution.sample((n,), save_acceptance_rate=True)
-        if distribution.acceptance_rate is not None:
-            logger.info("truncated prior: %.2f%% of prior draws accepted", 100 * float(distribution.acceptance_rate))
+        theta = _sample_restricted(distribution, n, settings)
+    elif isinstance(distribution, DirectPosterior):
+        theta = _sample_direct(distribution, n, settings)
     elif isinstance(distribution, torch.distributions.Distribution):
         theta = distribution.sample((n,))
     else:
         theta = distribution.sample((n,), show_progress_bars=False)
     return theta.detach().cpu().numpy().astype(float)
+
+
+class _OutOfProposals(Exception):
+    """A bounded rejection sampler used up its proposals."""
+
+
+class _CountedProposal:
+    """A proposal callable that stops the rejection loop once it has handed out ``limit`` candidates."""
+
+    def __init__(self, sample: Callable, limit: int):
+        self.sample, self.limit, self.drawn = sample, limit, 0
+
+    def __call__(self, sample_shape: Any, **kwargs: Any) -> torch.Tensor:
+        import torch
+
+        count = torch.Size(sample_shape).numel()
+        if self.drawn + count > self.limit:
+            raise _OutOfProposals(f"{self.drawn} proposals drawn; the next {count} would exceed {self.limit}")
+        self.drawn += count
+        return self.sample(sample_shape, **kwargs)
+
+
+def _proposal_budget(n: int, settings: RunSettings) -> int:
+    """Proposals a rejection sampler may draw for n samples: REJECTION_BUDGET_FACTOR times what the
+    minimum acceptance needs, and at least one full batch."""
+    return max(int(np.ceil(REJECTION_BUDGET_FACTOR * n / rejection_setting(settings, "min_acceptance"))),
+               _SBI_REJECTION_BATCH)
+
+
+@contextmanager
+def _forked_rng() -> Iterator[None]:
+    """Run the body on a copy of torch's random state: the caller's stream is left as it was."""
+    import torch
+
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        yield
+
+
+def _pilot_inside_prior(posterior: Any, settings: RunSettings) -> float:
+    """Share of ``rejection.pilot_draws`` draws of an NPE posterior's network (no rejection) inside the prior."""
+    import torch
+    from sbi.utils import within_support
+
+    with _forked_rng(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sbi warns about draws outside the prior: that is what is measured
+        draws = posterior.sample((rejection_setting(settings, "pilot_draws"),), reject_outside_prior=False,
+                                 show_progress_bars=False)
+        return float(within_support(posterior.prior, draws).to(torch.float32).mean())
+
+
+def _bounded_direct_sample(posterior: Any, n: int, settings: RunSettings) -> torch.Tensor:
+    """What ``DirectPosterior.sample((n,), show_progress_bars=False)`` draws (sbi 0.27's rejection
+    inside the prior, direct_posterior.py), with at most :func:`_proposal_budget` proposals.
+
+    Raises:
+        _OutOfProposals: the budget ran out.
+    """
+    from sbi.neural_nets.estimators.shape_handling import reshape_to_batch_event
+    from sbi.samplers.rejection.rejection import accept_reject_sample
+    from sbi.utils import within_support
+
+    x = reshape_to_batch_event(posterior.default_x, event_shape=posterior.posterior_estimator.condition_shape)
+    samples, _ = accept_reject_sample(
+        proposal=_CountedProposal(posterior.posterior_estimator.sample, _proposal_budget(n, settings)),
+        accept_reject_fn=lambda theta: within_support(posterior.prior, theta),
+        num_samples=n,
+        show_progress_bars=False,
+        max_sampling_batch_size=_SBI_REJECTION_BATCH,
+        proposal_sampling_kwargs={"condition": x},
+        alternative_method="build_posterior(..., sample_with='mcmc')",
+    )
+    return samples[:, 0]
+
+
+def _sample_direct(posterior: Any, n: int, settings: RunSettings) -> torch.Tensor:
+    """n draws of an NPE posterior inside the prior: rejection when enough of its mass is inside, else MCMC."""
+    inside = _pilot_inside_prior(posterior, settings)
+    min_acceptance = rejection_setting(settings, "min_acceptance")
+    if inside >= min_acceptance:
+        try:
+            return _bounded_direct_sample(posterior, n, settings)
+        except _OutOfProposals as stop:
+            reason = f"rejection inside the prior ran out of proposals ({stop})"
+    else:
+        reason = (f"only {100 * inside:.3g}% of {rejection_setting(settings, 'pilot_draws')} pilot draws lie "
+                  f"inside the prior (rejection.min_acceptance {min_acceptance:g})")
+    logger.warning("posterior sampling: %s; switching from rejection to MCMC inside the prior (config mcmc: %s)",
+                   reason, settings.mcmc)
+    return _mcmc_inside_prior(posterior, n, settings)
+
+
+def _mcmc_inside_prior(posterior: Any, n: int, settings: RunSettings) -> torch.Tensor:
+    """n MCMC draws of an NPE posterior's network density restricted to the prior (sbi's suggested
+    alternative, ``build_posterior(..., sample_with='mcmc')``), with the run's ``mcmc`` settings."""
+    from sbi.inference import MCMCPosterior
+    from sbi.inference.potentials import posterior_estimator_based_potential
+
+    potential, transform = posterior_estimator_based_potential(posterior.posterior_estimator, posterior.prior,
+                                                               x_o=posterior.default_x)
+    mcmc = MCMCPosterior(potential, proposal=posterior.prior, theta_transform=transform, device=settings.device,
+                         **settings.mcmc)
+    return mcmc.sample((n,), show_progress_bars=False)
+
+
+def _sample_restricted(restricted: Any, n: int, settings: RunSettings) -> torch.Tensor:
+    """n draws of TSNPE's truncated prior: rejection from the prior when its pilot accepts enough, else
+    (or when rejection runs out of proposals) sbi's SIR from round k-1's posterior."""
+    import torch
+    from sbi.samplers.rejection.rejection import accept_reject_sample
+
+    if restricted._sample_with == "rejection":
+        pilot = rejection_setting(settings, "pilot_draws")
+        with _forked_rng():
+            accepted = float(restricted._accept_reject_fn(restricted._prior.sample((pilot,))).to(torch.float32).mean())
+        min_acceptance = rejection_setting(settings, "min_acceptance")
+        if accepted >= min_acceptance:
+            try:
+                # What RestrictedPrior.sample(sample_with="rejection") draws (restriction_estimator.py).
+                samples, rate = accept_reject_sample(
+                    proposal=_CountedProposal(lambda shape, **kwargs: restricted._prior.sample(shape),
+                                              _proposal_budget(n, settings)),
+                    accept_reject_fn=restricted._accept_reject_fn,
+                    num_samples=n,
+                    show_progress_bars=False,
+                    max_sampling_batch_size=_SBI_REJECTION_BATCH,
+                    alternative_method="sample_with='sir'",
+                )
+                restricted.acceptance_rate = torch.as_tensor(rate.min().item())
+                logger.info("truncated prior: %.2f%% of prior draws accepted", 100 * float(restricted.acceptance_rate))
+                return samples.reshape((n, -1)).to(restricted._device)
+            except _OutOfProposals as stop:
+                reason = f"rejection from the prior ran out of proposals ({stop})"
+        else:
+            reason = (f"{100 * accepted:.3g}% of {pilot} pilot prior draws fall inside the truncated region "
+                      f"(rejection.min_acceptance {min_acceptance:g})")
+        logger.warning("truncated prior: %s; switching to truncation.sample_with: sir (importance resampling "
+                       "of round k-1's posterior)", reason)
+    return restricted.sample((n,), sample_with="sir")
 
 
 def append_round(
@@ -235,10 +440,12 @@ def append_round(
 
     theta_t = torch.as_tensor(theta, dtype=torch.float32)
     x_t = torch.as_tensor(x, dtype=torch.float32)
-    if ENGINES[settings.engine].network == "posterior":
-        inference.append_simulations(theta_t, x_t, proposal=proposal)
+    engine = ENGINES[settings.engine]
+    # The engine's policy, said explicitly (rounds.check_invalid_simulations stops the others first).
+    if engine.network == "posterior":
+        inference.append_simulations(theta_t, x_t, proposal=proposal, exclude_invalid_x=engine.drops_invalid)
     else:
-        inference.append_simulations(theta_t, x_t, from_round=round_index)
+        inference.append_simulations(theta_t, x_t, from_round=round_index, exclude_invalid_x=engine.drops_invalid)
 
 
 def train(inference: NeuralInference, settings: RunSettings) -> torch.nn.Module:

@@ -20,3 +20,11 @@ class LibraryError(SeqsbiError, ValueError):
 
 class InjectedFailure(SeqsbiError, RuntimeError):
     """Raised on purpose for rounds listed in $SEQSBI_FAIL_ROUND (tests of failure handling)."""
+
+
+class SimulationError(SeqsbiError, ValueError):
+    """A round's simulations that its engine cannot train on (non-finite x); the message gives the options."""
+
+
+class SamplingError(SeqsbiError, RuntimeError):
+    """A sampling step that cannot finish within its bound; the message names the setting to change."""

@@ -13,8 +13,12 @@ QUANTILES = (0.025, 0.16, 0.5, 0.84, 0.975)
 
 
 def posterior_summary(samples: np.ndarray, names: Sequence[str], units: Sequence[str],
-                      theta_true: np.ndarray | None = None) -> str:
-    """TSV table, one row per parameter: mean, std, quantiles of ``samples`` (N, d), and the truth if known."""
+                      theta_true: np.ndarray | None = None, coverage: dict | None = None) -> str:
+    """TSV table, one row per parameter: mean, std, quantiles of ``samples`` (N, d), and the truth if known.
+
+    ``coverage``: the final round's ``observation_coverage`` (round.json); when x_o lies outside that
+    round's simulations, ``#`` lines after the table say where and how far (the posterior is extrapolated).
+    """
     header = ["parameter", "unit", "mean", "std"] + [f"q{100 * q:g}" for q in QUANTILES] + ["true_value"]
     lines = ["\t".join(header)]
     quantiles = np.quantile(samples, QUANTILES, axis=0)
@@ -23,6 +27,15 @@ def posterior_summary(samples: np.ndarray, names: Sequence[str], units: Sequence
         row = [name, unit, f"{samples[:, j].mean():.6g}", f"{samples[:, j].std():.6g}"]
         row += [f"{v:.6g}" for v in quantiles[:, j]] + [truth]
         lines.append("\t".join(row))
+    if coverage and coverage.get("outside"):
+        lines.append(f"# warning: x_o lies outside the final round's {coverage['simulations']} simulations; this "
+                     f"posterior is the network's extrapolation and may be confidently wrong")
+        for f in coverage["features_outside"]:
+            side, edge = ("below their min", f["min"]) if f["x_o"] < f["min"] else ("above their max", f["max"])
+            lines.append(f"# x_o[{f['index']}] = {f['x_o']:.6g} is {f['beyond']:.3g} {side} {edge:.6g} "
+                         f"({f['beyond_std']:.3g} std)")
+        lines.append(f"# jointly: Mahalanobis distance {coverage['mahalanobis']:.3g} from their mean; the farthest "
+                     f"simulation {coverage['mahalanobis_max_simulated']:.3g}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from seqsbi import artifacts, scatter
 from seqsbi.config import RunSettings
-from seqsbi.errors import InjectedFailure
+from seqsbi.errors import InjectedFailure, SimulationError
 from seqsbi.observations import Observation
 from seqsbi.seeds import round_seed, training_seed
 
@@ -26,6 +26,8 @@ logger = logging.getLogger("seqsbi.rounds")
 #: Test-only switch: comma-separated "run/observation/round" entries whose round job must crash,
 #: so tests can show that one failing observation leaves the others running.
 FAIL_ROUND_VARIABLE = "SEQSBI_FAIL_ROUND"
+#: Config training.max_invalid_fraction's default (no schema default, so existing rounds stay up to date).
+MAX_INVALID_FRACTION = 0.5
 
 
 def fail_if_requested(run: str, observation: str, round_index: int) -> None:
@@ -92,7 +94,7 @@ def propose(settings: RunSettings, observation: str, round_index: int,
                     n - len(reused))
     if len(reused) == n:
         return reused
-    return np.concatenate([reused, engines.draw(source, n - len(reused))], axis=0)
+    return np.concatenate([reused, engines.draw(source, n - len(reused), settings)], axis=0)
 
 
 def simulate_chunk(settings: RunSettings, observation: str, round_index: int, theta: np.ndarray,
@@ -162,9 +164,8 @@ def train_round(
     n = theta.shape[0]
     if n != settings.simulations_per_round:
         raise ValueError(f"round {round_index} got {n} simulations; the run asks for {settings.simulations_per_round}")
-    invalid = int((~np.isfinite(x).all(axis=1)).sum())
-    if invalid:
-        logger.warning("%d of %d simulations are not finite; sbi drops them from training", invalid, n)
+    invalid = check_invalid_simulations(settings, theta, x, round_index)
+    coverage = observation_coverage(x, observation)
 
     seed = round_seed(settings.seed, settings.name, observation.name, round_index)
     prior = engines.make_prior(settings.prior, settings.device)
@@ -185,7 +186,7 @@ def train_round(
 
     posterior = engines.build_posterior(inference, settings, estimator, observation.x_o)
     start = time.perf_counter()
-    samples = engines.draw(posterior, settings.posterior_samples)
+    samples = engines.draw(posterior, settings.posterior_samples, settings)
     timings["sample_s"] = time.perf_counter() - start
     logger.info("drew %d posterior samples in %.1f s", settings.posterior_samples, timings["sample_s"])
     inside = engines.fraction_inside_prior(posterior, settings, samples)
@@ -202,7 +203,9 @@ def train_round(
         "seed": seed,
         "simulations_this_round": n,
         "simulations_total": n * (round_index + 1),
-        "non_finite_simulations": invalid,
+        "non_finite_simulations": invalid["count"],
+        "invalid_simulations": invalid,
+        "observation_coverage": coverage,
         "epochs": len(training_log),
         "best_validation_loss": float(inference.summary["best_validation_loss"][-1]),
         **({"restart_validation_losses": restart_losses} if len(restart_losses) > 1 else {}),
@@ -212,6 +215,98 @@ def train_round(
         "timings": timings,
     }
     return RoundResult(round_index, theta, x, inference, estimator, posterior, samples, training_log, summary)
+
+
+def check_invalid_simulations(settings: RunSettings, theta: np.ndarray, x: np.ndarray, round_index: int) -> dict:
+    """Apply the engine's policy for simulations with a NaN or infinite value, before any training.
+
+    Returns round.json's ``invalid_simulations``: count, share, NaN/inf rows and, when there are any,
+    the parameter region they come from (per parameter: min and max of their theta, and the prior's
+    range) and ``policy`` "dropped" (the engine trains without them: ``Engine.drops_invalid``).
+
+    Raises:
+        SimulationError: their share exceeds ``training.max_invalid_fraction``, or the engine cannot
+            leave them out; the message gives the region and the options.
+    """
+    from seqsbi.engines import ENGINES
+
+    bad = ~np.isfinite(x).all(axis=1)
+    count, n = int(bad.sum()), x.shape[0]
+    report: dict[str, Any] = {"count": count, "fraction": count / n, "nan": int(np.isnan(x).any(axis=1).sum()),
+                              "inf": int(np.isinf(x).any(axis=1).sum())}
+    if not count:
+        return report
+    prior = settings.prior
+    low, high = theta[bad].min(axis=0), theta[bad].max(axis=0)
+    report["theta_region"] = {name: [float(a), float(b)] for name, a, b in zip(prior.names, low, high)}
+    region = ", ".join(f"{name} {a:.3g} to {b:.3g} (prior {pa:g} to {pb:g})"
+                       for name, a, b, pa, pb in zip(prior.names, low, high, prior.low, prior.high))
+    what = (f"run {settings.name!r} round {round_index}: {count} of {n} simulations ({100 * count / n:.1f}%) have "
+            f"a NaN or infinite value (theta of those: {region})")
+    limit = settings.training.get("max_invalid_fraction", MAX_INVALID_FRACTION)
+    if count / n > limit:
+        raise SimulationError(
+            f"{what}; that is more than runs.{settings.name}.training.max_invalid_fraction ({limit:g}) allows for "
+            f"any engine: make the simulator return finite values there, narrow the prior to leave that region "
+            f"out, or raise training.max_invalid_fraction"
+        )
+    engine = ENGINES[settings.engine]
+    if not engine.drops_invalid:
+        dropping = " or ".join(e.name for e in ENGINES.values() if e.drops_invalid)
+        raise SimulationError(
+            f"{what}; engine {engine.name} cannot train with them (sbi 0.27 refuses invalid simulations for "
+            f"{'its atomic loss from round 1 on' if engine.records_proposal else 'its loss'}, so seqsbi refuses "
+            f"them before any training): make the simulator return finite values there (for example a value far "
+            f"outside the data's range, a label the network can learn), or use engine {dropping}, which leave "
+            f"them out of training (unbiased for their maximum-likelihood loss)"
+        )
+    logger.warning("%s; engine %s leaves them out of training: it trains on the other %d", what, engine.name,
+                   n - count)
+    report["policy"] = "dropped"
+    return report
+
+
+def observation_coverage(x: np.ndarray, observation: Observation) -> dict:
+    """Where x_o lies relative to a round's finite simulations x (n, k): round.json's ``observation_coverage``.
+
+    Per feature: the ones where x_o is below the simulations' min or above their max, by how much
+    (in the feature's units and in the simulations' standard deviations). Jointly: x_o's Mahalanobis
+    distance from the simulations' mean (their covariance) against the simulations' own distances.
+    ``outside`` is true when a feature is outside or x_o is farther than every simulation; then a
+    warning names the observation: the network extrapolates there and its posterior may be confidently wrong.
+    """
+    finite = x[np.isfinite(x).all(axis=1)]
+    x_o = np.asarray(observation.x_o, dtype=float)
+    if finite.shape[0] < 2:
+        return {"outside": None, "simulations": int(finite.shape[0])}
+    low, high, mean, std = finite.min(axis=0), finite.max(axis=0), finite.mean(axis=0), finite.std(axis=0)
+    beyond = np.maximum(low - x_o, 0) + np.maximum(x_o - high, 0)
+    sigmas = beyond / np.where(std > 0, std, 1.0)
+    features = [{"index": int(j), "x_o": float(x_o[j]), "min": float(low[j]), "max": float(high[j]),
+                 "std": float(std[j]), "beyond": float(beyond[j]), "beyond_std": float(sigmas[j])}
+                for j in np.flatnonzero(beyond > 0)]
+    precision = np.linalg.pinv(np.atleast_2d(np.cov(finite, rowvar=False)), rcond=1e-10, hermitian=True)
+    offsets = finite - mean
+    distances = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", offsets, precision, offsets), 0))
+    distance = float(np.sqrt(max((x_o - mean) @ precision @ (x_o - mean), 0)))
+    coverage = {
+        "outside": bool(features) or bool(distance > distances.max()),
+        "simulations": int(finite.shape[0]),
+        "features_outside": features,
+        "mahalanobis": distance,
+        "mahalanobis_max_simulated": float(distances.max()),
+        "share_of_simulations_as_far": float((distances >= distance).mean()),
+    }
+    if coverage["outside"]:
+        parts = [f"x_o[{f['index']}] = {f['x_o']:.4g} is {f['beyond']:.3g} "
+                 f"{'below their min' if f['x_o'] < f['min'] else 'above their max'} "
+                 f"{f['min'] if f['x_o'] < f['min'] else f['max']:.4g} ({f['beyond_std']:.3g} std)" for f in features]
+        parts.append(f"jointly x_o is {distance:.3g} (Mahalanobis) from their mean, the farthest simulation "
+                     f"{distances.max():.3g}")
+        logger.warning("observation %r lies outside the data of this round's %d simulations: %s; the posterior "
+                       "there is the network's extrapolation and may be confidently wrong: check x_o, the "
+                       "simulator and the prior", observation.name, finite.shape[0], "; ".join(parts))
+    return coverage
 
 
 def _train_network(settings: RunSettings, prior: Any, theta: np.ndarray, x: np.ndarray, round_index: int,
