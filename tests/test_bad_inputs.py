@@ -187,13 +187,27 @@ def test_single_round_snpe_trains_with_batches_of_one(tmp_path):
     plan(tmp_path, rounds=1, training={"training_batch_size": 1})
 
 
-def test_infinite_prior_bound_is_refused(tmp_path):
-    parameters = [{"name": "a", "low": float("-inf"), "high": 2.0}, {"name": "b", "low": 0, "high": 1},
+@pytest.mark.parametrize("low, high, expected", [
+    (float("-inf"), 2.0, "runs.r.prior.parameters[0].low: -inf is not a finite number"),
+    # finite bounds whose width overflows: the uniform prior's draws are infinite
+    (-1e308, 1e308, "runs.r.prior.parameters[0] (a): low=-1e+308 and high=1e+308 must be finite"),
+])
+def test_unbounded_prior_is_refused(tmp_path, low, high, expected):
+    parameters = [{"name": "a", "low": low, "high": high}, {"name": "b", "low": 0, "high": 1},
                   {"name": "c", "low": 0, "high": 1}]
-    refused(tmp_path, "runs.r.prior.parameters[0] (a): low=-inf and high=2.0 must be finite",
-            prior={"parameters": parameters})
+    refused(tmp_path, expected, prior={"parameters": parameters})
 
 
 def test_reversed_sps_wavelengths(tmp_path):
     refused(tmp_path, "galaxy.sps_grid.min_wavelength_angstrom: 5000 must be below max_wavelength_angstrom (1000)",
             galaxy={"sps_grid": {"min_wavelength_angstrom": 5000, "max_wavelength_angstrom": 1000}})
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"training": {"learning_rate": float("inf")}}, "runs.r.training.learning_rate: inf"),
+    ({"training": {"validation_fraction": float("nan")}}, "runs.r.training.validation_fraction: nan"),
+    ({"truncation": {"quantile": float("nan")}}, "runs.r.truncation.quantile: nan"),
+])
+def test_nan_and_inf_pass_the_schema_but_are_refused(tmp_path, overrides, key):
+    """NaN fails every comparison, so the schema's bounds let it (and .inf, for exclusiveMinimum) through."""
+    refused(tmp_path, key, "is not a finite number", **overrides)

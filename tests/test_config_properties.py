@@ -147,7 +147,9 @@ def runs(draw, dim: int, galaxy: bool, names: list[str]):
                                               draw(mostly(st.just("linear_gaussian"), "two_moons", "nowhere:f"))),
         "prior": {"from_library": True} if galaxy else draw(priors(dim)),
         "engine": draw(st.sampled_from(ENGINES)),
-        # every generated run is tiny: at most 3 epochs (the key is always there)
+        # every generated run is tiny (these keys are always there): few simulations, samples and epochs
+        "simulations_per_round": draw(mostly(st.integers(20, 60), 0, 1, 2, 3, 5, 8, 11)),
+        "posterior_samples": draw(mostly(st.integers(1, 40), 0, -5)),
         "training": {"max_num_epochs": draw(mostly(st.integers(1, 3), 0, -1)), **draw(optional(
             training_batch_size=mostly(st.integers(2, 40), 0, 1),
             learning_rate=mostly(st.floats(1e-4, 1e-2), 0.0, -1e-3, math.inf),
@@ -163,10 +165,8 @@ def runs(draw, dim: int, galaxy: bool, names: list[str]):
         density_estimator=st.sampled_from(ESTIMATORS),
         constrain_to_prior=st.booleans(),
         rounds=mostly(st.integers(1, 3), 0, -1),
-        simulations_per_round=mostly(st.integers(20, 60), 0, 1, 2, 3, 5, 8, 11),
         simulation_block_size=mostly(st.integers(1, 50), 0),
         simulation_chunks=mostly(st.integers(1, 2), 0, 5, 100),
-        posterior_samples=mostly(st.integers(1, 40), 0, -5),
         seed=mostly(st.integers(0, 10), -1, 2**70),
         device=mostly(st.just("cpu"), "cuda", "cuda:7", "mps", "gpu", "CPU"),
         network=optional(hidden_features=mostly(st.integers(1, 8), 0),
@@ -244,6 +244,7 @@ def test_every_config_is_refused_at_validation_or_runs(tmp_path):
     # The strategy reaches both sides: otherwise the property says nothing.
     assert len(passed) >= 5 and len(refused) >= 20, (len(passed), len(refused))
 
+    start = time.perf_counter()
     # snakemake -n through the CLI: two passing configs plan their jobs, a refused one prints the message
     # (no traceback) and fails.
     for i, ((config, files), ok) in enumerate([(passed[0], True), (passed[1], True), (refused[0], False)]):
@@ -258,6 +259,7 @@ def test_every_config_is_refused_at_validation_or_runs(tmp_path):
         else:
             assert result.returncode != 0 and "seqsbi: invalid configuration" in output, output[-3000:]
 
+    print(f"3 snakemake -n in {time.perf_counter() - start:.1f} s")
     # A tiny real round 0 for passing toy configs: the first of a posterior engine and of an MCMC one
     # (sampled by the strategy, not chosen), and one more.
     from seqsbi.engines import ENGINES as ENGINE_TABLE
@@ -275,8 +277,10 @@ def test_every_config_is_refused_at_validation_or_runs(tmp_path):
         workdir.mkdir()
         plan = plan_workflow(write_case(workdir, config, files))
         settings_, observation = plan.runs["r"], plan.observations[plan.runs["r"].observation_names[0]]
+        start = time.perf_counter()
         result = train_round(settings_, observation, 0)
         assert result.samples.shape == (settings_.posterior_samples, settings_.prior.dim)
+        print(f"round 0 of {config['runs']['r']} in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":  # pragma: no cover

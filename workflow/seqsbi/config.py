@@ -9,6 +9,7 @@ the galaxy block is checked and galaxy runs are resolved by :mod:`seqsbi.simulat
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,22 @@ def validate_config(config: dict) -> dict:
     if errors:
         lines = "\n".join(f"  - {_format_schema_error(e)}" for e in errors)
         raise ConfigError(f"config does not match {SCHEMA_PATH.name}:\n{lines}")
+    _check_finite(filled, "")
     return filled
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """No NaN or infinity anywhere (YAML's .nan and .inf pass the schema's number type and its bounds,
+    since NaN fails every comparison); simulator_settings, the simulator's own arguments, are left alone."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if name != "simulator_settings":
+                _check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: {value} is not a finite number; give a finite value")
 
 
 def _check_estimator(run: str, engine_name: str, estimator: str | None, constrain_to_prior: bool) -> str:

@@ -53,7 +53,7 @@ class ParameterSpace:
             if not (np.isfinite(p["low"]) and np.isfinite(p["high"]) and np.isfinite(p["high"] - p["low"])):
                 raise ConfigError(
                     f"{key}.parameters[{i}] ({p['name']}): low={p['low']} and high={p['high']} must be finite numbers "
-                    f"(a uniform prior needs a bounded box)"
+                    f"with a finite width (a uniform prior needs a bounded box)"
                 )
             if not p["low"] < p["high"]:
                 raise ConfigError(
