@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from seqsbi.errors import ArtifactError
+
 #: One round's outputs, under results/runs/{run}/{obs}/round_{round}/.
 ROUND_FILES = {
     "simulations": "simulations.npz",  # theta (n, d) and x (n, k) simulated in this round
@@ -66,9 +68,22 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+def read_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file; ArtifactError naming the file when it cannot be read or lacks a
+    ``required`` array (a damaged file: delete it and rerun, and Snakemake rebuilds it)."""
+    import zipfile
+
+    remake = "delete it and run snakemake again to rebuild it"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ArtifactError(f"{str(path)!r} cannot be read as .npz ({type(error).__name__}: {error}); "
+                            f"{remake}") from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise ArtifactError(f"{str(path)!r} lacks array(s) {missing} (has {sorted(arrays)}); {remake}")
+    return arrays
 
 
 def attribute_text(value: Any) -> str:

@@ -9,6 +9,7 @@ the galaxy block is checked and galaxy runs are resolved by :mod:`seqsbi.simulat
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,22 @@ def validate_config(config: dict) -> dict:
     if errors:
         lines = "\n".join(f"  - {_format_schema_error(e)}" for e in errors)
         raise ConfigError(f"config does not match {SCHEMA_PATH.name}:\n{lines}")
+    _check_finite(filled, "")
     return filled
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """No NaN or infinity anywhere (YAML's .nan and .inf pass the schema's number type and its bounds,
+    since NaN fails every comparison); simulator_settings, the simulator's own arguments, are left alone."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if name != "simulator_settings":
+                _check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: {value} is not a finite number; give a finite value")
 
 
 def _check_estimator(run: str, engine_name: str, estimator: str | None, constrain_to_prior: bool) -> str:
@@ -185,6 +201,64 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
             )
 
 
+def _check_device(settings: RunSettings) -> None:
+    """A device other than cpu must exist here; torch is imported only then (parse time stays cheap for cpu)."""
+    device = settings.device
+    if device == "cpu":
+        return
+    import torch
+
+    key = f"runs.{settings.name}.device"
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            found = f"{count} CUDA device(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA device"
+            raise ConfigError(f"{key}: {device!r} but torch {torch.__version__} finds {found} on this machine; "
+                              f"use device: cpu, or run where that GPU and a CUDA build of torch are")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{key}: 'mps' but torch {torch.__version__} finds no Apple MPS device on this machine; "
+                          f"use device: cpu")
+
+
+def _check_training_budget(settings: RunSettings) -> None:
+    """The round with the fewest simulations must fill sbi 0.27's training and validation batches.
+
+    sbi (base.py get_dataloaders) trains on int((1 - validation_fraction) * n) of n simulations and validates
+    on the rest, in batches of min(training_batch_size, that count) with drop_last. A network needs two
+    training rows (z-scoring takes their standard deviation) and one validation row; a contrastive loss (SNRE
+    in every round, SNPE's atomic loss from round 1 on, when the data are two rounds' simulations) needs
+    batches of two rows in both sets, since each row's atoms are drawn from the other rows of its batch.
+    """
+    key, training = f"runs.{settings.name}", settings.training
+    fraction, batch = training["validation_fraction"], training["training_batch_size"]
+    engine = engine_named(settings.engine)
+    budgets = [(settings.simulations_per_round, False)]
+    if engine.network == "classifier":
+        budgets = [(settings.simulations_per_round, True)]
+    elif engine.records_proposal and (settings.rounds is None or settings.rounds > 1):
+        budgets.append((2 * settings.simulations_per_round, True))
+    for n, contrastive in budgets:
+        n_train = int((1 - fraction) * n)
+        n_validation = n - n_train
+        need = 2 if contrastive else 1
+        problems = []
+        if n_train < 2 or (contrastive and min(batch, n_train) < 2):
+            problems.append(f"{n_train} training row(s)")
+        if n_validation < need:
+            problems.append(f"{n_validation} validation row(s)")
+        if contrastive and batch < 2:
+            problems.append(f"batches of {batch}")
+        if problems:
+            loss = f"engine {engine.name}'s contrastive loss" if contrastive else "training"
+            raise ConfigError(
+                f"{key}.training: validation_fraction={fraction:g} of {n} simulations leaves {' and '.join(problems)}"
+                f"; {loss} needs at least 2 training rows, {need} validation row(s)"
+                f"{' and training_batch_size >= 2' if contrastive else ''}: raise {key}.simulations_per_round "
+                f"(now {settings.simulations_per_round}) or move validation_fraction toward 0.5"
+            )
+
+
 @dataclass(frozen=True)
 class WorkflowPlan:
     """Everything the Snakefile needs: validated config, runs, and their observations."""
@@ -213,5 +287,7 @@ def plan_workflow(config: dict) -> WorkflowPlan:
     runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}
     for settings in runs.values():
         _check_simulation_chunks(settings)
+        _check_training_budget(settings)
+        _check_device(settings)
         _check_run_observations(settings, observations, filled["observations"], filled["galaxy"])
     return WorkflowPlan(filled, runs, observations)

@@ -18,6 +18,11 @@ class LibraryError(SeqsbiError, ValueError):
     """A model library file that is missing, malformed or cannot be rebuilt; the message names it."""
 
 
+class ArtifactError(SeqsbiError, ValueError):
+    """A file the workflow wrote that cannot be read back (truncated, damaged); the message names it and how
+    to remake it."""
+
+
 class InjectedFailure(SeqsbiError, RuntimeError):
     """Raised on purpose for rounds listed in $SEQSBI_FAIL_ROUND (tests of failure handling)."""
 

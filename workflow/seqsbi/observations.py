@@ -6,6 +6,7 @@ Cheap (numpy, pandas): Snakemake reads the sheet at parse time.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,47 @@ def _parse_vector(text: str, where: str, column: str) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
+def _first_ragged_line(path: Path, sep: str) -> str | None:
+    """'line N has M fields; the header has K' for the first line whose field count differs from the header's."""
+    try:
+        lines = [(number, line) for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if line.strip() and not line.lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not lines:
+        return None
+    width = len(lines[0][1].split(sep))
+    for number, line in lines[1:]:
+        if len(line.split(sep)) > width:
+            return f"line {number} has {len(line.split(sep))} fields; the header has {width}"
+    return None
+
+
+def _read_table(path: Path, key: str, **options):
+    """``pandas.read_csv(path, **options)``; ConfigError naming ``key``, the file and pandas' reason (a row with
+    more fields than the header, no header, not text) instead of pandas' exception."""
+    try:
+        with warnings.catch_warnings():
+            # index_col=False: a row with more fields than the header is an error, never a silent index column
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(path, index_col=False, **options)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"{key}: {str(path)!r} is empty; it needs a header row and one row per entry") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as error:
+        reason = _first_ragged_line(path, options.get("sep", ",")) or " ".join(str(error).split())
+        raise ConfigError(f"{key}: {str(path)!r} cannot be read as a table ({reason}); every row needs the header's "
+                          f"columns, separated by {'tabs' if options.get('sep') == chr(9) else 'commas'}") from None
+    mangled = [column for column in table.columns if str(column).startswith("Unnamed:")]
+    duplicated = [column for column in table.columns
+                  if "." in str(column) and str(column).rsplit(".", 1)[0] in table.columns
+                  and str(column).rsplit(".", 1)[1].isdigit()]
+    if mangled or duplicated:
+        raise ConfigError(f"{key}: {str(path)!r} header {list(table.columns)} has "
+                          f"{'empty' if mangled else 'repeated'} column name(s) {mangled or duplicated}; "
+                          f"give every column one unique name")
+    return table
+
+
 def read_observations(path: str | Path) -> dict[str, Observation]:
     """Read the observation sheet: TSV with columns observation, x_o and optional theta_true.
 
@@ -57,7 +99,7 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"observations: sheet {str(path)!r} does not exist; create it or point 'observations' at one")
-    table = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    table = _read_table(path, "observations", sep="\t", comment="#", dtype=str).fillna("")
     missing = {"observation"} - set(table.columns)
     if missing or not {"x_o", "library_index", "catalogue_id"} & set(table.columns):
         raise ConfigError(
@@ -102,7 +144,10 @@ def observation_from_params(params: dict, features_path: str | Path | None = Non
         if features_path is None:
             raise ConfigError(f"observation {params['name']!r} names library row {params['library_index']} "
                              f"but the job got no features file")
-        data, index = read_npz(features_path), int(params["library_index"])
+        data, index = read_npz(features_path, required=("x", "theta")), int(params["library_index"])
+        if not 0 <= index < len(data["x"]):
+            raise ConfigError(f"observation {params['name']!r}: library_index {index} is outside the features file "
+                              f"{str(features_path)!r} ({len(data['x'])} rows); delete it and rerun to rebuild it")
         return Observation(params["name"], data["x"][index], data["theta"][index], index)
     theta = params.get("theta_true")
     return Observation(params["name"], np.asarray(params["x_o"], dtype=float),

@@ -50,6 +50,11 @@ class ParameterSpace:
         if repeated:
             raise ConfigError(f"{key}.parameters: names {repeated} appear more than once; names must be unique")
         for i, p in enumerate(params):
+            if not (np.isfinite(p["low"]) and np.isfinite(p["high"]) and np.isfinite(p["high"] - p["low"])):
+                raise ConfigError(
+                    f"{key}.parameters[{i}] ({p['name']}): low={p['low']} and high={p['high']} must be finite numbers "
+                    f"with a finite width (a uniform prior needs a bounded box)"
+                )
             if not p["low"] < p["high"]:
                 raise ConfigError(
                     f"{key}.parameters[{i}] ({p['name']}): low={p['low']} must be below high={p['high']}"

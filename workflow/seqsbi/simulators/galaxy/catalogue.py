@@ -23,9 +23,19 @@ def _flux_column(code: str, columns: list[str]) -> str | None:
     return None
 
 
+def _number(row, column: str, path: str, galaxy_id: str) -> float:
+    """The catalogue value in ``column`` of ``row`` as a float; ConfigError naming file, id and column."""
+    text = row[column]
+    try:
+        return float(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"galaxy.catalogue: {path!r} id {galaxy_id!r} column {column!r}: {text!r} is not a number; "
+                          f"give fluxes and errors in nJy") from None
+
+
 def catalogue_observations(observations: dict, galaxy: dict) -> dict:
     """Observations with catalogue_id filled in with x_o; ConfigError names any bad value."""
-    import pandas as pd
+    from seqsbi.observations import _read_table
 
     path = galaxy.get("catalogue")
     if path is None:
@@ -33,7 +43,7 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
                           "set galaxy.catalogue to a CSV of fluxes and errors")
     if not Path(path).is_file():
         raise ConfigError(f"galaxy.catalogue: {path!r} does not exist")
-    table = pd.read_csv(path, dtype={"id": str})
+    table = _read_table(Path(path), "galaxy.catalogue", dtype=str)
     columns = list(table.columns)
     if "id" not in columns:
         raise ConfigError(f"galaxy.catalogue: {path!r} has no 'id' column; found {columns}")
@@ -43,7 +53,14 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
         raise ConfigError(f"galaxy.catalogue: {path!r} has no flux and _err columns for {missing} "
                           f"({len(galaxy['filters']) - len(missing)} of the {len(galaxy['filters'])} configured "
                           f"filters found); columns: {columns}")
-    rows = table.set_index("id")
+    ids = table["id"].fillna("").str.strip()
+    if (ids == "").any():
+        raise ConfigError(f"galaxy.catalogue: {path!r} data row {int((ids == '').to_numpy().argmax()) + 1} has an "
+                          f"empty id; give every galaxy an id")
+    repeated = sorted(set(ids[ids.duplicated()]))
+    if repeated:
+        raise ConfigError(f"galaxy.catalogue: {path!r} has id(s) {repeated} on more than one row; ids must be unique")
+    rows = table.assign(id=ids).set_index("id")
     resolved = {}
     for name, obs in observations.items():
         if obs.catalogue_id is None:
@@ -51,8 +68,9 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
         if obs.catalogue_id not in rows.index:
             raise ConfigError(f"observation {name!r}: catalogue_id {obs.catalogue_id!r} is not in {path!r}")
         row = rows.loc[obs.catalogue_id]
-        flux = np.array([float(row[flux_columns[code]]) for code in galaxy["filters"]])
-        error = np.array([float(row[f"{flux_columns[code]}_err"]) for code in galaxy["filters"]])
+        flux = np.array([_number(row, flux_columns[code], path, obs.catalogue_id) for code in galaxy["filters"]])
+        error = np.array([_number(row, f"{flux_columns[code]}_err", path, obs.catalogue_id)
+                          for code in galaxy["filters"]])
         for code, f, e in zip(galaxy["filters"], flux, error):
             if not np.isfinite(f):
                 raise ConfigError(f"galaxy.catalogue: id {obs.catalogue_id!r} {code}: flux {f} is not finite")

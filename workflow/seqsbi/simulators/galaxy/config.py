@@ -148,8 +148,13 @@ def grid_log10_metallicity_range(galaxy: dict[str, Any]) -> tuple[float, float] 
         return None
     import h5py
 
-    with h5py.File(path, "r") as hf:
-        z = np.asarray(hf["axes/metallicities"])
+    try:
+        with h5py.File(path, "r") as hf:
+            z = np.asarray(hf["axes/metallicities"])
+    except (OSError, KeyError) as error:
+        raise ConfigError(f"galaxy.sps_grid: grid {str(path)!r} cannot be read as a synthesizer grid with "
+                          f"axes/metallicities ({type(error).__name__}: {error}); replace it (synthesizer-download), "
+                          f"or remove galaxy.sps_grid.grid_dir to build the BC03 grid") from None
     return float(np.log10(z.min())), float(np.log10(z.max()))
 
 
@@ -164,8 +169,13 @@ def grid_wavelength_range(galaxy: dict[str, Any]) -> tuple[float, float] | None:
         return None
     import h5py
 
-    with h5py.File(path, "r") as hf:
-        wavelength = np.asarray(hf["spectra/wavelength"])
+    try:
+        with h5py.File(path, "r") as hf:
+            wavelength = np.asarray(hf["spectra/wavelength"])
+    except (OSError, KeyError) as error:
+        raise ConfigError(f"galaxy.sps_grid: grid {str(path)!r} cannot be read as a synthesizer grid with "
+                          f"spectra/wavelength ({type(error).__name__}: {error}); replace it (synthesizer-download), "
+                          f"or remove galaxy.sps_grid.grid_dir to build the BC03 grid") from None
     return float(wavelength.min()), float(wavelength.max())
 
 
@@ -216,6 +226,10 @@ def noise_model(galaxy: dict[str, Any]) -> DepthNoise | None:
 def check_galaxy_config(galaxy: dict[str, Any]) -> None:
     """Filters (curves, grid coverage), prior ranges and noise depths, each failure a ConfigError naming key
     and value."""
+    sps = galaxy["sps_grid"]
+    if not sps["min_wavelength_angstrom"] < sps["max_wavelength_angstrom"]:
+        raise ConfigError(f"galaxy.sps_grid.min_wavelength_angstrom: {sps['min_wavelength_angstrom']:g} must be below "
+                          f"max_wavelength_angstrom ({sps['max_wavelength_angstrom']:g})")
     library = existing_library(galaxy, need_model=True)
     if library is not None:
         if list(library.filter_codes) != list(galaxy["filters"]):

@@ -26,6 +26,10 @@ REQUIRED_DATASETS = ("Grid/Photometry", "Grid/Parameters")
 REQUIRED_ATTRIBUTES = ("ParameterNames", "FilterCodes")
 FILTERS_GROUP = "Model/Instrument/Filters"
 #: Angstrom per wavelength unit as unyt writes it into synthesizer's Header attribute Wavelength_units.
+#: The likely fix for a library that cannot be read, appended to every such LibraryError.
+_LIBRARY_FIX = ("point galaxy.library.path at a complete library (seqsbi's or synference's layout), or remove "
+                "galaxy.library.path and let the workflow build one (rule model_library; delete a damaged built "
+                "file first)")
 _UNYT_WAVELENGTH_TO_ANGSTROM = {"Å": 1.0, "angstrom": 1.0, "Angstrom": 1.0, "A": 1.0, "nm": 10.0, "μm": 1e4,
                                 "um": 1e4, "micron": 1e4}
 
@@ -109,32 +113,48 @@ def read_library(path: str | Path) -> Library:
 
     path = Path(path)
     if not path.is_file():
-        raise LibraryError(f"library {str(path)!r} does not exist")
-    with h5py.File(path, "r") as hf:
-        for key in REQUIRED_DATASETS:
-            if key not in hf:
-                raise LibraryError(f"library {str(path)!r} lacks dataset {key!r}; "
-                                   f"required: {', '.join(REQUIRED_DATASETS)}")
-        for key in REQUIRED_ATTRIBUTES:
-            if key not in hf.attrs:
-                raise LibraryError(f"library {str(path)!r} lacks root attribute {key!r}; "
-                                   f"required: {', '.join(REQUIRED_ATTRIBUTES)}")
-        units = artifacts.attribute_text(hf.attrs.get("PhotometryUnits", "nJy"))
-        if units != "nJy":
-            raise LibraryError(f"library {str(path)!r}: PhotometryUnits is {units!r}; only 'nJy' is supported")
-        names = artifacts.attribute_texts(hf.attrs["ParameterNames"])
-        filters = artifacts.attribute_texts(hf.attrs["FilterCodes"])
-        theta = np.asarray(hf["Grid/Parameters"], dtype=float).T
-        photometry = np.asarray(hf["Grid/Photometry"], dtype=float).T
-        if theta.shape[1] != len(names) or photometry.shape[1] != len(filters) or len(theta) != len(photometry):
-            raise LibraryError(f"library {str(path)!r}: shapes disagree: Parameters {theta.T.shape} for "
-                               f"{len(names)} names, Photometry {photometry.T.shape} for {len(filters)} filters")
-        units_attr = hf.attrs.get("ParameterUnits")
-        parameter_units = (artifacts.attribute_texts(units_attr) if units_attr is not None
-                           else tuple(PARAMETER_UNITS.get(n, "") for n in names))
-        spec = GalaxyModelSpec.from_attrs(dict(hf["Model"].attrs)) if "Model" in hf else None
-        model_name = artifacts.attribute_text(hf.attrs.get("model_name", path.stem))
-        curves = read_filter_curves(hf[FILTERS_GROUP], f"library {str(path)!r}") if FILTERS_GROUP in hf else None
+        raise LibraryError(f"library {str(path)!r} does not exist; {_LIBRARY_FIX}")
+    try:
+        hf = h5py.File(path, "r")
+    except OSError as error:
+        raise LibraryError(f"library {str(path)!r} cannot be opened as HDF5 (truncated, or not an HDF5 file: {error}); "
+                           f"{_LIBRARY_FIX}") from None
+    try:
+        with hf:
+            return _read_open_library(hf, path)
+    except (OSError, KeyError, TypeError, ValueError, IndexError) as error:
+        if isinstance(error, LibraryError):
+            raise
+        raise LibraryError(f"library {str(path)!r} cannot be read ({type(error).__name__}: {error}); it is damaged "
+                           f"or not in synference's layout; {_LIBRARY_FIX}") from None
+
+
+def _read_open_library(hf, path: Path) -> Library:
+    """The body of :func:`read_library` on an open file."""
+    for key in REQUIRED_DATASETS:
+        if key not in hf:
+            raise LibraryError(f"library {str(path)!r} lacks dataset {key!r}; "
+                               f"required: {', '.join(REQUIRED_DATASETS)}; {_LIBRARY_FIX}")
+    for key in REQUIRED_ATTRIBUTES:
+        if key not in hf.attrs:
+            raise LibraryError(f"library {str(path)!r} lacks root attribute {key!r}; "
+                               f"required: {', '.join(REQUIRED_ATTRIBUTES)}; {_LIBRARY_FIX}")
+    units = artifacts.attribute_text(hf.attrs.get("PhotometryUnits", "nJy"))
+    if units != "nJy":
+        raise LibraryError(f"library {str(path)!r}: PhotometryUnits is {units!r}; only 'nJy' is supported")
+    names = artifacts.attribute_texts(hf.attrs["ParameterNames"])
+    filters = artifacts.attribute_texts(hf.attrs["FilterCodes"])
+    theta = np.asarray(hf["Grid/Parameters"], dtype=float).T
+    photometry = np.asarray(hf["Grid/Photometry"], dtype=float).T
+    if theta.shape[1] != len(names) or photometry.shape[1] != len(filters) or len(theta) != len(photometry):
+        raise LibraryError(f"library {str(path)!r}: shapes disagree: Parameters {theta.T.shape} for "
+                           f"{len(names)} names, Photometry {photometry.T.shape} for {len(filters)} filters")
+    units_attr = hf.attrs.get("ParameterUnits")
+    parameter_units = (artifacts.attribute_texts(units_attr) if units_attr is not None
+                       else tuple(PARAMETER_UNITS.get(n, "") for n in names))
+    spec = GalaxyModelSpec.from_attrs(dict(hf["Model"].attrs)) if "Model" in hf else None
+    model_name = artifacts.attribute_text(hf.attrs.get("model_name", path.stem))
+    curves = read_filter_curves(hf[FILTERS_GROUP], f"library {str(path)!r}") if FILTERS_GROUP in hf else None
     if curves is not None and not set(filters) <= set(curves):
         raise LibraryError(f"library {str(path)!r}: {FILTERS_GROUP} lacks curves for "
                            f"{sorted(set(filters) - set(curves))} of FilterCodes")
