@@ -146,16 +146,21 @@ def grid_log10_metallicity_range(galaxy: dict[str, Any]) -> tuple[float, float] 
     path = Path(grid_file(galaxy))
     if not path.is_file():
         return None
+    z = _grid_dataset(path, "axes/metallicities")
+    return float(np.log10(z.min())), float(np.log10(z.max()))
+
+
+def _grid_dataset(path: Path, dataset: str) -> np.ndarray:
+    """One dataset of a synthesizer grid file; ConfigError naming the file and dataset when unreadable."""
     import h5py
 
     try:
         with h5py.File(path, "r") as hf:
-            z = np.asarray(hf["axes/metallicities"])
+            return np.asarray(hf[dataset])
     except (OSError, KeyError) as error:
         raise ConfigError(f"galaxy.sps_grid: grid {str(path)!r} cannot be read as a synthesizer grid with "
-                          f"axes/metallicities ({type(error).__name__}: {error}); replace it (synthesizer-download), "
+                          f"{dataset} ({type(error).__name__}: {error}); replace it (synthesizer-download), "
                           f"or remove galaxy.sps_grid.grid_dir to build the BC03 grid") from None
-    return float(np.log10(z.min())), float(np.log10(z.max()))
 
 
 def grid_wavelength_range(galaxy: dict[str, Any]) -> tuple[float, float] | None:
@@ -167,15 +172,7 @@ def grid_wavelength_range(galaxy: dict[str, Any]) -> tuple[float, float] | None:
     path = Path(model_grid_file(galaxy))
     if not path.is_file():
         return None
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as hf:
-            wavelength = np.asarray(hf["spectra/wavelength"])
-    except (OSError, KeyError) as error:
-        raise ConfigError(f"galaxy.sps_grid: grid {str(path)!r} cannot be read as a synthesizer grid with "
-                          f"spectra/wavelength ({type(error).__name__}: {error}); replace it (synthesizer-download), "
-                          f"or remove galaxy.sps_grid.grid_dir to build the BC03 grid") from None
+    wavelength = _grid_dataset(path, "spectra/wavelength")
     return float(wavelength.min()), float(wavelength.max())
 
 
