@@ -168,6 +168,17 @@ def test_missing_device_is_refused_at_validation(tmp_path, monkeypatch, device):
     refused(tmp_path, f"runs.r.device: '{device}' but torch", "use device: cpu", device=device)
 
 
+def test_a_cluster_run_may_name_a_device_the_submitting_machine_lacks(tmp_path, monkeypatch):
+    """The Snakefile plans without the device check (its login node may have no GPU); a local run
+    checks in onstart, each round job at its start (test_workflow.py shows the local refusal)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    config = yaml.safe_load(write_workdir(tmp_path, {"r": tiny_run(device="cuda")}).read_text())
+    assert plan_workflow(config, check_devices=False).runs["r"].device == "cuda"
+
+
 @pytest.mark.parametrize("overrides, expected", [
     # 1 training row: z-scoring divides by a zero standard deviation (nflows: "Scale must be strictly positive")
     ({"simulations_per_round": 2}, "validation_fraction=0.1 of 2 simulations leaves 1 training row(s)"),

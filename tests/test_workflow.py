@@ -209,3 +209,13 @@ def test_a_crashing_round_leaves_other_observations_running(tmp_path):
     assert "obs=zero" not in dry.stdout
     snakemake(tmp_path, "--cores", "2")
     assert (tmp_path / "results/runs/tiny/shifted/pairplot.png").exists()
+
+
+def test_a_local_run_refuses_a_device_this_machine_lacks_before_any_job(tmp_path):
+    """device is checked when the executor is known (onstart): refused for a local run, before any job."""
+    write_workdir(tmp_path, {"tiny": tiny_run(device="cuda:99")})
+    result = snakemake(tmp_path, "--cores", "1", check=False, timeout=300)
+    message = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "seqsbi: invalid configuration\nruns.tiny.device: 'cuda:99' but torch" in message, message[-3000:]
+    assert not (tmp_path / "results").exists()

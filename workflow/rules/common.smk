@@ -7,19 +7,31 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from seqsbi.artifacts import ROUND_FILES
-from seqsbi.config import plan_workflow
+from seqsbi.config import check_device, plan_workflow
 from seqsbi.errors import ConfigError
 from seqsbi.simulators import simulator_source
 from seqsbi.simulators.galaxy import config as galaxy_config
 
 try:
-    PLAN = plan_workflow(config)
+    # Devices are checked where jobs run: in onstart below for local runs, in each round job on a cluster.
+    PLAN = plan_workflow(config, check_devices=False)
     # A custom simulator's source file per run (None for built-ins): see simulator_inputs.
     SIMULATOR_SOURCES = {
         name: simulator_source(run.simulator_name, key=f"runs.{name}.simulator") for name, run in PLAN.runs.items()
     }
 except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
+
+
+onstart:
+    # The executor is known only now: a local run must find every run's device on this machine.
+    if workflow.local_exec:
+        try:
+            for settings in PLAN.runs.values():
+                check_device(settings)
+        except ConfigError as error:
+            raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
+
 
 ROUND_DIR = "results/runs/{run}/{obs}/round_{round}"
 PROPOSAL_FILE = "proposal.npz"  # theta drawn for a scattered round (temporary)

@@ -13,11 +13,12 @@ with log_to_file(snakemake.log[0]) as logger:
     import torch
 
     from seqsbi import artifacts
-    from seqsbi.config import run_settings
+    from seqsbi.config import check_device, run_settings
     from seqsbi.rounds import propose, read_previous_round
 
     torch.set_num_threads(snakemake.threads)
     settings = run_settings(snakemake.wildcards.run, snakemake.params.run, [])
+    check_device(settings)  # before any work: a job may run on another machine than the Snakefile
     round_index = int(snakemake.wildcards.round)
     previous = None
     if round_index > 0:

@@ -14,12 +14,13 @@ with log_to_file(snakemake.log[0]) as logger:
     logger.info("importing torch and sbi")
     import torch
 
-    from seqsbi.config import run_settings
+    from seqsbi.config import check_device, run_settings
     from seqsbi.observations import observation_from_params
     from seqsbi.rounds import gather_chunks, read_previous_round, train_round, write_round
 
     torch.set_num_threads(snakemake.threads)
     settings = run_settings(snakemake.wildcards.run, snakemake.params.run, [])
+    check_device(settings)  # before any work: a job may run on another machine than the Snakefile
     observation = observation_from_params(snakemake.params.observation, snakemake.input.get("features"))
     prior = settings.prior
     for name, unit, low, high in zip(prior.names, prior.units, prior.low, prior.high):

@@ -201,8 +201,13 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
             )
 
 
-def _check_device(settings: RunSettings) -> None:
-    """A device other than cpu must exist here; torch is imported only then (parse time stays cheap for cpu)."""
+def check_device(settings: RunSettings) -> None:
+    """A device other than cpu must exist on this machine; torch is imported only then (parse time stays
+    cheap for cpu).
+
+    Raises:
+        ConfigError: naming ``runs.<name>.device``, the device and what torch finds.
+    """
     device = settings.device
     if device == "cpu":
         return
@@ -272,10 +277,12 @@ class WorkflowPlan:
         return [(run.name, obs) for run in self.runs.values() for obs in run.observation_names]
 
 
-def plan_workflow(config: dict) -> WorkflowPlan:
+def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
     """Validate config and observation sheet together; raise :class:`ConfigError` on the first problem.
 
     Custom simulators are imported and called once on the prior's centre to learn their output length.
+    ``check_devices``: also require every run's ``device`` on this machine (:func:`check_device`). The
+    Snakefile checks devices only when jobs run on this machine (a cluster's login node may have no GPU).
     """
     filled = validate_config(config)
     galaxy_config.check_galaxy_config(filled["galaxy"])
@@ -288,6 +295,7 @@ def plan_workflow(config: dict) -> WorkflowPlan:
     for settings in runs.values():
         _check_simulation_chunks(settings)
         _check_training_budget(settings)
-        _check_device(settings)
+        if check_devices:
+            check_device(settings)
         _check_run_observations(settings, observations, filled["observations"], filled["galaxy"])
     return WorkflowPlan(filled, runs, observations)
