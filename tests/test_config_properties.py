@@ -269,7 +269,9 @@ def test_every_config_is_refused_at_validation_or_runs(tmp_path):
 
     def mcmc_chains(case) -> int:
         run = case[0]["runs"]["r"]
-        return run.get("mcmc", {}).get("num_chains", 100) if ENGINE_TABLE[engine_named(run["engine"]).name].mcmc else 0
+        if not ENGINE_TABLE[engine_named(run["engine"]).name].samples_by_mcmc:
+            return 0
+        return run.get("mcmc", {}).get("num_chains", 100)
 
     # Distinct passing toy configs in the order drawn; MCMC ones with at most 4 chains (the default 100
     # chains' slice sampling is the slow part of a round, and is covered by the rest of the suite).

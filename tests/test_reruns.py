@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, config_args, job_counts, snakemake, tiny_run, write_workdir
-from seqsbi.artifacts import ROUND_FILES, read_npz, write_npz
+from seqsbi.artifacts import ROUND_FILES, read_npz, temporary_path, write_npz
 from seqsbi.simulators import simulator_source
 
 MODEL = '''
@@ -53,16 +53,17 @@ def test_simulator_source_names_the_file_a_custom_simulator_runs(tmp_path, monke
 
 
 def test_a_killed_writer_leaves_no_temporary_behind_the_next_write(tmp_path):
-    """artifacts.atomic_path: a SIGKILL inside a write leaves .samples.tmp<pid>.npz; the next write of
-    samples.npz removes it when that process is gone, and leaves a live writer's file alone."""
+    """artifacts.atomic_path: a SIGKILL inside a write leaves .samples.tmp<host>-<pid>.npz; the next write
+    of samples.npz removes it when that process is gone, and leaves a live writer's or another host's alone."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".samples.tmp{int(dead.stdout)}.npz"
-    live = tmp_path / f".samples.tmp{os.getppid()}.npz"
-    other = tmp_path / f".samples_extra.tmp{int(dead.stdout)}.npz"
-    for path in (stale, live, other):
+    stale = temporary_path(tmp_path / "samples.npz", int(dead.stdout))
+    live = temporary_path(tmp_path / "samples.npz", os.getppid())
+    other = temporary_path(tmp_path / "samples_extra.npz", int(dead.stdout))
+    other_host = tmp_path / f".samples.tmpanother_node-{int(dead.stdout)}.npz"
+    for path in (stale, live, other, other_host):
         path.write_bytes(b"half a file")
     write_npz(tmp_path / "samples.npz", samples=np.zeros(3))
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and live.exists() and other.exists() and other_host.exists()
     assert read_npz(tmp_path / "samples.npz")["samples"].shape == (3,)
 
 
@@ -197,7 +198,7 @@ def test_a_run_killed_mid_round_resumes_after_unlock_redoing_only_that_round_on(
     assert sorted(round_0) == sorted(ROUND_FILES.values())
     # What a kill inside a write leaves (the job died before its rename): a temporary named by its pid.
     (rounds / "round_1").mkdir(exist_ok=True)
-    (rounds / "round_1" / f".samples.tmp{process.pid}.npz").write_bytes(b"half a file")
+    temporary_path(rounds / "round_1" / "samples.npz", process.pid).write_bytes(b"half a file")
 
     locked = subprocess.run(command(workdir, "--cores", "1"), capture_output=True, text=True, cwd=workdir, env=env)
     message = locked.stdout + locked.stderr

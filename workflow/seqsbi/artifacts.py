@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +33,23 @@ ROUND_FILES = {
 }
 
 
+#: This machine in temporary file names: on a shared filesystem a writer on another node is not ours to judge.
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())
+
+
+def temporary_path(path: str | Path, pid: int | None = None) -> Path:
+    """The temporary sibling :func:`atomic_path` writes ``path`` through: ``.<stem>.tmp<host>-<pid><suffix>``
+    (this host; ``pid`` this process unless given)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp{_HOST}-{os.getpid() if pid is None else pid}{path.suffix}")
+
+
 def _writer_alive(temporary: Path, path: Path) -> bool:
-    """Whether the process named in ``temporary`` (see :func:`atomic_path`) still runs: a temporary
-    whose writer is gone was left by a kill mid-write."""
-    pid = temporary.name[len(f".{path.stem}.tmp"):len(temporary.name) - len(path.suffix)]
-    if not pid.isdigit():
-        return True  # not one of ours: leave it
+    """Whether the process that writes ``temporary`` (see :func:`temporary_path`) may still run: only a
+    temporary of this host whose process is gone was left by a kill mid-write."""
+    host, _, pid = temporary.name[len(f".{path.stem}.tmp"):len(temporary.name) - len(path.suffix)].rpartition("-")
+    if host != _HOST or not pid.isdigit():
+        return True  # another machine's, or not one of ours: leave it
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -48,10 +61,11 @@ def _writer_alive(temporary: Path, path: Path) -> bool:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` (same suffix); rename it to ``path`` on success."""
+    """Yield a temporary sibling of ``path`` (same suffix); rename it to ``path`` on success. Temporaries
+    of ``path`` left by killed writers on this host are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    temporary = temporary_path(path)
     for stale in path.parent.glob(f".{path.stem}.tmp*{path.suffix}"):
         if not _writer_alive(stale, path):
             stale.unlink(missing_ok=True)

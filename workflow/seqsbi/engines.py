@@ -64,7 +64,7 @@ class Engine:
         records_proposal: append round k's simulations with round k-1's posterior as their
             proposal (the atomic loss corrects for it); otherwise they are recorded as prior draws.
         first_round_loss: train every round with maximum likelihood (sbi's ``force_first_round_loss``).
-        mcmc: the posterior is sampled by MCMC (config ``mcmc``) rather than drawn from the network.
+        samples_by_mcmc: the posterior is sampled by MCMC (config ``mcmc``) rather than drawn from the network.
         drops_invalid: simulations with non-finite x may be left out of training. sbi 0.27 drops them
             without bias only where every row's loss is independent of the others: maximum-likelihood
             rounds from the (truncated) prior (TSNPE, NPE; npe_base.py append_simulations). It refuses
@@ -82,7 +82,7 @@ class Engine:
     proposal: str
     records_proposal: bool
     first_round_loss: bool
-    mcmc: bool
+    samples_by_mcmc: bool
     drops_invalid: bool
 
 
@@ -90,16 +90,20 @@ class Engine:
 #: correction, so its truncated prior is recorded as the prior). SNPE: Greenberg et al. 2019 (atomic loss).
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (
     Engine("SNPE", ("NPE_C",), "NPE_C", "posterior", DENSITY_ESTIMATORS, _COMMON_TRAIN_KEYS | {"num_atoms"},
-           proposal="posterior", records_proposal=True, first_round_loss=False, mcmc=False, drops_invalid=False),
+           proposal="posterior", records_proposal=True, first_round_loss=False,
+           samples_by_mcmc=False, drops_invalid=False),
     Engine("TSNPE", (), "NPE_C", "posterior", DENSITY_ESTIMATORS, _COMMON_TRAIN_KEYS | {"num_atoms"},
-           proposal="truncated_prior", records_proposal=False, first_round_loss=True, mcmc=False,
-           drops_invalid=True),
+           proposal="truncated_prior", records_proposal=False, first_round_loss=True,
+           samples_by_mcmc=False, drops_invalid=True),
     Engine("NPE", (), "NPE_C", "posterior", DENSITY_ESTIMATORS, _COMMON_TRAIN_KEYS | {"num_atoms"},
-           proposal="prior", records_proposal=False, first_round_loss=True, mcmc=False, drops_invalid=True),
+           proposal="prior", records_proposal=False, first_round_loss=True,
+           samples_by_mcmc=False, drops_invalid=True),
     Engine("SNLE", ("NLE_A",), "NLE_A", "likelihood", DENSITY_ESTIMATORS, _COMMON_TRAIN_KEYS,
-           proposal="posterior", records_proposal=False, first_round_loss=False, mcmc=True, drops_invalid=False),
+           proposal="posterior", records_proposal=False, first_round_loss=False,
+           samples_by_mcmc=True, drops_invalid=False),
     Engine("SNRE", ("NRE_B",), "NRE_B", "classifier", CLASSIFIERS, _COMMON_TRAIN_KEYS | {"num_atoms"},
-           proposal="posterior", records_proposal=False, first_round_loss=False, mcmc=True, drops_invalid=False),
+           proposal="posterior", records_proposal=False, first_round_loss=False,
+           samples_by_mcmc=True, drops_invalid=False),
 )}
 
 
@@ -479,7 +483,7 @@ def build_posterior(inference: NeuralInference, settings: RunSettings, estimator
     """Posterior with default x = x_o: direct sampling for NPE methods, MCMC (config 'mcmc') otherwise."""
     import torch
 
-    if not ENGINES[settings.engine].mcmc:
+    if not ENGINES[settings.engine].samples_by_mcmc:
         posterior = inference.build_posterior(estimator)
     else:
         from sbi.inference.posteriors.posterior_parameters import MCMCPosteriorParameters
@@ -497,7 +501,7 @@ def fraction_inside_prior(posterior, settings: RunSettings, samples: np.ndarray,
     outside the prior; rejection sampling then slows down by 1/fraction). MCMC engines sample prior x
     likelihood (or ratio), which is zero outside the prior: the share of ``samples`` (N, d) inside.
     """
-    if ENGINES[settings.engine].mcmc:
+    if ENGINES[settings.engine].samples_by_mcmc:
         return float(settings.prior.contains(samples).mean())
     draws = posterior.sample((n,), reject_outside_prior=False, show_progress_bars=False).detach().cpu().numpy()
     return float(settings.prior.contains(draws).mean())

@@ -66,7 +66,7 @@ def _first_ragged_line(path: Path, sep: str) -> str | None:
     return None
 
 
-def _read_table(path: Path, key: str, **options):
+def read_table(path: Path, key: str, **options):
     """``pandas.read_csv(path, **options)``; ConfigError naming ``key``, the file and pandas' reason (a row with
     more fields than the header, no header, not text) instead of pandas' exception."""
     try:
@@ -99,7 +99,7 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"observations: sheet {str(path)!r} does not exist; create it or point 'observations' at one")
-    table = _read_table(path, "observations", sep="\t", comment="#", dtype=str).fillna("")
+    table = read_table(path, "observations", sep="\t", comment="#", dtype=str).fillna("")
     missing = {"observation"} - set(table.columns)
     if missing or not {"x_o", "library_index", "catalogue_id"} & set(table.columns):
         raise ConfigError(

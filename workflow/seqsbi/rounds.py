@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from seqsbi import artifacts, scatter
+from seqsbi import artifacts, engines, scatter
 from seqsbi.config import RunSettings
 from seqsbi.errors import InjectedFailure, SimulationError
 from seqsbi.observations import Observation
@@ -74,8 +74,6 @@ def propose(settings: RunSettings, observation: str, round_index: int,
     """theta (n, d): round ``round_index``'s draws from its proposal (prior in round 0, see
     :func:`seqsbi.engines.proposal_for_round`), seeded from (run, observation, round). When the
     proposal is round k-1's posterior, ``previous.samples`` (drawn from it) come first."""
-    from seqsbi import engines
-
     if (round_index == 0) != (previous is None):
         raise ValueError(f"round {round_index} needs {'no' if round_index == 0 else 'the previous'} round's result")
     seed_everything(round_seed(settings.seed, settings.name, observation, round_index))
@@ -153,8 +151,6 @@ def train_round(
     from round k-1's posterior at x_o (see :func:`seqsbi.engines.proposal_for_round`).
     ``simulations`` are the round's simulations when chunk jobs made them; otherwise this call does.
     """
-    from seqsbi import engines
-
     fail_if_requested(settings.name, observation.name, round_index)
     if (round_index == 0) != (previous is None):
         raise ValueError(f"round {round_index} needs {'no' if round_index == 0 else 'the previous'} round's result")
@@ -228,8 +224,6 @@ def check_invalid_simulations(settings: RunSettings, theta: np.ndarray, x: np.nd
         SimulationError: their share exceeds ``training.max_invalid_fraction``, or the engine cannot
             leave them out; the message gives the region and the options.
     """
-    from seqsbi.engines import ENGINES
-
     bad = ~np.isfinite(x).all(axis=1)
     count, n = int(bad.sum()), x.shape[0]
     report: dict[str, Any] = {"count": count, "fraction": count / n, "nan": int(np.isnan(x).any(axis=1).sum()),
@@ -250,9 +244,9 @@ def check_invalid_simulations(settings: RunSettings, theta: np.ndarray, x: np.nd
             f"any engine: make the simulator return finite values there, narrow the prior to leave that region "
             f"out, or raise training.max_invalid_fraction"
         )
-    engine = ENGINES[settings.engine]
+    engine = engines.ENGINES[settings.engine]
     if not engine.drops_invalid:
-        dropping = " or ".join(e.name for e in ENGINES.values() if e.drops_invalid)
+        dropping = " or ".join(e.name for e in engines.ENGINES.values() if e.drops_invalid)
         raise SimulationError(
             f"{what}; engine {engine.name} cannot train with them (sbi 0.27 refuses invalid simulations for "
             f"{'its atomic loss from round 1 on' if engine.records_proposal else 'its loss'}, so seqsbi refuses "
@@ -320,8 +314,6 @@ def _train_network(settings: RunSettings, prior: Any, theta: np.ndarray, x: np.n
     training stalls far above the others' loss, and every warm-started round after it inherits that.
     Restart 0 is exactly the training without restarts.
     """
-    from seqsbi import engines
-
     proposal = engines.recorded_proposal(settings, None if previous is None else previous.posterior)
     restarts = settings.training.get("first_round_restarts", 1) if previous is None else 1
     candidates = []
@@ -365,8 +357,6 @@ def read_previous_round(inference_path: str | Path, posterior_path: str | Path, 
                         samples_path: str | Path | None = None) -> RoundResult:
     """The parts of round k-1 that round k needs: its trainer (all data so far), its posterior and,
     when ``samples_path`` is given, its posterior samples (round k's proposal may reuse them)."""
-    from seqsbi import engines
-
     samples = np.empty((0, settings.prior.dim))
     if samples_path is not None:
         samples = artifacts.read_npz(samples_path)["samples"]

@@ -105,8 +105,8 @@ def simulator_source(name: str, key: str = "simulator") -> str | None:
     as written, or the module file of ``module:function`` (found with :func:`importlib.util.find_spec`,
     which imports only the module's parent packages), relative to the working directory when inside it.
 
-    None for built-ins: they are seqsbi's own code, and a new seqsbi version must not rerun everyone's
-    results. Only this one file is watched, not the helpers it imports from other files.
+    None for built-ins: they are seqsbi's own code, not an input of the jobs (Snakemake itself reruns a
+    rule whose script file changed). Only this one file is watched, not the helpers it imports.
     """
     if name in BUILTIN_SIMULATORS:
         return None

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from seqsbi.errors import ConfigError
+from seqsbi.observations import read_table
 from seqsbi.simulators.galaxy.features import to_features
 
 
@@ -35,15 +36,13 @@ def _number(row, column: str, path: str, galaxy_id: str) -> float:
 
 def catalogue_observations(observations: dict, galaxy: dict) -> dict:
     """Observations with catalogue_id filled in with x_o; ConfigError names any bad value."""
-    from seqsbi.observations import _read_table
-
     path = galaxy.get("catalogue")
     if path is None:
         raise ConfigError("galaxy.catalogue: observations name a catalogue_id but no catalogue is configured; "
                           "set galaxy.catalogue to a CSV of fluxes and errors")
     if not Path(path).is_file():
         raise ConfigError(f"galaxy.catalogue: {path!r} does not exist")
-    table = _read_table(Path(path), "galaxy.catalogue", dtype=str)
+    table = read_table(Path(path), "galaxy.catalogue", dtype=str)
     columns = list(table.columns)
     if "id" not in columns:
         raise ConfigError(f"galaxy.catalogue: {path!r} has no 'id' column; found {columns}")
