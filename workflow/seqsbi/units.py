@@ -41,6 +41,13 @@ YR_PER_MYR = 1e6
 
 #: Angstrom per unit of a filter curve's wavelength column (1 nm = 10 A, 1 um = 1e4 A; SI prefixes).
 WAVELENGTH_TO_ANGSTROM = {"angstrom": 1.0, "nm": 10.0, "um": 1e4}
+#: Other spellings of those units, as unyt writes them (synthesizer's filter files: Wavelength_units).
+WAVELENGTH_UNIT_SPELLINGS = {"Å": "angstrom", "Angstrom": "angstrom", "A": "angstrom", "μm": "um", "micron": "um"}
+
+
+def angstrom_per(unit: str) -> float | None:
+    """Angstrom per ``unit`` (a key of WAVELENGTH_TO_ANGSTROM or one of its spellings); None if unknown."""
+    return WAVELENGTH_TO_ANGSTROM.get(WAVELENGTH_UNIT_SPELLINGS.get(unit, unit))
 
 
 def njy_to_ab(flux_njy: np.ndarray) -> np.ndarray:

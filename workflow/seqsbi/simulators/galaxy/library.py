@@ -20,18 +20,15 @@ import numpy as np
 from seqsbi import artifacts
 from seqsbi.errors import LibraryError
 from seqsbi.simulators.galaxy.model import PARAMETER_UNITS, GalaxyModelSpec
-from seqsbi.units import njy_to_ab
+from seqsbi.units import WAVELENGTH_TO_ANGSTROM, WAVELENGTH_UNIT_SPELLINGS, angstrom_per, njy_to_ab
 
 REQUIRED_DATASETS = ("Grid/Photometry", "Grid/Parameters")
 REQUIRED_ATTRIBUTES = ("ParameterNames", "FilterCodes")
 FILTERS_GROUP = "Model/Instrument/Filters"
-#: Angstrom per wavelength unit as unyt writes it into synthesizer's Header attribute Wavelength_units.
 #: The likely fix for a library that cannot be read, appended to every such LibraryError.
 _LIBRARY_FIX = ("point galaxy.library.path at a complete library (seqsbi's or synference's layout), or remove "
                 "galaxy.library.path and let the workflow build one (rule model_library; delete a damaged built "
                 "file first)")
-_UNYT_WAVELENGTH_TO_ANGSTROM = {"Å": 1.0, "angstrom": 1.0, "Angstrom": 1.0, "A": 1.0, "nm": 10.0, "μm": 1e4,
-                                "um": 1e4, "micron": 1e4}
 
 
 @dataclass(frozen=True)
@@ -87,9 +84,10 @@ def read_filter_curves(group, where: str = "library") -> dict[str, tuple[np.ndar
     if "Header" not in group or "filter_codes" not in group["Header"].attrs:
         raise LibraryError(f"{where}: {FILTERS_GROUP} lacks Header/filter_codes (synthesizer's write_filters layout)")
     unit = artifacts.attribute_text(group["Header"].attrs.get("Wavelength_units", "Å"))
-    if unit not in _UNYT_WAVELENGTH_TO_ANGSTROM:
+    scale = angstrom_per(unit)
+    if scale is None:
         raise LibraryError(f"{where}: {FILTERS_GROUP} wavelength unit {unit!r} unknown; known: "
-                           f"{', '.join(_UNYT_WAVELENGTH_TO_ANGSTROM)}")
+                           f"{', '.join([*WAVELENGTH_TO_ANGSTROM, *WAVELENGTH_UNIT_SPELLINGS])}")
     curves = {}
     for code in artifacts.attribute_texts(group["Header"].attrs["filter_codes"]):
         name = code.replace("/", ".")
@@ -101,8 +99,8 @@ def read_filter_curves(group, where: str = "library") -> dict[str, tuple[np.ndar
         else:  # written without the original curve: the one on the collection's wavelength grid
             wavelength, transmission = group["Header"]["Wavelengths"], member["Transmission"]
         wavelength = np.asarray(wavelength, dtype=float)
-        if _UNYT_WAVELENGTH_TO_ANGSTROM[unit] != 1.0:
-            wavelength = wavelength * _UNYT_WAVELENGTH_TO_ANGSTROM[unit]
+        if scale != 1.0:
+            wavelength = wavelength * scale
         curves[code] = (wavelength, np.asarray(transmission, dtype=float))
     return curves
 
