@@ -275,3 +275,18 @@ def test_library_stores_curves_and_a_rebuilt_simulator_uses_them(mixed, tmp_path
     # Old libraries (no stored curves) still read.
     write_library(tmp_path / "old.hdf5", "old", theta, flux, spec)
     assert read_library(tmp_path / "old.hdf5").filter_curves is None
+
+
+def test_a_curve_file_cannot_replace_a_curve_the_library_stores(tmp_path, monkeypatch):
+    """An existing library's simulator is rebuilt from its own curves: a filter_files entry for one of
+    them would be ignored, so it is refused, naming the code."""
+    from seqsbi.simulators.galaxy import config as galaxy_config
+
+    curve = tmp_path / "f200w.txt"
+    curve.write_text("19000 0\n20000 1\n21000 0\n")
+    stored = {"JWST/NIRCam.F200W": (np.array([19000.0, 20000.0, 21000.0]), np.array([0.0, 1.0, 0.0]))}
+    monkeypatch.setattr(galaxy_config, "stored_curves", lambda galaxy: stored)
+    galaxy = {"filters": ["JWST/NIRCam.F200W"], "filter_files": {"JWST/NIRCam.F200W": str(curve)}}
+    with pytest.raises(ConfigError, match=r"^galaxy\.filter_files: \['JWST/NIRCam\.F200W'\] are stored in the "
+                                          r"library named by galaxy\.library\.path"):
+        galaxy_config.check_filters(galaxy)

@@ -187,6 +187,11 @@ def check_filters(galaxy: dict[str, Any]) -> None:
     if repeated:
         raise ConfigError(f"galaxy.filters: {repeated} listed more than once; list each filter once")
     stored = stored_curves(galaxy)
+    overridden = sorted(set(files) & set(stored))
+    if overridden:
+        raise ConfigError(f"galaxy.filter_files: {overridden} are stored in the library named by galaxy.library.path, "
+                          f"whose simulator is rebuilt from its own curves; drop these filter_files entries (to use "
+                          f"other curves, build a new library without library.path)")
     filters.check_filter_codes(codes, key="galaxy.filters", tophat=tophat, filter_files=files, stored=stored)
     keys: dict[str, str] = {}
     for code in codes:
