@@ -17,7 +17,7 @@ from seqsbi.config import run_settings, validate_config
 from seqsbi.engines import ENGINES
 from seqsbi.errors import ConfigError, SimulationError
 from seqsbi.observations import Observation
-from seqsbi.rounds import observation_coverage, train_round, write_round
+from seqsbi.rounds import check_invalid_simulations, observation_coverage, train_round, write_round
 
 torch.set_num_threads(1)
 
@@ -101,6 +101,19 @@ def test_too_many_invalid_simulations_fail_any_engine(tmp_path, monkeypatch):
                                               r"for any engine: make the simulator return finite values there, "
                                               r"narrow the prior"):
         train_round(settings, EDGE, 0)
+
+
+def test_too_few_simulations_left_after_dropping_fail_before_training(tmp_path, monkeypatch):
+    """Of a round of 3 simulations (2 training rows, 1 validation row: enough), one is NaN; the 2 kept
+    leave 1 training row, which sbi cannot train on: refused before training, naming simulations_per_round."""
+    monkeypatch.setattr(engines, "train", lambda *args: pytest.fail("trained with too few simulations"))
+    settings = nan_run(tmp_path, "NPE", training={"validation_fraction": 0.34})  # a round of 3 below
+    theta = np.array([[0.0, 0.0], [1.5, 0.0], [-1.0, 0.5]])
+    x = np.where(theta[:, :1] > 1.0, np.nan, theta + 1.0)
+    with pytest.raises(SimulationError, match=r"the 2 left leave 1 training and 1 validation row\(s\) "
+                                              r"\(validation_fraction=0\.34\), too few to train: raise "
+                                              r"runs\.r\.simulations_per_round"):
+        check_invalid_simulations(settings, theta, x, 0)
 
 
 def test_max_invalid_fraction_is_a_share():

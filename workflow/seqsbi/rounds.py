@@ -255,6 +255,14 @@ def check_invalid_simulations(settings: RunSettings, theta: np.ndarray, x: np.nd
             f"or use engine {dropping}, which leave "
             f"them out of training (unbiased for their maximum-likelihood loss)"
         )
+    fraction = settings.training["validation_fraction"]
+    n_train = int((1 - fraction) * (n - count))  # sbi's split of what it keeps (base.py get_dataloaders)
+    if round_index == 0 and (n_train < 2 or n - count - n_train < 1):
+        raise SimulationError(
+            f"{what}; the {n - count} left leave {n_train} training and {n - count - n_train} validation row(s) "
+            f"(validation_fraction={fraction:g}), too few to train: raise runs.{settings.name}.simulations_per_round "
+            f"or make the simulator return finite values there"
+        )
     logger.warning("%s; engine %s leaves them out of training: it trains on the other %d", what, engine.name,
                    n - count)
     report["policy"] = "dropped"
