@@ -344,10 +344,13 @@ def _proposal_budget(n: int, settings: RunSettings) -> int:
 
 @contextmanager
 def _forked_rng() -> Iterator[None]:
-    """Run the body on a copy of torch's random state: the caller's stream is left as it was."""
+    """Run the body on a copy of torch's random state (the CPU's and every device's of the current
+    accelerator: CUDA or MPS): the caller's stream is left as it was."""
     import torch
 
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+    accelerator = torch.accelerator.current_accelerator()
+    devices = range(torch.accelerator.device_count()) if accelerator is not None else []
+    with torch.random.fork_rng(devices=devices, device_type=None if accelerator is None else accelerator.type):
         yield
 
 
