@@ -217,7 +217,8 @@ def proposal_for_round(settings: RunSettings, prior: BoxUniform, previous_poster
         truncation = settings.truncation
         threshold = density_thresholder(previous_posterior, settings, quantile=truncation["quantile"],
                                         num_samples=truncation["support_samples"])
-        return TruncatedPrior.build(prior, threshold, previous_posterior, truncation["sample_with"], settings.device)
+        return TruncatedPrior.build(prior, threshold, previous_posterior, truncation["sample_with"], settings.device,
+                                    settings)
     return previous_posterior
 
 
@@ -235,20 +236,42 @@ class TruncatedPrior:
     sample_with: str
 
     @classmethod
-    def build(cls, prior: Any, inside: Callable, posterior: Any, sample_with: str, device: str) -> TruncatedPrior:
+    def build(cls, prior: Any, inside: Callable, posterior: Any, sample_with: str, device: str,
+              settings: RunSettings | None = None) -> TruncatedPrior:
+        """With ``settings``, SIR's proposal is ``posterior`` sampled with a bound (:class:`_BoundedPosterior`)."""
         from sbi.utils import RestrictedPrior
 
-        restricted = RestrictedPrior(prior, inside, posterior=posterior, sample_with=sample_with, device=device)
+        proposal = posterior if settings is None else _BoundedPosterior(posterior, settings)
+        restricted = RestrictedPrior(prior, inside, posterior=proposal, sample_with=sample_with, device=device)
         return cls(prior, inside, restricted, sample_with)
+
+
+class _BoundedPosterior:
+    """An NPE posterior as SIR's proposal, with every draw bounded: samples inside the prior by rejection
+    with at most :func:`_proposal_budget` proposals (raising ``_OutOfProposals``), and unnormalised log
+    densities (SIR's weights are normalised among the candidates, so the constant does not matter, and
+    sbi's normalisation would need unbounded rejection sampling)."""
+
+    def __init__(self, posterior: Any, settings: RunSettings):
+        self.posterior, self.settings = posterior, settings
+
+    def sample(self, sample_shape: Any, **kwargs: Any) -> torch.Tensor:
+        import torch
+
+        return _bounded_direct_sample(self.posterior, torch.Size(sample_shape).numel(), self.settings)
+
+    def log_prob(self, theta: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.posterior.log_prob(theta, norm_posterior=False)
 
 
 def density_thresholder(posterior: Any, settings: RunSettings, quantile: float, num_samples: int) -> Callable:
     """sbi's ``get_density_thresholder`` (restriction_estimator.py) with bounded sampling: True for theta
-    inside the ``1 - quantile`` highest-density region of ``posterior``. Draws exactly what sbi's would.
+    inside the ``1 - quantile`` highest-density region of ``posterior``. Draws exactly what sbi's would;
+    compares unnormalised log densities (the normalisation, a constant, would need unbounded rejection
+    sampling and does not change which theta lie above the threshold).
 
     Raises:
-        SamplingError: the posterior has too little mass inside the prior to sample it by rejection
-            (its log_prob then normalises by rejection sampling too).
+        SamplingError: the posterior has too little mass inside the prior to sample it by rejection.
     """
     import torch
 
@@ -268,12 +291,12 @@ def density_thresholder(posterior: Any, settings: RunSettings, quantile: float, 
             f"run {settings.name!r}: TSNPE's truncation drew round k-1's posterior inside the prior by rejection and "
             f"ran out of proposals ({stop}); set constrain_to_prior: true, or lower truncation.support_samples"
         ) from None
-    log_probs = posterior.log_prob(samples)
+    log_probs = posterior.log_prob(samples, norm_posterior=False)
     sorted_log_probs, _ = torch.sort(log_probs)
     log_prob_threshold = sorted_log_probs[int(quantile * num_samples)]
 
     def thresholder(theta: torch.Tensor) -> torch.Tensor:
-        return (posterior.log_prob(theta) > log_prob_threshold).bool()
+        return (posterior.log_prob(theta, norm_posterior=False) > log_prob_threshold).bool()
 
     return thresholder
 
@@ -452,7 +475,13 @@ def _sample_truncated(truncated: TruncatedPrior, n: int, settings: RunSettings) 
                       f"(rejection.min_acceptance {min_acceptance:g})")
         logger.warning("truncated prior: %s; switching to truncation.sample_with: sir (importance resampling "
                        "of round k-1's posterior)", reason)
-    return truncated.restricted.sample((n,), sample_with="sir")
+    try:
+        return truncated.restricted.sample((n,), sample_with="sir")
+    except _OutOfProposals as stop:
+        raise SamplingError(
+            f"run {settings.name!r}: TSNPE's SIR draws round k-1's posterior inside the prior by rejection and ran "
+            f"out of proposals ({stop}); set constrain_to_prior: true (no mass outside the prior), or use engine SNPE"
+        ) from None
 
 
 def append_round(
