@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -15,28 +17,87 @@ from seqsbi.simulators.galaxy.model import PARAMETERS, ReferenceGalaxySimulator,
 from seqsbi.units import C_ANGSTROM_PER_S
 
 MIXED = ("HST/WFC3_UVIS1.F275W", "CTIO/DECam.u", "HST/ACS_WFC.F606W", "Paranal/VISTA.Ks", "JWST/NIRCam.F150W",
-         "JWST/NIRCam.F444W", "Spitzer/IRAC.I1", "Spitzer/IRAC.I4")
+         "sedpy/par.jwst_modb_f277w", "JWST/NIRCam.F444W", "Spitzer/IRAC.I1", "Spitzer/IRAC.I4")
 
 
 # -- the sedpy -> SVO table ------------------------------------------------------------------------
 
-def test_mapping_table_covers_every_sedpy_curve_once_with_well_formed_unique_codes():
+def test_every_sedpy_curve_resolves_under_exactly_one_code():
+    """Every .par file sedpy ships has one row and one code: its SVO code, or sedpy/par.<stem> with a note
+    saying why there is no SVO code; the codes are unique and well formed, and each resolves to its file."""
     rows = filters.sedpy_svo_table()
     stems = [stem for stem, _, _ in rows]
     shipped = sorted(path.stem for path in filters.sedpy_filter_dir().glob("*.par"))
-    assert sorted(stems) == shipped and len(shipped) == 270  # astro-sedpy 0.4.1: every file accounted for
-    codes = [code for _, code, _ in rows if code != "-"]
-    assert len(codes) == len(set(codes)) == 173
+    assert sorted(stems) == shipped and len(stems) == len(set(stems))
+    codes = [code for _, code, _ in rows]
+    assert len(codes) == len(set(codes)) and "-" not in codes
+    offline = filters.offline_filter_files()
+    assert sorted(offline.values()) == sorted(filters.sedpy_filter_dir() / f"{stem}.par" for stem in shipped)
     for stem, code, note in rows:
-        assert (filters.sedpy_filter_dir() / f"{stem}.par").is_file()
-        if code == "-":
-            assert note, f"{stem}: an unmapped file must say why"
-        else:
-            assert filters.CODE_PATTERN.fullmatch(code), code
+        assert filters.CODE_PATTERN.fullmatch(code), code
+        assert offline[code] == filters.sedpy_filter_dir() / f"{stem}.par"
+        if not filters.is_svo_code(code):
+            assert code == filters.sedpy_code(stem) == f"sedpy/par.{stem}" and note.startswith("no SVO code: "), stem
+        assert not code.lower().startswith("sedpy") or not filters.is_svo_code(code), code
     table = dict((stem, code) for stem, code, _ in rows)
     assert table["acs_wfc_f606w"] == "HST/ACS_WFC.F606W" and table["vista_vircam_Ks"] == "Paranal/VISTA.Ks"
     assert table["spitzer_irac_ch1"] == "Spitzer/IRAC.I1" and table["jwst_f770w"] == "JWST/MIRI.F770W"
     assert table["jwst_f070w"] == "JWST/NIRCam.F070W" and table["jwst_niriss_f090w"] == "JWST/NIRISS.F090W"
+    assert table["jwst_moda_f070w"] == "sedpy/par.jwst_moda_f070w" and table["bass_r"] == "BOK/BASS.r"
+
+
+#: Band centres (Angstrom) of SVO bands whose names carry no wavelength: IRAC and WISE channels, GALEX,
+#: Swift UVOT (Poole et al. 2008), Herschel PACS/SPIRE, SOFIA HAWC+, Stromgren, Gaia and Hipparcos.
+NAMED_CENTRES = {
+    "IRAC.I1": 3.55e4, "IRAC.I2": 4.49e4, "IRAC.I3": 5.73e4, "IRAC.I4": 7.87e4, "WISE.W1": 3.4e4, "WISE.W2": 4.6e4,
+    "WISE.W3": 1.2e5, "WISE.W4": 2.2e5, "GALEX.FUV": 1530, "GALEX.NUV": 2300, "UVOT.UVW2": 2030, "UVOT.UVM2": 2231,
+    "UVOT.UVW1": 2634, "Pacs.blue": 7e5, "Pacs.green": 1e6, "Pacs.red": 1.6e6, "SPIRE.PSW": 2.5e6,
+    "SPIRE.PMW": 3.5e6, "SPIRE.PLW": 5e6, "HAWC.A": 5.3e5, "HAWC.B": 6.3e5, "HAWC.C": 8.9e5, "HAWC.D": 1.54e6,
+    "HAWC.E": 2.14e6, "Stromgren.u": 3500, "Stromgren.v": 4110, "Stromgren.b": 4670, "Stromgren.y": 5470,
+    "GAIA3.G": 6200, "GAIA3.Gbp": 5100, "GAIA3.Grp": 7800, "GAIA2r.G": 6200, "GAIA2r.Gbp": 5100,
+    "GAIA2r.Grp": 7800, "Hipparcos.Hp_bes": 5300,
+}
+#: Pivot-wavelength ranges (Angstrom) of the broad letter bands, across photometric systems.
+LETTER_BANDS = {"u": (3000, 4000), "U": (3000, 4000), "B": (4000, 4800), "g": (4000, 5200), "V": (5000, 5800),
+                "r": (5800, 7000), "R": (5800, 7000), "i": (7000, 8500), "I": (7000, 8500), "z": (8400, 9500),
+                "Z": (8400, 9500), "y": (9500, 10800), "Y": (9500, 10800), "J": (11500, 13500), "H": (15000, 17500),
+                "K": (20000, 23000), "Ks": (20000, 23000)}
+
+
+def _nominal_range(code: str) -> tuple[float, float]:
+    """Where the code says its band is (Angstrom): the number in F606W (nm; JWST, Roman, HST IR: 10 nm),
+    IB427 (nm) or 24mu (um) +- 12 %, a published band centre +- 12 %, or a letter band's range."""
+    facility, rest = code.split("/")
+    instrument, band = rest.rsplit(".", 1)
+    band = band.removesuffix("_filter").removesuffix("_bes")
+    number = re.fullmatch(r"(?:F|IB)(\d+)[A-Z0-9]*|(\d+)mu", band)
+    if number and number.group(2):
+        centre = float(number.group(2)) * 1e4
+    elif number:
+        value = float(number.group(1))  # HST: F098M-F160W in 10 nm (WFC3 IR), F225W-F850LP in nm
+        centre = value * (100 if facility in ("JWST", "Roman") or (facility == "HST" and value < 200) else 10)
+    elif f"{instrument}.{band}" in NAMED_CENTRES or f"{instrument}.{band}_bes" in NAMED_CENTRES:
+        centre = NAMED_CENTRES.get(f"{instrument}.{band}", NAMED_CENTRES.get(f"{instrument}.{band}_bes"))
+    else:
+        return LETTER_BANDS[band]
+    return centre / 1.12, centre * 1.12
+
+
+def test_svo_coded_curves_sit_where_their_code_says():
+    """Each SVO-coded curve's pivot wavelength (of its core, transmission above 10 % of peak, so that the
+    far-red leaks of the filter-only VISTA curves do not count) lies where its code's band is: catches a
+    curve filed under the wrong band (sedpy's bass_r.par says 'g' in its header; its curve is r)."""
+    misplaced = {}
+    for code, path in filters.offline_filter_files().items():
+        if not filters.is_svo_code(code):
+            continue
+        wavelength, throughput = filters.read_sedpy_curve(path)
+        core = np.where(throughput > 0.1 * throughput.max(), throughput, 0.0)
+        pivot = np.sqrt(np.trapezoid(core * wavelength, wavelength) / np.trapezoid(core / wavelength, wavelength))
+        low, high = _nominal_range(code)
+        if not low <= pivot <= high:
+            misplaced[code] = (round(pivot), round(low), round(high))
+    assert not misplaced
 
 
 def test_every_mapped_curve_reads_as_a_valid_curve():
@@ -85,7 +146,7 @@ def test_photometry_through_sedpy_and_file_curves_matches_direct_integration(tmp
         f"{x:.3f}, {np.exp(-0.5 * ((x - 505) / 18) ** 2):.6f}  # row\n" for x in lam_nm))
     files = {"Custom/Cam.G505": {"path": str(curve_file), "wavelength_unit": "nm"}}
     cache = tmp_path / "svo"
-    codes = ["HST/ACS_WFC.F606W", "Paranal/VISTA.Ks", "Spitzer/IRAC.I1", "Custom/Cam.G505"]
+    codes = ["HST/ACS_WFC.F606W", "Paranal/VISTA.Ks", "Spitzer/IRAC.I1", "sedpy/par.wfc3_uvis_f390w", "Custom/Cam.G505"]
     for code in codes:
         filters.write_svo_cache_file(code, cache, filter_files=files)
     configure_synthesizer(svo_filter_cache=cache)
@@ -96,7 +157,7 @@ def test_photometry_through_sedpy_and_file_curves_matches_direct_integration(tmp
     collection = FilterCollection(filter_codes=codes, new_lam=lam * angstrom)
     fnu = SPECTRA[spectrum]
     raw = {"HST/ACS_WFC.F606W": "acs_wfc_f606w", "Paranal/VISTA.Ks": "vista_vircam_Ks",
-           "Spitzer/IRAC.I1": "spitzer_irac_ch1"}
+           "Spitzer/IRAC.I1": "spitzer_irac_ch1", "sedpy/par.wfc3_uvis_f390w": "wfc3_uvis_f390w"}
     for code in codes:
         if code in raw:
             wavelength, throughput = np.genfromtxt(filters.sedpy_filter_dir() / f"{raw[code]}.par", usecols=(0, 1),
@@ -147,14 +208,18 @@ def _config(tmp_path, **galaxy):
 
 
 def test_unknown_code_fails_at_plan_time_with_close_matches_and_families(tmp_path):
-    config = _config(tmp_path, filters=["HST/ACS_WFC.F606W", "Paranal/VISTA.KS", "ACS.F814W"])
+    unknown = ["Paranal/VISTA.KS", "ACS.F814W", "sedpy/par.jwst_moda_f70w"]
+    config = _config(tmp_path, filters=["HST/ACS_WFC.F606W", *unknown])
     with pytest.raises(ConfigError) as error:
         plan_workflow(config)
     message = str(error.value)
-    assert "galaxy.filters: no offline curve for ['Paranal/VISTA.KS', 'ACS.F814W']" in message
+    assert f"galaxy.filters: no offline curve for {unknown}" in message
     assert "'Paranal/VISTA.KS': close matches: Paranal/VISTA.Ks" in message
     assert "'ACS.F814W' is not an SVO-style code" in message and "HST/ACS_WFC.F814W" in message
     assert "HST/ACS_WFC (8)" in message and "JWST/NIRCam (22)" in message and "Spitzer/IRAC (4)" in message
+    assert "'sedpy/par.jwst_moda_f70w': close matches: sedpy/par.jwst_moda_f070w" in message
+    n_sedpy = sum(not filters.is_svo_code(code) for code in filters.offline_filter_files())
+    assert f"and {n_sedpy} curves without an SVO code as sedpy/par.<file stem>" in message
     assert "config/README.md" in message and "sedpy_svo_codes.tsv" in message and "galaxy.filter_files" in message
     assert len(message) < 2500
 
@@ -192,6 +257,8 @@ def test_filter_files_checked_at_plan_time(tmp_path):
       "filter_files": {"X/Y.Z": "somewhere.txt"}},
      "galaxy.filter_files and galaxy.tophat_filters both define ['X/Y.Z']"),
     ({"filters": ["HST/ACS_WFC.F606W", "HST/ACS_WFC.F606W"]}, "listed more than once"),
+    ({"filters": ["sedpy/par.my_curve"], "filter_files": {"sedpy/par.my_curve": "curve.txt"}},
+     "['sedpy/par.my_curve'] use the sedpy/par. namespace, which names astro-sedpy's own curves"),
 ])
 def test_filter_set_problems_fail_at_plan_time(tmp_path, galaxy, fragment):
     with pytest.raises(ConfigError) as error:
@@ -205,6 +272,34 @@ def test_grid_coverage_message_names_filter_grid_and_redshifts(tmp_path):
     message = str(error.value)
     assert "'JWST/MIRI.F2100W'" in message and "redshift 0-5" in message and "100-100000 Angstrom" in message
     assert "max_wavelength_angstrom" in message
+
+
+# -- catalogue columns of filters sharing a band name -------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "id,F444W,F444W_err,J,J_err\n7,100,5,1000,20\n",  # J could be VISTA's or 2MASS's
+    "id,F444W,F444W_err,Paranal/VISTA.J,Paranal/VISTA.J_err,J,J_err\n7,100,5,1000,20,10,1\n",  # J: which?
+    "id,F444W,F444W_err,Paranal/VISTA.J,Paranal/VISTA.J_err,2MASS/2MASS.J,2MASS/2MASS.J_err\n7,100,5,1000,20,10,1\n",
+])
+def test_catalogue_band_shared_by_two_filters_needs_full_codes(tmp_path, text):
+    """Paranal/VISTA.J and 2MASS/2MASS.J share band 'J': a column 'J' is refused, naming both codes;
+    columns named by the full codes are read, each filter from its own (F444W by band, as before)."""
+    from seqsbi.observations import Observation
+    from seqsbi.simulators.galaxy.catalogue import catalogue_observations
+
+    (tmp_path / "cat.csv").write_text(text)
+    galaxy = {"catalogue": str(tmp_path / "cat.csv"), "features": {"kind": "ab_magnitude"},
+              "filters": ["JWST/NIRCam.F444W", "Paranal/VISTA.J", "2MASS/2MASS.J"]}
+    observations = {"g1": Observation("g1", None, catalogue_id="7")}
+    if "J,J_err" in text:
+        with pytest.raises(ConfigError) as error:
+            catalogue_observations(observations, galaxy)
+        message = str(error.value)
+        assert "column 'J' is ambiguous: the configured filters ['Paranal/VISTA.J', '2MASS/2MASS.J']" in message
+        assert "name these columns by the full filter code" in message
+    else:
+        x_o = catalogue_observations(observations, galaxy)["g1"].x_o
+        assert np.allclose(x_o, [31.4 - 5.0, 31.4 - 7.5, 31.4 - 2.5])
 
 
 # -- the batched backend and stored curves ----------------------------------------------------------

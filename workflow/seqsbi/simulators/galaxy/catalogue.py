@@ -1,7 +1,9 @@
 """Observations from a user catalogue: fluxes and errors per filter (nJy) -> x_o as features.
 
 The catalogue is a CSV with an ``id`` column and, for every configured filter, a flux column named
-by the filter code (``JWST/NIRCam.F070W``) or its band (``F070W``) plus ``<column>_err``. Its
+by the filter code (``JWST/NIRCam.F070W``) or its band (``F070W``) plus ``<column>_err``; where two
+configured filters share a band (``SLOAN/SDSS.g`` and ``CFHT/MegaCam.g``) only the full code names
+their columns (a column ``g`` would be ambiguous and is refused). Its
 fluxes become features the way simulations do, with the catalogue's own errors as the noise level.
 """
 
@@ -17,10 +19,26 @@ from seqsbi.observations import read_table
 from seqsbi.simulators.galaxy.features import to_features
 
 
-def _flux_column(code: str, columns: list[str]) -> str | None:
-    for candidate in (code, code.rsplit(".", 1)[-1]):
-        if candidate in columns and f"{candidate}_err" in columns:
-            return candidate
+def band_name(code: str) -> str:
+    """The band of ``Facility/Instrument.Band``: the text after the last '.' (``F070W``, ``g``)."""
+    return code.rsplit(".", 1)[-1]
+
+
+def _flux_column(code: str, columns: list[str], filter_codes: list[str], path: str) -> str | None:
+    """The catalogue column holding ``code``'s flux (its ``_err`` column alongside): the full code,
+    else the band name; None if neither pair is there. Raises ConfigError if the band-name column is
+    the one found but another configured filter has the same band (it could be either's flux)."""
+    if code in columns and f"{code}_err" in columns:
+        return code
+    band = band_name(code)
+    if band in columns and f"{band}_err" in columns:
+        sharing = [other for other in filter_codes if band_name(other) == band]
+        if len(sharing) > 1:
+            raise ConfigError(
+                f"galaxy.catalogue: {path!r} column {band!r} is ambiguous: the configured filters {sharing} all have "
+                f"band {band!r}; name these columns by the full filter code ({', '.join(sharing)} and their _err "
+                f"columns)")
+        return band
     return None
 
 
@@ -46,7 +64,7 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
     columns = list(table.columns)
     if "id" not in columns:
         raise ConfigError(f"galaxy.catalogue: {path!r} has no 'id' column; found {columns}")
-    flux_columns = {code: _flux_column(code, columns) for code in galaxy["filters"]}
+    flux_columns = {code: _flux_column(code, columns, list(galaxy["filters"]), path) for code in galaxy["filters"]}
     missing = [code for code, column in flux_columns.items() if column is None]
     if missing:
         raise ConfigError(f"galaxy.catalogue: {path!r} has no flux and _err columns for {missing} "

@@ -183,6 +183,11 @@ def check_filters(galaxy: dict[str, Any]) -> None:
     both = sorted(set(tophat) & set(files))
     if both:
         raise ConfigError(f"galaxy.filter_files and galaxy.tophat_filters both define {both}; keep one")
+    reserved = sorted(code for code in [*tophat, *files] if not filters.is_svo_code(code))
+    if reserved:
+        raise ConfigError(f"galaxy.filter_files / tophat_filters: {reserved} use the {filters.SEDPY_NAMESPACE} "
+                          f"namespace, which names astro-sedpy's own curves; give your curve another code "
+                          f"(Facility/Instrument.Band, e.g. Survey/Cam.NB815)")
     repeated = sorted({code for code in codes if codes.count(code) > 1})
     if repeated:
         raise ConfigError(f"galaxy.filters: {repeated} listed more than once; list each filter once")

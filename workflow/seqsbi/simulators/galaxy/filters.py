@@ -7,8 +7,9 @@ work with no network. Where a curve comes from, in order of precedence:
 
 1. ``galaxy.filter_files``: a two-column text file (wavelength, throughput) under a user-chosen code;
 2. ``galaxy.tophat_filters``: a top-hat from ``lam_eff`` and ``lam_fwhm`` (Angstrom);
-3. astro-sedpy's ``data/filters/*.par`` through the table ``sedpy_svo_codes.tsv`` (sedpy file ->
-   SVO code; files without a verified SVO code are listed there with ``-`` and the reason).
+3. astro-sedpy's ``data/filters/*.par`` through the table ``sedpy_svo_codes.tsv``: every file under
+   one code, its SVO code where one is verified, else ``sedpy/par.<file stem>`` (a namespace SVO
+   does not use, e.g. ``sedpy/par.jwst_moda_f070w``; the table's note says why there is no SVO code).
 
 Nothing here imports synthesizer, astropy or sedpy: it runs at Snakefile parse time.
 """
@@ -35,8 +36,11 @@ from seqsbi.units import WAVELENGTH_TO_ANGSTROM
 NIRCAM_WIDE = tuple(f"JWST/NIRCam.{band}" for band in
                     ("F070W", "F090W", "F115W", "F150W", "F200W", "F277W", "F356W", "F444W"))
 SVO_URL = "https://svo2.cab.inta-csic.es/theory/fps/getdata.php?format=ascii&id={code}"
-#: sedpy file name (no .par) -> SVO code, with a note; '-' for files without a verified SVO code.
+#: sedpy file name (no .par) -> its code (SVO code, or SEDPY_NAMESPACE + file name), with a note.
 SEDPY_SVO_TABLE = Path(__file__).with_name("sedpy_svo_codes.tsv")
+#: Codes of sedpy curves without a verified SVO code: ``sedpy/par.<file stem>``. Not an SVO facility;
+#: the '.' keeps synthesizer's Facility/Instrument.Band form (its band is the file stem).
+SEDPY_NAMESPACE = "sedpy/par."
 #: SVO-style code: Facility/Instrument.Band (synthesizer splits it at '/' and the last '.').
 CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*/[A-Za-z0-9][A-Za-z0-9_+-]*\.[A-Za-z0-9][A-Za-z0-9_+-]*")
 #: Transmission above this fraction of its peak marks a filter's span (for the SPS grid coverage check).
@@ -54,7 +58,8 @@ def sedpy_filter_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def sedpy_svo_table() -> tuple[tuple[str, str, str], ...]:
-    """Rows (sedpy file stem, SVO code or '-', note) of ``sedpy_svo_codes.tsv``."""
+    """Rows (sedpy file stem, code, note) of ``sedpy_svo_codes.tsv``; code is the SVO code, or
+    ``sedpy/par.<stem>`` (:func:`sedpy_code`) for a file without a verified SVO code."""
     rows = []
     for line in SEDPY_SVO_TABLE.read_text().splitlines():
         if not line.strip() or line.startswith("#") or line.startswith("sedpy_file\t"):
@@ -64,10 +69,21 @@ def sedpy_svo_table() -> tuple[tuple[str, str, str], ...]:
     return tuple(rows)
 
 
+def sedpy_code(stem: str) -> str:
+    """The non-SVO code of sedpy's ``<stem>.par``: ``sedpy/par.<stem>``."""
+    return SEDPY_NAMESPACE + stem
+
+
+def is_svo_code(code: str) -> bool:
+    """False for codes in the ``sedpy/par.`` namespace (sedpy curves without an SVO code)."""
+    return not code.startswith(SEDPY_NAMESPACE)
+
+
 def offline_filter_files() -> dict[str, Path]:
-    """SVO code -> astro-sedpy curve file, for every mapped row of ``sedpy_svo_codes.tsv``."""
+    """Code -> astro-sedpy curve file, for every row of ``sedpy_svo_codes.tsv`` (SVO codes and
+    ``sedpy/par.<stem>`` codes alike)."""
     directory = sedpy_filter_dir()
-    return {code: directory / f"{stem}.par" for stem, code, _ in sedpy_svo_table() if code != "-"}
+    return {code: directory / f"{stem}.par" for stem, code, _ in sedpy_svo_table()}
 
 
 def filter_families(codes) -> dict[str, int]:
@@ -101,8 +117,11 @@ def check_filter_codes(codes: list[str] | tuple[str, ...], key: str = "filters",
             lines.append(f"  {code!r} is not an SVO-style code Facility/Instrument.Band (e.g. HST/ACS_WFC.F606W)")
         close = difflib.get_close_matches(code, sorted(available), n=5, cutoff=0.6)
         lines.append(f"  {code!r}: close matches: {', '.join(close) if close else 'none'}")
-    families = ", ".join(f"{family} ({n})" for family, n in filter_families(offline_filter_files()).items())
-    lines.append(f"offline (astro-sedpy) families: {families}")
+    offline = list(offline_filter_files())
+    svo = [code for code in offline if is_svo_code(code)]
+    families = ", ".join(f"{family} ({n})" for family, n in filter_families(svo).items())
+    lines.append(f"offline (astro-sedpy) families: {families}; and {len(offline) - len(svo)} curves without an "
+                 f"SVO code as {SEDPY_NAMESPACE}<file stem> (e.g. {sedpy_code('jwst_moda_f070w')})")
     lines.append(f"add any other curve with galaxy.filter_files {{CODE: path}} or galaxy.tophat_filters; see {DOCS}")
     raise ConfigError("\n".join(lines))
 
