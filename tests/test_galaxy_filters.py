@@ -208,7 +208,7 @@ def _config(tmp_path, **galaxy):
 
 
 def test_unknown_code_fails_at_plan_time_with_close_matches_and_families(tmp_path):
-    unknown = ["Paranal/VISTA.KS", "ACS.F814W", "sedpy/par.jwst_moda_f70w"]
+    unknown = ["Paranal/VISTA.KS", "ACS.F814W", "sedpy/par.jwst_moda_f70w", "Subaru/MOIRCS.Ks"]
     config = _config(tmp_path, filters=["HST/ACS_WFC.F606W", *unknown])
     with pytest.raises(ConfigError) as error:
         plan_workflow(config)
@@ -218,6 +218,8 @@ def test_unknown_code_fails_at_plan_time_with_close_matches_and_families(tmp_pat
     assert "'ACS.F814W' is not an SVO-style code" in message and "HST/ACS_WFC.F814W" in message
     assert "HST/ACS_WFC (8)" in message and "JWST/NIRCam (22)" in message and "Spitzer/IRAC (4)" in message
     assert "'sedpy/par.jwst_moda_f70w': close matches: sedpy/par.jwst_moda_f070w" in message
+    assert ("'Subaru/MOIRCS.Ks': astro-sedpy curves of this instrument without an SVO code: sedpy/par.subaru_moircs_H, "
+            "sedpy/par.subaru_moircs_J, sedpy/par.subaru_moircs_Ks") in message
     n_sedpy = sum(not filters.is_svo_code(code) for code in filters.offline_filter_files())
     assert f"and {n_sedpy} curves without an SVO code as sedpy/par.<file stem>" in message
     assert "config/README.md" in message and "sedpy_svo_codes.tsv" in message and "galaxy.filter_files" in message

@@ -86,6 +86,19 @@ def offline_filter_files() -> dict[str, Path]:
     return {code: directory / f"{stem}.par" for stem, code, _ in sedpy_svo_table()}
 
 
+def sedpy_curves_of_instrument(code: str) -> list[str]:
+    """``sedpy/par.`` codes whose file name contains the instrument of ``code`` (``Subaru/MOIRCS.Ks``
+    -> ``sedpy/par.subaru_moircs_H``, ...): where an SVO code has no verified sedpy curve, the curve
+    may still be there under its file name."""
+    if not CODE_PATTERN.fullmatch(code) or not is_svo_code(code):
+        return []
+    instrument = code.split("/", 1)[1].rsplit(".", 1)[0].lower()
+    if len(instrument) < 3:
+        return []
+    return [sedpy_code(stem) for stem, other, _ in sedpy_svo_table()
+            if not is_svo_code(other) and instrument in stem.lower()]
+
+
 def filter_families(codes) -> dict[str, int]:
     """``Facility/Instrument`` -> number of codes, sorted by name (case-insensitive)."""
     return dict(sorted(Counter(code.rsplit(".", 1)[0] for code in codes).items(), key=lambda item: item[0].lower()))
@@ -117,6 +130,10 @@ def check_filter_codes(codes: list[str] | tuple[str, ...], key: str = "filters",
             lines.append(f"  {code!r} is not an SVO-style code Facility/Instrument.Band (e.g. HST/ACS_WFC.F606W)")
         close = difflib.get_close_matches(code, sorted(available), n=5, cutoff=0.6)
         lines.append(f"  {code!r}: close matches: {', '.join(close) if close else 'none'}")
+        same = sedpy_curves_of_instrument(code)
+        if same:
+            lines.append(f"  {code!r}: astro-sedpy curves of this instrument without an SVO code: "
+                         f"{', '.join(same[:8])}{' ...' if len(same) > 8 else ''}")
     offline = list(offline_filter_files())
     svo = [code for code in offline if is_svo_code(code)]
     families = ", ".join(f"{family} ({n})" for family, n in filter_families(svo).items())
