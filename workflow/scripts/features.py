@@ -19,7 +19,9 @@ with log_to_file(snakemake.log[0]) as logger:
     library = read_library(snakemake.input.library)
     kind = galaxy["features"]["kind"]
     rng = np.random.default_rng([galaxy["library"]["seed"], 1])  # features' own stream
-    x = simulate_features(library.photometry_njy, kind, galaxy_config.noise_model(galaxy), rng)
+    scale = galaxy["features"].get("flux_scale_njy")
+    x = simulate_features(library.photometry_njy, kind, galaxy_config.noise_model(galaxy), rng,
+                          None if scale is None else np.broadcast_to(np.asarray(scale, float), (len(galaxy["filters"]),)))
     logger.info("%d features over %d samples (%s)", x.shape[1], x.shape[0], FEATURE_UNITS[kind])
     for line in describe_ranges(x, library.filter_codes, kind):
         logger.info(line)
