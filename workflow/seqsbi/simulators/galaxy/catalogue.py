@@ -70,7 +70,7 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
         text = rows[column].fillna("").astype(str).str.strip()
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
         blank = (text == "") | (text.str.lower() == "nan")
-        if len(values) and (blank.to_numpy() | (missing_mask(values, sentinel) & ~np.isnan(values))).all():
+        if len(values) >= 2 and (blank.to_numpy() | (missing_mask(values, sentinel) & ~np.isnan(values))).all():
             raise ConfigError(f"galaxy.catalogue: {path!r} column {column!r} ({code}) is missing (empty, nan"
                               f"{f' or {sentinel:g}' if sentinel is not None else ''}) in every row; drop {code} from "
                               f"galaxy.filters (and the library), or give its fluxes")
@@ -88,4 +88,4 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
         extra = {c: str(row[c]).strip() for c in rows.columns
                  if c not in used and isinstance(row[c], str) and row[c].strip()}
         with_flux[name] = replace(obs, flux_njy=flux, flux_err_njy=error, columns={**extra, **obs.columns})
-    return photometry_observations(with_flux, galaxy, path)
+    return photometry_observations(with_flux, galaxy, path, check_every_row=False)

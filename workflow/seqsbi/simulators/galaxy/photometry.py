@@ -74,12 +74,14 @@ def observed_features(name: str, flux: np.ndarray, error: np.ndarray, galaxy: di
     return x_o, (None if present.size == len(codes) else tuple(int(j) for j in present)), errors
 
 
-def photometry_observations(observations: dict[str, Observation], galaxy: dict[str, Any], sheet: str
-                            ) -> dict[str, Observation]:
+def photometry_observations(observations: dict[str, Observation], galaxy: dict[str, Any], sheet: str,
+                            check_every_row: bool = True) -> dict[str, Observation]:
     """Observations with fluxes (catalogue rows, sheet rows with x_err) given x_o, bands and checked errors.
 
     Raises:
-        ConfigError: a bad flux or error (see :func:`observed_features`); a band missing in every such row.
+        ConfigError: a bad flux or error (see :func:`observed_features`); with ``check_every_row``, a band
+            missing in every one of two or more such rows (one galaxy may lack a band; a sheet whose rows
+            all lack it has a filter list that does not fit it). The catalogue checks its whole file instead.
     """
     resolved = {}
     for name, obs in observations.items():
@@ -89,7 +91,7 @@ def photometry_observations(observations: dict[str, Observation], galaxy: dict[s
                  else f"{sheet} row {name!r} (x_o, x_err)")
         x_o, bands, errors = observed_features(name, obs.flux_njy, obs.flux_err_njy, galaxy, where)
         resolved[name] = replace(obs, x_o=x_o, bands=bands, flux_err_njy=errors)
-    if resolved:
+    if check_every_row and len(resolved) >= 2:
         present = np.zeros(len(galaxy["filters"]), dtype=bool)
         for obs in resolved.values():
             present[list(obs.bands) if obs.bands is not None else slice(None)] = True
