@@ -98,7 +98,8 @@ def galaxy_plan(tmp_path, sheet: str, catalogue: str | None = None, **galaxy):
         galaxy["catalogue"] = str(tmp_path / "cat.csv")
     config = {"observations": str(tmp_path / "obs.tsv"), "galaxy": {"features": {"noise": {"depth_5sigma_ab": 29.0}},
                                                                       **galaxy},
-              "runs": {"g": {"simulator": "galaxy", "prior": {"from_library": True}}}}
+              "runs": {"g": {"simulator": "galaxy", "prior": {"from_library": True}, "simulations_per_round": 2000,
+                             "simulation_block_size": 500}}}
     return plan_workflow(config)
 
 
@@ -117,6 +118,20 @@ def test_sheet_row_with_errors_a_missing_band_and_a_fixed_redshift(tmp_path):
     b = plan.settings("g", "b")
     assert "bands" not in b.simulator_settings and b.prior.dim == 6
     assert np.allclose(plan.observations["b"].x_o, 31.4 - 2.5 * np.log10([10, 20, 30, 40, 50, 60, 70, 80]))
+
+
+def test_chunk_jobs_simulate_with_the_observations_noise_and_bands(tmp_path, constant_flux):
+    """simulate_chunk (a scattered round's job) gets the observation's run settings: same noise, same bands."""
+    from seqsbi import rounds
+
+    sheet = "observation\tx_o\tx_err\na\t10,20,nan,40,50,60,70,80\t1,2,3,4,5,6,7,8\n"
+    plan = galaxy_plan(tmp_path, sheet, features={"kind": "flux", "noise": {"depth_5sigma_ab": 29.0}})
+    settings = plan.settings("g", "a")
+    theta = np.zeros((2000, 6))
+    chunks = [rounds.simulate_chunk(settings, "a", 0, theta, chunk, 2)[1] for chunk in (0, 1)]
+    whole = rounds.simulate_chunk(settings, "a", 0, theta, 0, 1)[1]
+    assert np.array_equal(np.concatenate(chunks), whole) and whole.shape == (2000, 7)
+    assert np.allclose(whole.std(axis=0), [1, 2, 4, 5, 6, 7, 8], rtol=0.1)
 
 
 def test_catalogue_sentinel_marks_a_band_missing_and_columns_give_a_gaussian_prior(tmp_path):

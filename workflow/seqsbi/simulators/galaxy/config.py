@@ -294,6 +294,9 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
         if run["prior"].get("from_library"):
             raise ConfigError(f"{key}.prior.from_library: only the galaxy simulator has a library; "
                               f"give prior.parameters for simulator {run['simulator']!r}")
+        if run["prior"].get("distributions"):
+            raise ConfigError(f"{key}.prior.distributions: only with from_library (galaxy runs); give distribution, "
+                              f"mean, std or value in the entries of prior.parameters")
         return run
     if run["simulator_settings"]:
         raise ConfigError(f"{key}.simulator_settings: {run['simulator_settings']} not allowed for the galaxy "
