@@ -275,11 +275,13 @@ def feature_report(settings: RunSettings, x: np.ndarray) -> dict | None:
     """What the simulator says about a round's training set x (n, k), if it can (``feature_warnings`` on the
     simulator function; the galaxy model: feature kind, bands, noise per band and, for AB magnitudes, the
     share on the 1-sigma floor). Logged, with a warning when it has one; round.json's ``features``."""
-    simulator = settings.simulator()
-    hook = getattr(simulator.function, "feature_warnings", None)
+    from seqsbi.simulators import BUILTIN_SIMULATORS
+
+    # built-ins only: resolving a custom simulator would import (run) the user's module once more
+    hook = getattr(BUILTIN_SIMULATORS.get(settings.simulator_name), "feature_warnings", None)
     if hook is None:
         return None
-    report = hook(x, simulator.settings)
+    report = hook(x, settings.simulator_settings)
     sigma = report.get("sigma_njy")
     origin = "the observation" if report.get("noise") == "observation" else "the configured depth"
     noise = ("no noise" if sigma is None else f"flux noise from {origin}: "
