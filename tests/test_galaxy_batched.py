@@ -53,10 +53,10 @@ def test_scattered_galaxy_simulations_are_bit_identical_for_any_chunk_count(back
     """Chunk jobs evaluate whole seeded blocks, so BLAS sees the same shapes whatever the chunk count."""
     from seqsbi import scatter
     from seqsbi.simulators import Simulator
-    from seqsbi.simulators.galaxy.features import DepthNoise, simulate_features
+    from seqsbi.simulators.galaxy.features import FluxNoise, simulate_features
 
     _, batched = backends
-    noise = DepthNoise.from_config({"depth_5sigma_ab": 29.0}, len(batched.filter_curves))
+    noise = FluxNoise.from_config({"depth_5sigma_ab": 29.0}, len(batched.filter_curves))
     simulator = Simulator("galaxy", lambda theta, rng: simulate_features(batched(theta), "ab_magnitude", noise, rng),
                           {}, "test")
     theta = prior_draws(700, seed=8)

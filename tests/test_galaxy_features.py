@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqsbi.simulators.galaxy.features import DepthNoise, describe_ranges, simulate_features, to_features
+from seqsbi.simulators.galaxy.features import FluxNoise, describe_ranges, simulate_features, to_features
 
 
 def test_ab_magnitudes_of_known_fluxes():
@@ -14,9 +14,9 @@ def test_ab_magnitudes_of_known_fluxes():
 
 
 def test_depth_noise_has_the_right_sigma_and_floor():
-    noise = DepthNoise(np.array([29.0, 27.0]), max_snr=20)
+    noise = FluxNoise.from_config({"depth_5sigma_ab": [29.0, 27.0], "max_snr": 20}, 2)
     flux = np.array([[1.0, 1.0], [1e6, 1e6]])
-    sigma = noise.sigma_njy(flux)
+    sigma = noise.sigma(flux)
     five_sigma_29 = 10 ** ((31.4 - 29) / 2.5)
     assert sigma[0, 0] == pytest.approx(five_sigma_29 / 5)
     assert sigma[0, 1] == pytest.approx(10 ** ((31.4 - 27) / 2.5) / 5)
@@ -27,7 +27,7 @@ def test_depth_noise_has_the_right_sigma_and_floor():
 
 
 def test_faint_sources_get_finite_magnitudes_at_the_one_sigma_limit():
-    noise = DepthNoise(np.array([29.0]))
+    noise = FluxNoise.from_config({"depth_5sigma_ab": 29.0}, 1)
     x = simulate_features(np.full((1000, 1), 1e-3), "ab_magnitude", noise, np.random.default_rng(1))
     one_sigma_limit = 31.4 - 2.5 * np.log10(10 ** ((31.4 - 29) / 2.5) / 5)
     assert np.all(np.isfinite(x)) and np.all(x <= one_sigma_limit + 1e-9)
@@ -39,6 +39,9 @@ def test_asinh_magnitudes_match_ab_for_bright_sources_and_stay_finite_for_negati
     asinh = to_features(flux, "asinh_magnitude", sigma)
     assert asinh[0, 0] == pytest.approx(to_features(flux[:1], "ab_magnitude")[0, 0], abs=1e-3)
     assert np.all(np.isfinite(asinh)) and asinh[2, 0] > asinh[1, 0]
+    # Lupton et al.'s softening: 1.042 sigma; the magnitude of zero flux is -2.5/ln10 ln(b / 3631 Jy)
+    b = 1.0857**0.5 * 2.0
+    assert asinh[1, 0] == pytest.approx(-2.5 / np.log(10) * np.log(b / 3.631e12), abs=1e-4)
     with pytest.raises(ValueError, match="need a noise model"):
         to_features(flux, "asinh_magnitude")
 

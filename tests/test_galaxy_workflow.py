@@ -162,7 +162,10 @@ def test_mixed_instruments_run_end_to_end(tmp_path):
                             "simulations_per_round": 60, "posterior_samples": 100,
                             "training": {"max_num_epochs": 5}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    (workdir / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow3\t\t3\n")
+    # own: a galaxy's own photometry (issue 18): fluxes and errors in nJy, F606W missing, a spectroscopic redshift
+    (workdir / "observations.tsv").write_text(
+        "observation\tx_o\tlibrary_index\tx_err\tredshift\nrow3\t\t3\t\t\n"
+        "own\t20,30,nan,60,80,90,70,50\t\t4,3,2,3,2,2,3,5\t2.0\n")
     snakemake(workdir, "--cores", "2")
 
     cache = sorted(p.name for p in (workdir / "results/galaxy/svo_filter_cache").iterdir())
@@ -174,3 +177,16 @@ def test_mixed_instruments_run_end_to_end(tmp_path):
     features = read_npz(workdir / TARGETS[0])
     assert features["x"].shape == (12, 8)
     assert (workdir / "results/runs/g/row3/round_0/samples.npz").exists()
+
+    # The observation with its own photometry: its errors are its simulations' noise, F606W is out of x, and
+    # redshift is held at 2.0 (not inferred); round.json and the log say so.
+    own = workdir / "results/runs/g/own/round_0"
+    simulations = read_npz(own / "simulations.npz")
+    assert simulations["theta"].shape == (60, 5) and simulations["x"].shape == (60, 7)
+    assert "redshift" not in read_npz(own / "samples.npz")["parameter_names"].tolist()
+    features = json.loads((own / "round.json").read_text())["features"]
+    assert features["noise"] == "observation" and "HST/ACS_WFC.F606W" not in features["bands"]
+    assert features["sigma_njy"] == [4.0, 3.0, 3.0, 2.0, 2.0, 3.0, 5.0]
+    log = (workdir / "results/logs/train_round/g/own/round_0.log").read_text()
+    assert "prior redshift: fixed at 2 (not inferred)" in log and "flux noise from the observation" in log
+    assert (workdir / "results/runs/g/own/posterior_summary.tsv").exists()

@@ -57,14 +57,15 @@ def canonical(value):
 
 
 def run_config(wildcards):
-    """The validated runs.<run> block (defaults filled) for a job's params."""
-    return canonical(PLAN.config["runs"][wildcards.run])
+    """The validated runs.<run> block (defaults filled) for a job's params, specialised for the job's
+    observation when it has its own prior columns, noise or bands (PLAN.run_config)."""
+    return canonical(PLAN.run_config(wildcards.run, wildcards.obs))
 
 
 def round_config(wildcards):
     """runs.<run> without the keys a single round does not depend on: adding rounds or observations
     to a run must not invalidate (rerun) the rounds already on disk."""
-    run = dict(PLAN.config["runs"][wildcards.run])
+    run = dict(PLAN.run_config(wildcards.run, wildcards.obs))
     # simulation_chunks only says where the simulations run: the results are the same for any value.
     for key in ("rounds", "observations", "simulation_chunks"):
         run.pop(key, None)
@@ -74,12 +75,17 @@ def round_config(wildcards):
 def observation_params(wildcards):
     """x_o and, if known, theta_true of a job's observation, as plain lists."""
     obs = PLAN.observations[wildcards.obs]
-    return {
+    params = {
         "name": obs.name,
         "x_o": None if obs.x_o is None else obs.x_o.tolist(),
         "theta_true": None if obs.theta_true is None else obs.theta_true.tolist(),
         "library_index": obs.library_index,
     }
+    prior = PLAN.settings(wildcards.run, wildcards.obs).prior
+    if prior.fixed:  # theta_true (sheet or library row) keeps only the inferred parameters
+        params["inferred"] = [prior.all_names.index(name) for name in prior.names]
+        params["n_parameters"] = len(prior.all_names)
+    return params
 
 
 def galaxy_inputs(wildcards):

@@ -22,9 +22,8 @@ with log_to_file(snakemake.log[0]) as logger:
     settings = run_settings(snakemake.wildcards.run, snakemake.params.run, [])
     check_device(settings)  # before any work: a job may run on another machine than the Snakefile
     observation = observation_from_params(snakemake.params.observation, snakemake.input.get("features"))
-    prior = settings.prior
-    for name, unit, low, high in zip(prior.names, prior.units, prior.low, prior.high):
-        logger.info("prior %s: %g to %g %s", name, low, high, unit)
+    for line in settings.prior.describe():
+        logger.info(line)
     round_index = int(snakemake.wildcards.round)
     chunked = "chunks" in snakemake.input.keys()
     previous = None

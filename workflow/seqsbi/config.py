@@ -25,6 +25,7 @@ from seqsbi.scatter import block_count
 from seqsbi.simulators import Simulator, resolve_simulator
 from seqsbi.simulators.galaxy import config as galaxy_config
 from seqsbi.simulators.galaxy.catalogue import catalogue_observations
+from seqsbi.simulators.galaxy.photometry import observation_simulator_settings, photometry_observations
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -57,7 +58,8 @@ class RunSettings:
     rejection: dict[str, Any] = field(default_factory=dict)
 
     def simulator(self) -> Simulator:
-        return resolve_simulator(self.simulator_name, self.simulator_settings, key=f"runs.{self.name}.simulator")
+        return resolve_simulator(self.simulator_name, self.simulator_settings, key=f"runs.{self.name}.simulator",
+                                 space=self.prior)
 
 
 def _schema() -> dict:
@@ -173,17 +175,20 @@ def _check_simulation_chunks(settings: RunSettings) -> None:
         )
 
 
-def _check_run_observations(settings: RunSettings, observations: dict[str, Observation], sheet: str,
-                            galaxy: dict) -> None:
-    simulator = settings.simulator()
-    output_dim = simulator.output_dim(settings.prior)
-    for obs_name in settings.observation_names:
+def _check_run_observations(run: RunSettings, observations: dict[str, Observation], sheet: str,
+                            galaxy: dict, plan: WorkflowPlan) -> None:
+    for obs_name in run.observation_names:
         if obs_name not in observations:
             raise ConfigError(
-                f"runs.{settings.name}.observations: {obs_name!r} is not in {sheet}; "
+                f"runs.{run.name}.observations: {obs_name!r} is not in {sheet}; "
                 f"available: {', '.join(observations)}"
             )
         obs = observations[obs_name]
+        if obs.flux_njy is not None and run.simulator_name != "galaxy":
+            raise ConfigError(f"{sheet} row {obs_name!r} column x_err: per-band flux errors are for galaxy runs, but "
+                              f"run {run.name!r} uses simulator {run.simulator_name!r}; give x_o alone")
+        settings = plan.settings(run.name, obs_name)
+        output_dim = settings.simulator().output_dim(settings.prior)
         if obs.library_index is not None:
             galaxy_config.check_library_row(settings.name, settings.simulator_name, obs_name, obs.library_index,
                                             sheet, galaxy)
@@ -194,10 +199,11 @@ def _check_run_observations(settings: RunSettings, observations: dict[str, Obser
                 f"(simulator {settings.simulator_name!r}) returns {output_dim}; "
                 f"give {output_dim} comma-separated values"
             )
-        if obs.theta_true is not None and obs.theta_true.shape != (settings.prior.dim,):
+        full = settings.prior.all_names or settings.prior.names
+        if obs.theta_true is not None and obs.theta_true.size not in (settings.prior.dim, len(full)):
             raise ConfigError(
                 f"{sheet} row {obs_name!r} column theta_true: has {obs.theta_true.size} values but run "
-                f"{settings.name!r} has {settings.prior.dim} parameters ({', '.join(settings.prior.names)})"
+                f"{settings.name!r} has {len(full)} parameters ({', '.join(full)})"
             )
 
 
@@ -271,6 +277,18 @@ class WorkflowPlan:
     config: dict
     runs: dict[str, RunSettings]
     observations: dict[str, Observation]
+    # runs.<run> specialised for one observation (its own prior columns, noise and bands), only where it differs
+    observation_runs: dict[tuple[str, str], dict] = field(default_factory=dict)
+
+    def run_config(self, run: str, observation: str) -> dict:
+        """The validated runs.<run> block for one observation: the run's own unless the observation specialises it."""
+        return self.observation_runs.get((run, observation), self.config["runs"][run])
+
+    def settings(self, run: str, observation: str) -> RunSettings:
+        """RunSettings of ``run`` at ``observation`` (see :meth:`run_config`)."""
+        if (run, observation) not in self.observation_runs:
+            return self.runs[run]
+        return run_settings(run, self.observation_runs[(run, observation)], list(self.runs[run].observation_names))
 
     def targets(self) -> list[tuple[str, str]]:
         """All (run, observation) pairs to fit."""
@@ -289,13 +307,112 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
     observations = read_observations(filled["observations"])
     if any(obs.catalogue_id is not None for obs in observations.values()):
         observations.update(catalogue_observations(observations, filled["galaxy"]))
+    if any(obs.flux_njy is not None and obs.catalogue_id is None for obs in observations.values()):
+        sheet_rows = {name: obs for name, obs in observations.items()
+                      if obs.flux_njy is not None and obs.catalogue_id is None}
+        observations.update(photometry_observations(sheet_rows, filled["galaxy"], filled["observations"]))
     for name, run in filled["runs"].items():
         filled["runs"][name] = galaxy_config.resolve_galaxy_run(name, run, filled["galaxy"])
     runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}
+    observation_runs = {}
     for settings in runs.values():
         _check_simulation_chunks(settings)
         _check_training_budget(settings)
         if check_devices:
             check_device(settings)
-        _check_run_observations(settings, observations, filled["observations"], filled["galaxy"])
-    return WorkflowPlan(filled, runs, observations)
+        for obs_name in settings.observation_names:
+            if obs_name in observations:
+                specialised = observation_run_config(settings.name, filled["runs"][settings.name],
+                                                     observations[obs_name], filled["observations"])
+                if specialised is not None:
+                    observation_runs[(settings.name, obs_name)] = specialised
+    plan = WorkflowPlan(filled, runs, observations, observation_runs)
+    for settings in runs.values():
+        _check_run_observations(settings, observations, filled["observations"], filled["galaxy"], plan)
+    return plan
+
+
+def observation_prior(parameters: list[dict], obs: Observation, where: str) -> list[dict] | None:
+    """The run's prior entries with ``obs``'s own prior columns applied, or None when it has none.
+
+    Per parameter ``p``: column ``p`` alone holds it fixed at that value (a spectroscopic redshift);
+    ``p`` with ``p_err`` makes it a Gaussian (mean, std) truncated to the range; ``p_low`` and ``p_high``
+    narrow the range. Every value must lie inside the run's range (what the simulator, or the library,
+    covers).
+
+    Raises:
+        ConfigError: naming ``where``, the column and the run's range: a value that is not a number,
+            outside the range, a reversed range, ``p_err`` without ``p`` or not positive.
+    """
+    names = [p["name"] for p in parameters]
+    used = {c for c in obs.columns if c in names or c.rsplit("_", 1)[0] in names
+            and c.rsplit("_", 1)[1] in ("err", "low", "high")}
+    if not used:
+        return None
+
+    def number(column: str) -> float:
+        text = obs.columns[column]
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{where} column {column}: {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} column {column}: {text!r} is not finite; leave it empty for the run's prior")
+        return value
+
+    out = copy.deepcopy(parameters)
+    for entry in out:
+        p = entry["name"]
+        given = {suffix: number(f"{p}{suffix}") for suffix in ("", "_err", "_low", "_high") if f"{p}{suffix}" in used}
+        if not given:
+            continue
+        low, high, unit = entry["low"], entry["high"], entry.get("unit", "")
+        span = f"the run's range [{low:g}, {high:g}]{f' {unit}' if unit else ''}"
+
+        def inside(value: float, column: str, low=low, high=high, span=span) -> float:
+            if not low <= value <= high:
+                raise ConfigError(f"{where} column {column}: {value:g} lies outside {span} (the prior the library and "
+                                  f"simulator cover); drop the row from this run, or widen the run's prior "
+                                  f"(prior.override_prior_ranges) within the SPS grid")
+            return value
+
+        if ("_low" in given) != ("_high" in given):
+            raise ConfigError(f"{where}: give both {p}_low and {p}_high (a per-observation range), or neither")
+        if "_low" in given:
+            entry["low"], entry["high"] = inside(given["_low"], f"{p}_low"), inside(given["_high"], f"{p}_high")
+            if not entry["low"] < entry["high"]:
+                raise ConfigError(f"{where}: {p}_low={given['_low']:g} must be below {p}_high={given['_high']:g}")
+        if "_err" in given:
+            if "" not in given:
+                raise ConfigError(f"{where} column {p}_err: needs {p} (the Gaussian's mean) on the same row")
+            if not given["_err"] > 0:
+                raise ConfigError(f"{where} column {p}_err: {given['_err']:g} must be positive (a Gaussian's std)")
+            entry.update(distribution="gaussian", mean=inside(given[""], p), std=given["_err"])
+            entry.pop("value", None)
+        elif "" in given:
+            if "_low" in given:
+                raise ConfigError(f"{where}: {p} with {p}_low/{p}_high but no {p}_err; give {p} alone (fixed), "
+                                  f"{p} and {p}_err (Gaussian), or {p}_low and {p}_high (range)")
+            entry.update(distribution="fixed", value=inside(given[""], p))
+            entry.pop("mean", None), entry.pop("std", None)
+    return out
+
+
+def observation_run_config(name: str, run: dict, obs: Observation, sheet: str) -> dict | None:
+    """runs.<name> (validated, resolved) specialised for ``obs``, or None when nothing differs: the
+    observation's prior columns (:func:`observation_prior`) and, for galaxy runs, its own flux errors and
+    bands (seqsbi.simulators.galaxy.photometry)."""
+    where = (f"galaxy.catalogue id {obs.catalogue_id!r} (observation {obs.name!r})" if obs.catalogue_id is not None
+             else f"{sheet} row {obs.name!r}")
+    parameters = observation_prior(run["prior"]["parameters"], obs, where) if "parameters" in run["prior"] else None
+    settings = run["simulator_settings"]
+    if run["simulator"] == "galaxy":
+        settings = observation_simulator_settings(settings, obs)
+    if parameters is None and settings is run["simulator_settings"]:
+        return None
+    specialised = copy.deepcopy(run)
+    specialised["simulator_settings"] = copy.deepcopy(settings)
+    if parameters is not None:
+        specialised["prior"] = {**run["prior"], "parameters": parameters}
+        ParameterSpace.from_config(specialised["prior"], key=where)
+    return specialised

@@ -143,9 +143,15 @@ class LoggingTracker:
 
 
 def make_prior(space: ParameterSpace, device: str = "cpu") -> BoxUniform:
-    """torch BoxUniform over ``space`` (float32, on ``device``)."""
+    """torch BoxUniform over ``space`` (float32, on ``device``); a prior with a log-uniform or Gaussian
+    parameter is a :class:`seqsbi.torch_priors.IndependentPrior` on the same box (its support)."""
     import torch
     from sbi.utils import BoxUniform
+
+    if not space.is_box:
+        from seqsbi.torch_priors import IndependentPrior
+
+        return IndependentPrior.from_space(space, device)
 
     return BoxUniform(
         low=torch.as_tensor(space.low, dtype=torch.float32),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,12 @@ class Observation:
     """One observed data vector x_o (shape (k,)) and, when known, the true parameters (shape (d,)).
 
     A galaxy observation may instead name a model-library row (``library_index``): its x_o and
-    theta_true are read from the library's feature array once the workflow has built it.
+    theta_true are read from the library's feature array once the workflow has built it. A galaxy
+    observation with its own photometry (a catalogue row, or a sheet row with ``x_err``) carries
+    ``flux_njy`` and ``flux_err_njy`` (one per configured filter, NaN where a band is missing) until the
+    galaxy block turns them into x_o (seqsbi.simulators.galaxy.photometry); ``bands`` are then the
+    filters it has (None: all). ``columns``: the row's other non-empty columns (per-observation priors:
+    ``<parameter>``, ``<parameter>_err``, ``<parameter>_low``, ``<parameter>_high``), as text.
     """
 
     name: str
@@ -30,12 +35,23 @@ class Observation:
     theta_true: np.ndarray | None = None
     library_index: int | None = None
     catalogue_id: str | None = None
+    flux_njy: np.ndarray | None = None
+    flux_err_njy: np.ndarray | None = None
+    bands: tuple[int, ...] | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+
+#: Sheet columns seqsbi reads itself; any other non-empty column is kept in Observation.columns.
+SHEET_COLUMNS = ("observation", "x_o", "x_err", "library_index", "catalogue_id", "theta_true")
 
 
-def _parse_vector(text: str, where: str, column: str) -> np.ndarray:
+def _parse_vector(text: str, where: str, column: str, allow_nan: bool = False) -> np.ndarray:
+    """Comma-separated finite numbers; with ``allow_nan``, ``nan`` (or an empty item) marks a missing value."""
     values = []
     for item in str(text).split(","):
         item = item.strip()
+        if allow_nan and item.lower() in ("", "nan"):
+            values.append(math.nan)
+            continue
         try:
             value = float(item)
         except ValueError:
@@ -45,6 +61,7 @@ def _parse_vector(text: str, where: str, column: str) -> np.ndarray:
         if not math.isfinite(value):
             raise ConfigError(
                 f"{where} column {column}: value {item!r} is not finite; observations must be finite numbers"
+                + (" (nan marks a missing band)" if allow_nan else "")
             )
         values.append(value)
     return np.asarray(values, dtype=float)
@@ -119,19 +136,31 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
         theta = _parse_vector(theta_text, where, "theta_true") if theta_text else None
         index_text, x_text = row.get("library_index", "").strip(), row.get("x_o", "").strip()
         catalogue_text = row.get("catalogue_id", "").strip()
+        err_text = row.get("x_err", "").strip()
+        columns = {c: str(row[c]).strip() for c in table.columns if c not in SHEET_COLUMNS and str(row[c]).strip()}
+        if err_text and not x_text:
+            raise ConfigError(f"{where} column x_err: errors need x_o (fluxes in nJy) on the same row; library rows "
+                              f"and catalogue rows bring their own")
         given = [column for column, text in (("x_o", x_text), ("library_index", index_text),
                                              ("catalogue_id", catalogue_text)) if text]
         if len(given) != 1:
             raise ConfigError(f"{where}: give exactly one of x_o, library_index and catalogue_id (got "
                               f"{', '.join(given) if given else 'none'})")
         if catalogue_text:
-            observations[name] = Observation(name, None, theta, catalogue_id=catalogue_text)
+            observations[name] = Observation(name, None, theta, catalogue_id=catalogue_text, columns=columns)
         elif index_text:
             if not index_text.isdigit():
                 raise ConfigError(f"{where} column library_index: {index_text!r} is not a row number (0, 1, ...)")
-            observations[name] = Observation(name, None, theta, int(index_text))
+            observations[name] = Observation(name, None, theta, int(index_text), columns=columns)
+        elif err_text:
+            flux = _parse_vector(x_text, where, "x_o", allow_nan=True)
+            error = _parse_vector(err_text, where, "x_err", allow_nan=True)
+            if flux.shape != error.shape:
+                raise ConfigError(f"{where}: x_o has {flux.size} values but x_err {error.size}; give one flux and one "
+                                  f"1-sigma error (nJy) per filter")
+            observations[name] = Observation(name, None, theta, flux_njy=flux, flux_err_njy=error, columns=columns)
         else:
-            observations[name] = Observation(name, _parse_vector(x_text, where, "x_o"), theta)
+            observations[name] = Observation(name, _parse_vector(x_text, where, "x_o"), theta, columns=columns)
     if not observations:
         raise ConfigError(f"observations: sheet {str(path)!r} has no rows")
     return observations
@@ -139,7 +168,17 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
 
 def observation_from_params(params: dict, features_path: str | Path | None = None) -> Observation:
     """Rebuild an :class:`Observation` inside a job from its params (see common.smk), reading a
-    library row's x_o and theta_true from the features file when the observation names one."""
+    library row's x_o and theta_true from the features file when the observation names one.
+    ``inferred``: indices of the parameters inferred (the others fixed): theta_true keeps only those."""
+    observation = _observation_from_params(params, features_path)
+    keep = params.get("inferred")
+    if keep is None or observation.theta_true is None or observation.theta_true.size != params.get("n_parameters"):
+        return observation
+    return Observation(observation.name, observation.x_o, observation.theta_true[np.asarray(keep, dtype=int)],
+                       observation.library_index)
+
+
+def _observation_from_params(params: dict, features_path: str | Path | None = None) -> Observation:
     if params.get("library_index") is not None:
         if features_path is None:
             raise ConfigError(f"observation {params['name']!r} names library row {params['library_index']} "

@@ -162,6 +162,7 @@ def train_round(
         raise ValueError(f"round {round_index} got {n} simulations; the run asks for {settings.simulations_per_round}")
     invalid = check_invalid_simulations(settings, theta, x, round_index)
     coverage = observation_coverage(x, observation)
+    features = feature_report(settings, x)
 
     seed = round_seed(settings.seed, settings.name, observation.name, round_index)
     prior = engines.make_prior(settings.prior, settings.device)
@@ -202,6 +203,7 @@ def train_round(
         "non_finite_simulations": invalid["count"],
         "invalid_simulations": invalid,
         "observation_coverage": coverage,
+        **({"features": features} if features is not None else {}),
         "epochs": len(training_log),
         "best_validation_loss": float(inference.summary["best_validation_loss"][-1]),
         **({"restart_validation_losses": restart_losses} if len(restart_losses) > 1 else {}),
@@ -266,6 +268,28 @@ def check_invalid_simulations(settings: RunSettings, theta: np.ndarray, x: np.nd
     logger.warning("%s; engine %s leaves them out of training: it trains on the other %d", what, engine.name,
                    n - count)
     report["policy"] = "dropped"
+    return report
+
+
+def feature_report(settings: RunSettings, x: np.ndarray) -> dict | None:
+    """What the simulator says about a round's training set x (n, k), if it can (``feature_warnings`` on the
+    simulator function; the galaxy model: feature kind, bands, noise per band and, for AB magnitudes, the
+    share on the 1-sigma floor). Logged, with a warning when it has one; round.json's ``features``."""
+    from seqsbi.simulators import BUILTIN_SIMULATORS
+
+    # built-ins only: resolving a custom simulator would import (run) the user's module once more
+    hook = getattr(BUILTIN_SIMULATORS.get(settings.simulator_name), "feature_warnings", None)
+    if hook is None:
+        return None
+    report = hook(x, settings.simulator_settings)
+    sigma = report.get("sigma_njy")
+    origin = "the observation" if report.get("noise") == "observation" else "the configured depth"
+    noise = ("no noise" if sigma is None else f"flux noise from {origin}: "
+             + ", ".join(f"{band} {s:.4g} nJy" for band, s in zip(report["bands"], sigma)))
+    logger.info("features: %s over %d band(s) (%s); %s", report["kind"], len(report["bands"]),
+                ", ".join(report["bands"]), noise)
+    if "warning" in report:
+        logger.warning(report["warning"])
     return report
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from seqsbi.errors import ConfigError
+from seqsbi.priors import ParameterSpace, full_theta
 from seqsbi.simulators.galaxy.simulator import galaxy
 from seqsbi.simulators.toy import BUILTIN_SIMULATORS as TOY_SIMULATORS
 
@@ -28,8 +29,11 @@ BUILTIN_SIMULATORS = {**TOY_SIMULATORS, "galaxy": galaxy}
 class Simulator:
     """A simulator function bound to its settings, with shape checks at the boundary."""
 
-    def __init__(self, name: str, function: Callable[..., np.ndarray], settings: dict[str, Any], key: str):
+    def __init__(self, name: str, function: Callable[..., np.ndarray], settings: dict[str, Any], key: str,
+                 space: ParameterSpace | None = None):
         self.name = name
+        # A prior with fixed parameters: the function gets theta with their values inserted.
+        self.space = space if space is not None and space.fixed else None
         self.function = function
         self.settings = dict(settings)
         self.key = key
@@ -38,6 +42,8 @@ class Simulator:
     def __call__(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Simulate x (n, k) for parameters theta (n, d)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        if self.space is not None:
+            theta = full_theta(theta, self.space)
         kwargs = dict(self.settings)
         if self._takes_rng:
             kwargs["rng"] = rng
@@ -127,10 +133,12 @@ def simulator_source(name: str, key: str = "simulator") -> str | None:
     return origin if relative.split(os.sep)[0] == os.pardir else relative
 
 
-def resolve_simulator(name: str, settings: dict[str, Any], key: str = "simulator") -> Simulator:
-    """Turn a config simulator name (built-in or custom path) into a :class:`Simulator`."""
+def resolve_simulator(name: str, settings: dict[str, Any], key: str = "simulator",
+                      space: ParameterSpace | None = None) -> Simulator:
+    """Turn a config simulator name (built-in or custom path) into a :class:`Simulator`; with ``space``,
+    its fixed parameters are inserted into every theta (the function always sees every parameter)."""
     function = BUILTIN_SIMULATORS.get(name) or _load_custom(name, key)
-    return Simulator(name, function, settings, key)
+    return Simulator(name, function, settings, key, space)
 
 
 __all__ = ["Simulator", "resolve_simulator", "simulator_source", "BUILTIN_SIMULATORS"]

@@ -4,7 +4,9 @@ The catalogue is a CSV with an ``id`` column and, for every configured filter, a
 by the filter code (``JWST/NIRCam.F070W``) or its band (``F070W``) plus ``<column>_err``; where two
 configured filters share a band (``SLOAN/SDSS.g`` and ``CFHT/MegaCam.g``) only the full code names
 their columns (a column ``g`` would be ambiguous and is refused). Its
-fluxes become features the way simulations do, with the catalogue's own errors as the noise level.
+fluxes become features the way simulations do, with the catalogue's own errors as the noise level
+(seqsbi.simulators.galaxy.photometry). An empty or NaN flux, or ``galaxy.missing_value``, marks a band
+missing for that galaxy. Other columns (``redshift``, ``redshift_err``, ...) are per-observation priors.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from seqsbi.errors import ConfigError
 from seqsbi.observations import read_table
-from seqsbi.simulators.galaxy.features import to_features
+from seqsbi.simulators.galaxy.photometry import missing_mask, photometry_observations
 
 
 def band_name(code: str) -> str:
@@ -45,6 +48,8 @@ def _flux_column(code: str, columns: list[str], filter_codes: list[str], path: s
 def _number(row, column: str, path: str, galaxy_id: str) -> float:
     """The catalogue value in ``column`` of ``row`` as a float; ConfigError naming file, id and column."""
     text = row[column]
+    if text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip():
+        return float("nan")  # an empty cell: a missing value
     try:
         return float(str(text).strip())
     except ValueError:
@@ -78,7 +83,17 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
     if repeated:
         raise ConfigError(f"galaxy.catalogue: {path!r} has id(s) {repeated} on more than one row; ids must be unique")
     rows = table.assign(id=ids).set_index("id")
-    resolved = {}
+    sentinel = galaxy.get("missing_value")
+    for code, column in flux_columns.items():
+        text = rows[column].fillna("").astype(str).str.strip()
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        blank = (text == "") | (text.str.lower() == "nan")
+        if len(values) >= 2 and (blank.to_numpy() | (missing_mask(values, sentinel) & ~np.isnan(values))).all():
+            raise ConfigError(f"galaxy.catalogue: {path!r} column {column!r} ({code}) is missing (empty, nan"
+                              f"{f' or {sentinel:g}' if sentinel is not None else ''}) in every row; drop {code} from "
+                              f"galaxy.filters (and the library), or give its fluxes")
+    used = set(flux_columns.values()) | {f"{c}_err" for c in flux_columns.values()} | {"id"}
+    with_flux = {}
     for name, obs in observations.items():
         if obs.catalogue_id is None:
             continue
@@ -88,12 +103,7 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
         flux = np.array([_number(row, flux_columns[code], path, obs.catalogue_id) for code in galaxy["filters"]])
         error = np.array([_number(row, f"{flux_columns[code]}_err", path, obs.catalogue_id)
                           for code in galaxy["filters"]])
-        for code, f, e in zip(galaxy["filters"], flux, error):
-            if not np.isfinite(f):
-                raise ConfigError(f"galaxy.catalogue: id {obs.catalogue_id!r} {code}: flux {f} is not finite")
-            if not (np.isfinite(e) and e > 0):
-                raise ConfigError(f"galaxy.catalogue: id {obs.catalogue_id!r} {code}: flux error {e} must be a "
-                                  f"positive number (nJy)")
-        x_o = to_features(flux[None, :], galaxy["features"]["kind"], error[None, :])[0]
-        resolved[name] = replace(obs, x_o=x_o)
-    return resolved
+        extra = {c: str(row[c]).strip() for c in rows.columns
+                 if c not in used and isinstance(row[c], str) and row[c].strip()}
+        with_flux[name] = replace(obs, flux_njy=flux, flux_err_njy=error, columns={**extra, **obs.columns})
+    return photometry_observations(with_flux, galaxy, path, check_every_row=False)

@@ -15,7 +15,7 @@ import numpy as np
 from seqsbi.errors import ConfigError, LibraryError
 from seqsbi.priors import ParameterSpace
 from seqsbi.simulators.galaxy import filters
-from seqsbi.simulators.galaxy.features import DepthNoise
+from seqsbi.simulators.galaxy.features import FluxNoise
 from seqsbi.simulators.galaxy.library import read_library, require_model
 from seqsbi.simulators.galaxy.sps_grid import BC03_METALLICITIES_ZSUN, BC03_Z_SUN
 
@@ -226,8 +226,8 @@ def check_filters(galaxy: dict[str, Any]) -> None:
                 f"(min_wavelength_angstrom, max_wavelength_angstrom)")
 
 
-def noise_model(galaxy: dict[str, Any]) -> DepthNoise | None:
-    return DepthNoise.from_config(galaxy["features"]["noise"], len(galaxy["filters"]))
+def noise_model(galaxy: dict[str, Any]) -> FluxNoise | None:
+    return FluxNoise.from_config(galaxy["features"]["noise"], len(galaxy["filters"]))
 
 
 def check_galaxy_config(galaxy: dict[str, Any]) -> None:
@@ -263,6 +263,10 @@ def check_galaxy_config(galaxy: dict[str, Any]) -> None:
     if isinstance(depths, list) and len(depths) != len(galaxy["filters"]):
         raise ConfigError(f"galaxy.features.noise.depth_5sigma_ab: {len(depths)} depths for "
                           f"{len(galaxy['filters'])} filters; give one number or one per filter")
+    scale = galaxy["features"].get("flux_scale_njy")
+    if isinstance(scale, list) and len(scale) != len(galaxy["filters"]):
+        raise ConfigError(f"galaxy.features.flux_scale_njy: {len(scale)} scales for {len(galaxy['filters'])} filters; "
+                          f"give one number or one per filter")
     if galaxy["features"]["kind"] == "asinh_magnitude" and noise is None:
         raise ConfigError("galaxy.features.kind: 'asinh_magnitude' needs galaxy.features.noise (its softening is the "
                           "1-sigma flux)")
@@ -295,6 +299,9 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
         if run["prior"].get("from_library"):
             raise ConfigError(f"{key}.prior.from_library: only the galaxy simulator has a library; "
                               f"give prior.parameters for simulator {run['simulator']!r}")
+        if run["prior"].get("distributions"):
+            raise ConfigError(f"{key}.prior.distributions: only with from_library (galaxy runs); give distribution, "
+                              f"mean, std or value in the entries of prior.parameters")
         return run
     if run["simulator_settings"]:
         raise ConfigError(f"{key}.simulator_settings: {run['simulator_settings']} not allowed for the galaxy "
@@ -309,12 +316,21 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
                 raise ConfigError(f"{key}.prior.override_prior_ranges: {parameter!r} is not a library parameter; "
                                   f"library parameters: {', '.join(names)}")
             parameters[names.index(parameter)].update(low=bounds[0], high=bounds[1])
+        for parameter, distribution in prior.get("distributions", {}).items():
+            if parameter not in names:
+                raise ConfigError(f"{key}.prior.distributions: {parameter!r} is not a library parameter; "
+                                  f"library parameters: {', '.join(names)}")
+            parameters[names.index(parameter)].update(distribution)
         resolved["prior"] = {"type": "box_uniform", "parameters": parameters}
     else:
+        if prior.get("distributions"):
+            raise ConfigError(f"{key}.prior.distributions: only with from_library; give distribution, mean, std or "
+                              f"value in the entries of prior.parameters")
         library_names = list(library_prior(galaxy).names)
         given = [p["name"] for p in prior["parameters"]]
         if given != library_names:
             raise ConfigError(f"{key}.prior.parameters: names {given} must be the library's, in order: {library_names}")
+    check_run_prior_in_grid(key, prior, resolved["prior"]["parameters"], galaxy)
     resolved["simulator_settings"] = {
         "library": library_file(galaxy),
         "svo_filter_cache": SVO_FILTER_CACHE,
@@ -323,7 +339,29 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
         "noise": galaxy["features"]["noise"],
         "backend": galaxy["backend"],
     }
+    if galaxy["features"].get("flux_scale_njy") is not None:
+        resolved["simulator_settings"]["flux_scale_njy"] = galaxy["features"]["flux_scale_njy"]
     return resolved
+
+
+def check_run_prior_in_grid(key: str, prior: dict, parameters: list[dict], galaxy: dict) -> None:
+    """A galaxy run's log10metallicity range must lie inside the SPS grid's metallicities: past them the
+    simulator clamps Z to the grid's end (every value beyond gives the same photometry), so the posterior
+    there would be the prior's. ConfigError naming the key, the range, the grid's range and the fix."""
+    z_range = grid_log10_metallicity_range(galaxy)
+    names = [p["name"] for p in parameters]
+    if z_range is None or "log10metallicity" not in names:
+        return
+    entry = parameters[names.index("log10metallicity")]
+    if entry["low"] < z_range[0] - 1e-9 or entry["high"] > z_range[1] + 1e-9:
+        where = (f"{key}.prior.override_prior_ranges.log10metallicity" if "log10metallicity"
+                 in prior.get("override_prior_ranges", {}) else
+                 f"{key}.prior.parameters[{names.index('log10metallicity')}] (log10metallicity)")
+        raise ConfigError(f"{where}: [{entry['low']:g}, {entry['high']:g}] leaves the SPS grid's log10 Z range "
+                          f"[{z_range[0]:.3g}, {z_range[1]:.3g}]; the simulator would clamp Z to the grid's end, so "
+                          f"every value past it gives the same photometry: narrow the range to lie inside "
+                          f"[{z_range[0]:.3g}, {z_range[1]:.3g}], or use a grid with more metallicities "
+                          f"(galaxy.sps_grid.grid_dir)")
 
 
 def check_library_row(run: str, simulator_name: str, observation: str, library_index: int, sheet: str,

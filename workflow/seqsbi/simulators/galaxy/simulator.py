@@ -1,5 +1,10 @@
 """The built-in ``galaxy`` simulator: rebuilt from a model library's metadata, with the configured
-features and noise, so online simulations look exactly like the library's feature array."""
+features and noise, so online simulations look exactly like the library's feature array.
+
+A galaxy observation may specialise it (seqsbi.simulators.galaxy.observations): its own per-band
+flux errors (``sigma_njy``) and only the bands it has (``bands``); fixed parameters are inserted into
+theta before the call (seqsbi.simulators.Simulator).
+"""
 
 from __future__ import annotations
 
@@ -25,17 +30,64 @@ def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str):
 
 
 def galaxy(theta: np.ndarray, rng: np.random.Generator, library: str, svo_filter_cache: str, filters: list[str],
-           features: str = "ab_magnitude", noise: dict | None = None, backend: str = "batched") -> np.ndarray:
-    """Features (n, n_filters) for galaxy parameters theta (n, 6) in the library's parameter order."""
-    from seqsbi.simulators.galaxy.features import DepthNoise, simulate_features
+           features: str = "ab_magnitude", noise: dict | None = None, backend: str = "batched",
+           sigma_njy: list[float | None] | None = None, bands: list[int] | None = None,
+           flux_scale_njy: float | list[float] | None = None) -> np.ndarray:
+    """Features (n, k) for galaxy parameters theta (n, d) in the library's parameter order.
+
+    ``sigma_njy``: the observation's own 1-sigma flux errors, one per configured filter (None: the
+    depth in ``noise``); ``bands``: indices of the filters simulated (None: all; k = len(bands));
+    ``flux_scale_njy``: divisor of flux features (all filters or per filter).
+    """
+    from seqsbi.simulators.galaxy.features import noise_for_observation, simulate_features
 
     flux = _rebuilt_simulator(library, svo_filter_cache, backend)(theta)
-    return simulate_features(flux, features, DepthNoise.from_config(noise, len(filters)), rng)
+    errors = None if sigma_njy is None else np.array([np.nan if s is None else s for s in sigma_njy], dtype=float)
+    model = noise_for_observation(noise, len(filters), errors)
+    scale = None if flux_scale_njy is None else np.broadcast_to(np.asarray(flux_scale_njy, float), (len(filters),))
+    if bands is not None:
+        keep = np.asarray(bands, dtype=int)
+        flux = flux[:, keep]
+        model = None if model is None else model.select(bands)
+        scale = None if scale is None else scale[keep]
+    return simulate_features(flux, features, model, rng, scale)
 
 
 def declared_output_dim(settings: dict[str, Any]) -> int:
-    """One feature per filter: known from config, without building the simulator at parse time."""
-    return len(settings["filters"])
+    """One feature per simulated filter: known from config, without building the simulator at parse time."""
+    bands = settings.get("bands")
+    return len(settings["filters"]) if bands is None else len(bands)
+
+
+def feature_warnings(x: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
+    """A round's training set x (n, k) seen from the features: for AB magnitudes, the share of values on
+    the 1-sigma floor per band (round.json ``features``) and a warning when it exceeds a few percent."""
+    from seqsbi.simulators.galaxy.features import AB_FLOOR_WARN_SHARE, ab_floor_share, noise_for_observation
+
+    filters, bands = list(settings["filters"]), settings.get("bands")
+    errors = settings.get("sigma_njy")
+    if errors is not None:
+        errors = np.array([np.nan if s is None else s for s in errors], dtype=float)
+    noise = noise_for_observation(settings.get("noise"), len(filters), errors)
+    names = filters if bands is None else [filters[j] for j in bands]
+    report: dict[str, Any] = {"kind": settings.get("features", "ab_magnitude"), "bands": names,
+                              "noise": None if noise is None else noise.source}
+    if noise is not None:
+        noise = noise.select(bands)
+        report["sigma_njy"] = [float(s) for s in noise.sigma_njy]
+    if report["kind"] != "ab_magnitude" or noise is None:
+        return report
+    share = ab_floor_share(x, noise)
+    report["ab_floor_share"] = {name: float(s) for name, s in zip(names, share)}
+    overall = float(share.mean()) if share.size else 0.0
+    if overall > AB_FLOOR_WARN_SHARE:
+        report["warning"] = (
+            f"{100 * overall:.1f}% of this round's AB-magnitude features sit on the 1-sigma floor (per band: "
+            + ", ".join(f"{name} {100 * s:.0f}%" for name, s in zip(names, share))
+            + "): a point mass a continuous density estimator cannot represent; set galaxy.features.kind to "
+            "asinh_magnitude or flux, which stay continuous for faint and negative fluxes")
+    return report
 
 
 galaxy.declared_output_dim = declared_output_dim
+galaxy.feature_warnings = feature_warnings
