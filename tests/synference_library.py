@@ -1,6 +1,15 @@
 """Write a small model library with synference 0.1.4's own library API (run with .venv-synference's python).
 
     .venv-synference/bin/python tests/synference_library.py OUT_DIR GRID_DIR GRID_NAME SVO_CACHE N [CODE ...]
+    .venv-synference/bin/python tests/synference_library.py --inspect LIBRARY
+
+``--inspect`` reads any library (seqsbi's too) with synference's own code and prints, as JSON, what its
+``GalaxySimulator.from_library`` takes from the ``Model`` group: the arrays through
+``synference.utils.load_library_from_hdf5``, the cosmology through ``Cosmology.from_format(..., "yaml")``,
+the SFH and metallicity classes, the dust law built from its stored keys and values, the fixed parameters
+and the instrument through synthesizer's ``Instrument._from_hdf5``. (``from_library`` itself cannot rebuild
+an ``AttenuatedEmission`` model, synference's own libraries included: it calls the class with ``grid`` and
+``dust_curve`` only, and ``AttenuatedEmission`` also needs ``apply_to`` and ``emitter``.)
 
 The model is the synference seed's: LogNormal SFH (tau, peak_age in Myr), DeltaConstant metallicity, incident
 stellar emission attenuated by a PowerLaw dust curve (slope -0.7; tau_v per galaxy), Inoue14 IGM, Planck18,
@@ -74,5 +83,48 @@ def main(out_dir: str, grid_dir: str, grid_name: str, svo_cache: str, n: str, *c
     print(Path(out_dir) / "synference_library.hdf5")
 
 
+def inspect_library(path: str) -> None:
+    """Print (JSON) what synference's reader takes from ``path``; see the module docstring."""
+    import json
+
+    library = import_synference_library()
+    import h5py
+    import numpy as np
+    from astropy.cosmology import Cosmology, realizations
+    from synthesizer.emission_models import attenuation
+    from synthesizer.instruments import Instrument
+    from synthesizer.parametric import SFH, ZDist
+
+    arrays = sys.modules["synference.utils"].load_library_from_hdf5(path)
+    with h5py.File(path, "r") as hf:
+        model = hf["Model"]
+        cosmology = Cosmology.from_format(model.attrs["cosmology"], format="yaml")
+        emission = model["EmissionModel"]
+        dust = getattr(attenuation, emission.attrs["dust_law"])(**{
+            key: float(value) for key, value in zip(emission.attrs["dust_attenuation_keys"],
+                                                    emission.attrs["dust_attenuation_values"])})
+        instrument = Instrument._from_hdf5(model["Instrument"])
+        out = {
+            "parameter_names": [str(n) for n in arrays["parameter_names"]],
+            "filter_codes": [str(c) for c in arrays["filter_codes"]],
+            "photometry_shape": list(np.shape(arrays["photometry"])),
+            "cosmology_equals_planck18": bool(cosmology == realizations.Planck18),
+            "sfh_class": getattr(SFH, str(model.attrs["sfh_class"])).__name__,
+            "metallicity_distribution_class": getattr(ZDist, str(model.attrs["metallicity_distribution_class"])).__name__,
+            "emission_model": str(emission.attrs["name"]),
+            "emission_model_key": str(model.attrs["emission_model_key"]),
+            "dust_law": type(dust).__name__,
+            "dust_slope": float(dust.slope),
+            "fixed_params": {str(n): [float(v), str(u)] for n, v, u in zip(
+                model.attrs["fixed_param_names"], model.attrs["fixed_param_values"], model.attrs["fixed_param_units"])},
+            "instrument_filters": list(instrument.filters.filter_codes),
+            "synference_library_module": library.__name__,
+        }
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "--inspect":
+        inspect_library(sys.argv[2])
+    else:
+        main(*sys.argv[1:])
