@@ -12,14 +12,14 @@ with log_to_file(snakemake.log[0]) as logger:
 
     from seqsbi import artifacts
     from seqsbi.simulators.galaxy import config as galaxy_config
-    from seqsbi.simulators.galaxy.features import FEATURE_UNITS, describe_ranges, simulate_features
+    from seqsbi.simulators.galaxy.features import FEATURE_UNITS, describe_ranges, simulate_features_chunked
     from seqsbi.simulators.galaxy.library import read_library
 
     galaxy = snakemake.params.galaxy
     library = read_library(snakemake.input.library)
     kind = galaxy["features"]["kind"]
     rng = np.random.default_rng([galaxy["library"]["seed"], 1])  # features' own stream
-    x = simulate_features(library.photometry_njy, kind, galaxy_config.noise_model(galaxy), rng)
+    x = simulate_features_chunked(library.photometry_njy, kind, galaxy_config.noise_model(galaxy), rng)
     logger.info("%d features over %d samples (%s)", x.shape[1], x.shape[0], FEATURE_UNITS[kind])
     for line in describe_ranges(x, library.filter_codes, kind):
         logger.info(line)

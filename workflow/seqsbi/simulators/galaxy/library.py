@@ -301,8 +301,15 @@ def read_filter_curves(group, where: str = "library") -> dict[str, tuple[np.ndar
     return curves
 
 
-def read_library(path: str | Path) -> Library:
-    """Read a library (ours or synference's); raise LibraryError naming what is missing."""
+def read_library(path: str | Path, arrays: bool = True) -> Library:
+    """Read a library (ours or synference's); raise LibraryError naming what is missing.
+
+    Each dataset is read once, straight into one float64 array (HDF5 converts other float types while
+    reading), and theta/photometry are transposed views of those: peak memory is one copy of the arrays
+    (a 10^6-row, 6-parameter, 8-band library: 112 MB; benchmarks/synference_library.py). ``arrays=False``
+    reads names, the model and the filter curves only (theta and photometry then have no rows), for
+    callers that only rebuild the simulator.
+    """
     import h5py
 
     path = Path(path)
@@ -315,7 +322,7 @@ def read_library(path: str | Path) -> Library:
                            f"{_LIBRARY_FIX}") from None
     try:
         with hf:
-            return _read_open_library(hf, path)
+            return _read_open_library(hf, path, arrays)
     except (OSError, KeyError, TypeError, ValueError, IndexError) as error:
         if isinstance(error, LibraryError):
             raise
@@ -323,7 +330,17 @@ def read_library(path: str | Path) -> Library:
                            f"or not in synference's layout; {_LIBRARY_FIX}") from None
 
 
-def _read_open_library(hf, path: Path) -> Library:
+def _read_float_array(dataset, rows: bool = True) -> np.ndarray:
+    """A 2-D dataset as one float64 array (n, m) read in place (no second copy), or (n, 0) without ``rows``."""
+    if not rows:
+        return np.empty((dataset.shape[0], 0))
+    out = np.empty(dataset.shape, dtype=np.float64)
+    if out.size:
+        dataset.read_direct(out)
+    return out
+
+
+def _read_open_library(hf, path: Path, arrays: bool = True) -> Library:
     """The body of :func:`read_library` on an open file."""
     for key in REQUIRED_DATASETS:
         if key not in hf:
@@ -338,11 +355,17 @@ def _read_open_library(hf, path: Path) -> Library:
         raise LibraryError(f"library {str(path)!r}: PhotometryUnits is {units!r}; only 'nJy' is supported")
     names = artifacts.attribute_texts(hf.attrs["ParameterNames"])
     filters = artifacts.attribute_texts(hf.attrs["FilterCodes"])
-    theta = np.asarray(hf["Grid/Parameters"], dtype=float).T
-    photometry = np.asarray(hf["Grid/Photometry"], dtype=float).T
-    if theta.shape[1] != len(names) or photometry.shape[1] != len(filters) or len(theta) != len(photometry):
-        raise LibraryError(f"library {str(path)!r}: shapes disagree: Parameters {theta.T.shape} for "
-                           f"{len(names)} names, Photometry {photometry.T.shape} for {len(filters)} filters")
+    for key in REQUIRED_DATASETS:
+        if hf[key].ndim != 2:
+            raise LibraryError(f"library {str(path)!r}: dataset {key!r} has shape {hf[key].shape}; it must be 2-D "
+                               f"(n_parameters or n_filters, n_galaxies)")
+    theta = _read_float_array(hf["Grid/Parameters"], arrays).T
+    photometry = _read_float_array(hf["Grid/Photometry"], arrays).T
+    parameters_shape, photometry_shape = hf["Grid/Parameters"].shape, hf["Grid/Photometry"].shape
+    if parameters_shape[0] != len(names) or photometry_shape[0] != len(filters) or \
+            parameters_shape[1] != photometry_shape[1]:
+        raise LibraryError(f"library {str(path)!r}: shapes disagree: Parameters {parameters_shape} for "
+                           f"{len(names)} names, Photometry {photometry_shape} for {len(filters)} filters")
     units_attr = hf.attrs.get("ParameterUnits")
     parameter_units = (artifacts.attribute_texts(units_attr) if units_attr is not None
                        else tuple(PARAMETER_UNITS.get(n, "") for n in names))

@@ -30,7 +30,7 @@ def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str, grid_d
 
     key = (str(Path(library).resolve()), Path(library).stat().st_mtime, backend, grid_dir)
     if key not in _BUILT:
-        read = read_library(library)
+        read = read_library(library, arrays=False)  # the model and curves only: a large library's rows stay on disk
         _BUILT[key] = build_simulator(rebuilt_spec(read, library, grid_dir), svo_filter_cache, backend,
                                       read.filter_curves)
     return _BUILT[key]
