@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml benchmarks/sbibm/
 # synference 0.1.4 itself, only to write libraries the interoperability tests read (tests/synference_library.py).
 # A separate venv, never .venv: synference's declared dependencies (torch, sbi>=0.22, jax, lampe, optuna, ...) would
 # move the pinned torch/sbi. It sees .venv's packages through a .pth file and gets only synference (--no-deps) and
-# numba, the one module its library code imports that .venv lacks: ~20 s on a fresh machine instead of minutes
+# numba, the one module its library code imports that .venv lacks: ~30 s here (2 busy cores) instead of minutes
 # for a full resolve (and no second torch).
 SYNFERENCE_VENV ?= .venv-synference
 SYNFERENCE_STAMP := $(SYNFERENCE_VENV)/.synference-installed

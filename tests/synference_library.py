@@ -110,7 +110,8 @@ def inspect_library(path: str) -> None:
             "photometry_shape": list(np.shape(arrays["photometry"])),
             "cosmology_equals_planck18": bool(cosmology == realizations.Planck18),
             "sfh_class": getattr(SFH, str(model.attrs["sfh_class"])).__name__,
-            "metallicity_distribution_class": getattr(ZDist, str(model.attrs["metallicity_distribution_class"])).__name__,
+            "metallicity_distribution_class": getattr(
+                ZDist, str(model.attrs["metallicity_distribution_class"])).__name__,
             "emission_model": str(emission.attrs["name"]),
             "emission_model_key": str(model.attrs["emission_model_key"]),
             "dust_law": type(dust).__name__,
