@@ -144,7 +144,8 @@ def model_spec_from_group(model, parameter_names: tuple[str, ...], where: str) -
 
     def refuse(attribute: str, value, supported) -> LibraryError:
         return LibraryError(f"{where}: Model attribute {attribute!r} is {value!r}, which seqsbi cannot rebuild; "
-                            f"supported: {', '.join(supported)}")
+                            f"supported: {', '.join(supported)}; use a library of a supported model in "
+                            f"galaxy.library.path")
 
     if "Transforms" in model:
         raise LibraryError(f"{where}: Model group 'Transforms' ({', '.join(model['Transforms'])}) holds parameter "
@@ -153,9 +154,10 @@ def model_spec_from_group(model, parameter_names: tuple[str, ...], where: str) -
     for key, synference_key in (("sfh", "sfh_class"), ("metal_dist", "metallicity_distribution_class")):
         if key not in ours and text(synference_key) is not None:
             ours[key] = text(synference_key)
-    if "grid_name" not in ours or "grid_dir" not in ours:
-        raise LibraryError(f"{where}: Model group lacks attribute 'grid_name' or 'grid_dir' (the SPS grid to "
-                           f"rebuild the simulator with)")
+    for key in ("grid_name", "grid_dir"):
+        if key not in ours:
+            raise LibraryError(f"{where}: Model group lacks attribute {key!r} (grid_name and grid_dir name the SPS "
+                               f"grid the simulator is rebuilt with); {_LIBRARY_FIX}")
     if "filters" not in ours and "Instrument" in model and "Filters" in model["Instrument"]:
         header = model["Instrument/Filters/Header"]
         ours["filters"] = list(artifacts.attribute_texts(header.attrs.get("filter_codes", [])))
