@@ -23,6 +23,7 @@ group) is a :class:`LibraryError` naming the attribute and its value.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,8 +173,6 @@ def model_spec_from_group(model, parameter_names: tuple[str, ...], where: str) -
         ours["sfh_max_age"] = "age_since_max_redshift"
     if "cosmology" in ours:
         ours["cosmology"] = _cosmology_attribute(artifacts.attribute_text(ours["cosmology"]), where)
-    import json
-
     for key in ("dust_law_params", "fixed_parameters"):
         if not isinstance(ours.get(key, ""), (str, bytes)):
             ours[key] = json.dumps(ours[key])
