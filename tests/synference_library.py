@@ -1,9 +1,9 @@
 """Write a small model library with synference 0.1.4's own library API (run with .venv-synference's python).
 
     .venv-synference/bin/python tests/synference_library.py OUT_DIR GRID_DIR GRID_NAME SVO_CACHE N [CODE ...]
-    .venv-synference/bin/python tests/synference_library.py --inspect LIBRARY
+    .venv-synference/bin/python tests/synference_library.py --inspect LIBRARY [LIBRARY ...]
 
-``--inspect`` reads any library (seqsbi's too) with synference's own code and prints, as JSON, what its
+``--inspect`` reads libraries (seqsbi's too) with synference's own code and prints, one JSON line each, what its
 ``GalaxySimulator.from_library`` takes from the ``Model`` group: the arrays through
 ``synference.utils.load_library_from_hdf5``, the cosmology through ``Cosmology.from_format(..., "yaml")``,
 the SFH and metallicity classes, the dust law built from its stored keys and values, the fixed parameters
@@ -35,6 +35,8 @@ from pathlib import Path
 
 def import_synference_library():
     """``synference.library`` without synference's ``__init__`` (which needs LtU-ILI)."""
+    if "synference.library" in sys.modules:
+        return sys.modules["synference.library"]
     spec = importlib.util.find_spec("synference")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("synference is not installed in this interpreter; run `make synference-venv` and use "
@@ -126,6 +128,7 @@ def inspect_library(path: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--inspect":
-        inspect_library(sys.argv[2])
+        for path in sys.argv[2:]:
+            inspect_library(path)
     else:
         main(*sys.argv[1:])

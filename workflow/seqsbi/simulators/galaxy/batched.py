@@ -3,7 +3,8 @@
 Same physics as :class:`seqsbi.simulators.galaxy.model.ReferenceGalaxySimulator`, as array algebra:
   1. SFH weights per age bin in closed form: the LogNormal SFR 1/(T-a) exp(-(ln(T-a) - t0)^2 / 2 tau^2)
      integrates to Gaussian-CDF differences in u = ln(T - a) (synthesizer integrates it with quad);
-     bins have synthesizer's edges (0, midpoints, last age); weights scaled to the mass formed.
+     bins have synthesizer's edges (0, midpoints, last age), clipped to [min_age, T] with T the spec's
+     maximum age (age(z), or age(z) - age(z_max) for synference's libraries); weights scaled to the mass formed.
   2. Metallicity weights: cloud-in-cell, linear in Z, between the two grid metallicities around Z.
   3. One contraction per grid metallicity: (n, n_age) @ (n_age, n_lam), then the Z weights.
   4. Dust exp(-tau_v (lambda / 5500 A)^slope); f_nu = L_nu (1 + z) / (4 pi d_L^2).
