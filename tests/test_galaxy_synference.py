@@ -117,6 +117,28 @@ def test_seqsbi_library_records_synferences_attributes_and_synference_reads_them
     assert mine["cosmology_equals_planck18"] and mine["fixed_params"] == {"min_age": [0.0, "yr"]}
 
 
+def test_grid_directory_override_and_a_missing_grid_are_settled_at_validation(made, tmp_path):
+    from conftest import tiny_run
+    from seqsbi.config import plan_workflow
+    from seqsbi.errors import ConfigError
+
+    base, path, _ = made
+    library = tmp_path / "theirs.hdf5"
+    shutil.copy(path, library)
+    with h5py.File(library, "a") as hf:
+        hf["Model"].attrs["grid_dir"] = "/elsewhere/grids"  # as written on another machine
+    config = yaml.safe_load(write_workdir(tmp_path, {"r": tiny_run()}).read_text())
+    config["galaxy"] = {"filters": list(CODES), "library": {"path": str(library)}}
+    with pytest.raises(ConfigError, match="grid_dir '/elsewhere/grids' and grid_name 'bc03_test'.*set "
+                                          "galaxy.library.grid_dir"):
+        plan_workflow(config)
+    config["galaxy"]["library"]["grid_dir"] = str(tmp_path)
+    with pytest.raises(ConfigError, match="galaxy.library.grid_dir: .* holds no bc03_test.hdf5"):
+        plan_workflow(config)
+    config["galaxy"]["library"]["grid_dir"] = str(base / "grids")
+    plan_workflow(config)
+
+
 @pytest.mark.slow
 @pytest.mark.workflow
 def test_synference_library_fits_end_to_end_with_its_grid_elsewhere(made, tmp_path):
