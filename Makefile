@@ -8,7 +8,7 @@ CORES ?= all
 # synthesizer creates its data directory on first import: keep it inside the project, not in ~.
 export SYNTHESIZER_DIR := $(CURDIR)/.synthesizer
 
-.PHONY: demo test lint venv benchmark benchmark-sbibm clean
+.PHONY: demo test lint venv synference-venv benchmark benchmark-sbibm clean
 
 venv: $(STAMP)
 
@@ -24,10 +24,27 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml benchmarks/sbibm/
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# synference 0.1.4 itself, only to write libraries the interoperability tests read (tests/synference_library.py).
+# A separate venv, never .venv: synference's declared dependencies (torch, sbi>=0.22, jax, lampe, optuna, ...) would
+# move the pinned torch/sbi. It sees .venv's packages through a .pth file and gets only synference (--no-deps) and
+# numba, the one module its library code imports that .venv lacks: ~30 s here (2 busy cores) instead of minutes
+# for a full resolve (and no second torch).
+SYNFERENCE_VENV ?= .venv-synference
+SYNFERENCE_STAMP := $(SYNFERENCE_VENV)/.synference-installed
+
+synference-venv: $(SYNFERENCE_STAMP)
+
+$(SYNFERENCE_STAMP): $(STAMP) requirements-synference.txt
+	rm -rf $(SYNFERENCE_VENV)
+	$(BIN)/python -m venv $(SYNFERENCE_VENV)
+	$(SYNFERENCE_VENV)/bin/python -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "seqsbi-main-venv.pth").write_text(sys.argv[1] + "\n")' "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+	$(SYNFERENCE_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-synference.txt
+	touch $@
+
 demo: venv
 	$(BIN)/snakemake --cores $(CORES)
 
-test: venv
+test: venv synference-venv
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -v -rs
 
 # Style (pyproject.toml: one line length, 120) and Snakemake's own checks, of the workflow and of .test/.

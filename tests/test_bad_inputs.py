@@ -68,7 +68,7 @@ def test_non_hdf5_library(tmp_path):
 @pytest.mark.parametrize("missing, expected", [
     ("Grid/Parameters", "lacks dataset 'Grid/Parameters'"),
     ("ParameterNames", "lacks root attribute 'ParameterNames'"),
-    ("Model.grid_name", "cannot be read (TypeError"),
+    ("Model.grid_name", "Model group lacks attribute 'grid_name'"),
 ])
 def test_library_missing_dataset_or_attribute(library, missing, expected):
     import h5py

@@ -86,3 +86,17 @@ def test_bad_catalogue_rows_are_named(tmp_path, text, message):
     observations, galaxy = catalogue_case(tmp_path, text)
     with pytest.raises(ConfigError, match=message):
         catalogue_observations(observations, galaxy)
+
+
+@pytest.mark.parametrize("kind", ["ab_magnitude", "flux_njy", "asinh_magnitude"])
+def test_features_in_chunks_equal_features_in_one_call_noise_included(kind):
+    from seqsbi.simulators.galaxy.features import simulate_features_chunked
+
+    flux = np.asfortranarray(10 ** np.random.default_rng(1).uniform(-1, 3, size=(1003, 8)))  # a library's .T view
+    noise = FluxNoise.from_config({"depth_5sigma_ab": 29.0, "max_snr": 20}, 8)
+    whole = simulate_features(flux, kind, noise, np.random.default_rng(5))
+    chunked = simulate_features_chunked(flux, kind, noise, np.random.default_rng(5), chunk_rows=100)
+    assert np.array_equal(chunked, whole)
+    if kind != "asinh_magnitude":
+        assert np.array_equal(simulate_features_chunked(flux, kind, None, None, chunk_rows=7),
+                              simulate_features(flux, kind, None, None))

@@ -74,6 +74,7 @@ rule rebuild_simulator:
     params:
         check_rows=lambda wildcards: GALAXY["library"]["check_rows"],
         backend=lambda wildcards: GALAXY["backend"],
+        grid_dir=lambda wildcards: GALAXY["library"].get("grid_dir"),
     script:
         "../scripts/rebuild_simulator.py"
 

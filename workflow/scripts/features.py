@@ -12,7 +12,7 @@ with log_to_file(snakemake.log[0]) as logger:
 
     from seqsbi import artifacts
     from seqsbi.simulators.galaxy import config as galaxy_config
-    from seqsbi.simulators.galaxy.features import FEATURE_UNITS, describe_ranges, simulate_features
+    from seqsbi.simulators.galaxy.features import FEATURE_UNITS, describe_ranges, simulate_features_chunked
     from seqsbi.simulators.galaxy.library import read_library
     from seqsbi.simulators.galaxy.photometry import flux_scale
 
@@ -20,7 +20,8 @@ with log_to_file(snakemake.log[0]) as logger:
     library = read_library(snakemake.input.library)
     kind = galaxy["features"]["kind"]
     rng = np.random.default_rng([galaxy["library"]["seed"], 1])  # features' own stream
-    x = simulate_features(library.photometry_njy, kind, galaxy_config.noise_model(galaxy), rng, flux_scale(galaxy))
+    x = simulate_features_chunked(library.photometry_njy, kind, galaxy_config.noise_model(galaxy), rng,
+                                  flux_scale(galaxy))
     logger.info("%d features over %d samples (%s)", x.shape[1], x.shape[0], FEATURE_UNITS[kind])
     for line in describe_ranges(x, library.filter_codes, kind):
         logger.info(line)

@@ -13,11 +13,12 @@ with log_to_file(snakemake.log[0]) as logger:
 
     from seqsbi import artifacts
     from seqsbi.simulators.galaxy import config as galaxy_config
-    from seqsbi.simulators.galaxy.library import check_reconstruction, read_library, require_model
+    from seqsbi.simulators.galaxy.library import check_reconstruction, read_library
     from seqsbi.simulators.galaxy.model import build_simulator
+    from seqsbi.simulators.galaxy.simulator import rebuilt_spec
 
     library = read_library(snakemake.input.library)
-    spec = require_model(library, snakemake.input.library)
+    spec = rebuilt_spec(library, snakemake.input.library, snakemake.params.grid_dir)
     n_rows = len(library.theta)
     rows = np.unique(np.linspace(0, n_rows - 1, min(snakemake.params.check_rows, n_rows)).astype(int))
     simulator = build_simulator(spec, galaxy_config.SVO_FILTER_CACHE, snakemake.params.backend, library.filter_curves)

@@ -104,6 +104,10 @@ def mpc_to_cm(distance_mpc: np.ndarray) -> np.ndarray:
     return distance_mpc * MPC_CM
 
 
+#: Time units a library's fixed parameters may carry (synference writes e.g. ``min_age`` in 'yr'), in yr.
+YR_PER_TIME_UNIT = {"yr": 1.0, "kyr": 1e3, "Myr": 1e6, "Gyr": 1e9}
+
+
 def myr_to_yr(time_myr: np.ndarray) -> np.ndarray:
     """Times in yr from Myr (x 1e6). Any shape."""
     return time_myr * YR_PER_MYR

@@ -3,7 +3,8 @@
 Same physics as :class:`seqsbi.simulators.galaxy.model.ReferenceGalaxySimulator`, as array algebra:
   1. SFH weights per age bin in closed form: the LogNormal SFR 1/(T-a) exp(-(ln(T-a) - t0)^2 / 2 tau^2)
      integrates to Gaussian-CDF differences in u = ln(T - a) (synthesizer integrates it with quad);
-     bins have synthesizer's edges (0, midpoints, last age); weights scaled to the mass formed.
+     bins have synthesizer's edges (0, midpoints, last age), clipped to [min_age, T] with T the spec's
+     maximum age (age(z), or age(z) - age(z_max) for synference's libraries); weights scaled to the mass formed.
   2. Metallicity weights: cloud-in-cell, linear in Z, between the two grid metallicities around Z.
   3. One contraction per grid metallicity: (n, n_age) @ (n_age, n_lam), then the Z weights.
   4. Dust exp(-tau_v (lambda / 5500 A)^slope); f_nu = L_nu (1 + z) / (4 pi d_L^2).
@@ -22,7 +23,7 @@ import numpy as np
 from scipy.special import erf
 
 from seqsbi.simulators.galaxy import configure_synthesizer
-from seqsbi.simulators.galaxy.model import GalaxyModelSpec
+from seqsbi.simulators.galaxy.model import SFH_MAX_AGE_CONVENTIONS, GalaxyModelSpec, astropy_cosmology
 from seqsbi.units import angstrom_to_hz, cgs_to_njy, hz_to_angstrom, mpc_to_cm, myr_to_yr
 
 IGM_Z_STEP = 0.005
@@ -34,7 +35,6 @@ class BatchedGalaxySimulator:
 
     def __init__(self, spec: GalaxyModelSpec, svo_filter_cache: str | Path, chunk_size: int = 500):
         configure_synthesizer(svo_filter_cache=svo_filter_cache)
-        from astropy import cosmology
         from synthesizer.emission_models.transformers import igm
         from synthesizer.grid import Grid
         from synthesizer.instruments import FilterCollection
@@ -44,6 +44,8 @@ class BatchedGalaxySimulator:
             raise ValueError(f"the batched backend supports LogNormal + DeltaConstant + (attenuated_)incident with "
                              f"PowerLaw dust; this library has {spec.sfh}, {spec.metal_dist}, {spec.emission_model}, "
                              f"{spec.dust_law}: use backend 'reference'")
+        if spec.sfh_max_age not in SFH_MAX_AGE_CONVENTIONS:
+            raise ValueError(f"sfh_max_age {spec.sfh_max_age!r} unknown; supported: {SFH_MAX_AGE_CONVENTIONS}")
         self.spec = spec
         self.svo_filter_cache = Path(svo_filter_cache)
         self.chunk_size = chunk_size
@@ -63,7 +65,9 @@ class BatchedGalaxySimulator:
             nu = angstrom_to_hz(np.asarray(collection.filters[code].original_lam.to("angstrom").value, dtype=float))
             order = np.argsort(nu)
             self.filter_curves.append((nu[order], np.asarray(collection.filters[code].original_t, dtype=float)[order]))
-        self._cosmology = getattr(cosmology, spec.cosmology)
+        self._cosmology = astropy_cosmology(spec.cosmology)
+        self._age_at_max_redshift_yr = float(self._cosmology.age(spec.sfh_max_redshift).to("yr").value)
+        self._min_age_yr = spec.min_age_yr
         self._igm_model = getattr(igm, spec.igm)()
         self._z_max = 0.0
 
@@ -100,9 +104,12 @@ class BatchedGalaxySimulator:
 
     # -- the model ---------------------------------------------------------------------------------
     def sfh_weights(self, max_age_yr: np.ndarray, tau: np.ndarray, peak_age_yr: np.ndarray) -> np.ndarray:
-        """Mass fraction formed in each age bin, (n, n_age), rows summing to 1."""
+        """Mass fraction formed in each age bin, (n, n_age), rows summing to 1; nothing forms at ages below
+        the spec's ``min_age`` (synthesizer's LogNormal is zero there)."""
         t0 = np.log(max_age_yr - peak_age_yr) + tau**2
         edges = np.minimum(self.age_edges[None, :], max_age_yr[:, None] * (1 - 1e-12))
+        if self._min_age_yr > 0:
+            edges = np.maximum(edges, np.minimum(self._min_age_yr, max_age_yr[:, None] * (1 - 1e-12)))
         u = np.log(max_age_yr[:, None] - edges)
         cumulative = -erf((u - t0[:, None]) / (tau[:, None] * np.sqrt(2)))
         weights = np.diff(cumulative, axis=1)
@@ -119,7 +126,7 @@ class BatchedGalaxySimulator:
     def _chunk(self, theta: np.ndarray) -> np.ndarray:
         z = self.spec.parameter(theta, "redshift")
         mass = 10 ** self.spec.parameter(theta, "log_mass")
-        max_age = np.interp(z, self._z_cosmo, self._age_yr)
+        max_age = self.spec.max_age_yr(np.interp(z, self._z_cosmo, self._age_yr), self._age_at_max_redshift_yr)
         peak_age_yr = myr_to_yr(self.spec.parameter(theta, "peak_age"))
         age_w = self.sfh_weights(max_age, self.spec.parameter(theta, "tau"), peak_age_yr)
         lower, fraction = self.metallicity_bins(self.spec.parameter(theta, "log10metallicity"))

@@ -100,11 +100,30 @@ def existing_library(galaxy: dict[str, Any], need_model: bool = False):
 
 def model_grid_file(galaxy: dict[str, Any]) -> str:
     """The SPS grid the library's simulator is rebuilt with: an existing library's own grid (its Model
-    group names it), otherwise the configured one."""
+    group names it; in ``library.grid_dir`` when that is set), otherwise the configured one."""
     library = existing_library(galaxy)
     if library is not None and library.spec is not None:
-        return f"{library.spec.grid_dir}/{library.spec.grid_name}.hdf5"
+        directory = galaxy["library"].get("grid_dir", library.spec.grid_dir)
+        return f"{directory}/{library.spec.grid_name}.hdf5"
     return grid_file(galaxy)
+
+
+def check_library_grid(galaxy: dict[str, Any]) -> None:
+    """An existing library's SPS grid exists (or is one the workflow builds); ConfigError naming the Model
+    attributes, the file and the fix otherwise."""
+    library = existing_library(galaxy)
+    if library is None or library.spec is None:
+        return
+    path = model_grid_file(galaxy)
+    if Path(path).is_file() or Path(path).parent == Path(BUILT_GRID_DIR):
+        return
+    if "grid_dir" in galaxy["library"]:
+        raise ConfigError(f"galaxy.library.grid_dir: {galaxy['library']['grid_dir']!r} holds no "
+                          f"{library.spec.grid_name}.hdf5 (the library's Model attribute grid_name is "
+                          f"{library.spec.grid_name!r}); point it at the directory holding that grid")
+    raise ConfigError(f"galaxy.library.path: the library's Model attributes grid_dir {library.spec.grid_dir!r} and "
+                      f"grid_name {library.spec.grid_name!r} name the SPS grid {path!r}, which does not exist; set "
+                      f"galaxy.library.grid_dir to the directory holding {library.spec.grid_name}.hdf5")
 
 
 def library_size(galaxy: dict[str, Any]) -> int:
@@ -238,7 +257,11 @@ def check_galaxy_config(galaxy: dict[str, Any]) -> None:
         raise ConfigError(f"galaxy.sps_grid.min_wavelength_angstrom: {sps['min_wavelength_angstrom']:g} must be below "
                           f"max_wavelength_angstrom ({sps['max_wavelength_angstrom']:g})")
     library = existing_library(galaxy, need_model=True)
+    if library is None and "grid_dir" in galaxy["library"]:
+        raise ConfigError("galaxy.library.grid_dir: only used with galaxy.library.path (a built library uses "
+                          "galaxy.sps_grid); remove it or set library.path")
     if library is not None:
+        check_library_grid(galaxy)
         if list(library.filter_codes) != list(galaxy["filters"]):
             raise ConfigError(f"galaxy.filters: {list(galaxy['filters'])} differ from the library's FilterCodes "
                               f"{list(library.filter_codes)}; list the library's filters, in its order")
@@ -341,6 +364,8 @@ def resolve_galaxy_run(name: str, run: dict, galaxy: dict) -> dict:
     }
     if galaxy["features"].get("flux_scale_njy") is not None:
         resolved["simulator_settings"]["flux_scale_njy"] = galaxy["features"]["flux_scale_njy"]
+    if "grid_dir" in galaxy["library"]:
+        resolved["simulator_settings"]["grid_dir"] = galaxy["library"]["grid_dir"]
     return resolved
 
 

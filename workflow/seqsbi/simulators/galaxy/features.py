@@ -159,6 +159,25 @@ def ab_floor_share(x: np.ndarray, noise: FluxNoise | None) -> np.ndarray:
     return ((x >= floor - 1e-9) & finite).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
 
 
+#: Rows per chunk of :func:`simulate_features_chunked` (8 bands: ~6 MB per temporary array).
+FEATURE_CHUNK_ROWS = 100_000
+
+
+def simulate_features_chunked(flux_njy: np.ndarray, kind: str, noise: FluxNoise | None, rng: np.random.Generator,
+                              flux_scale_njy: np.ndarray | float | None = None,
+                              chunk_rows: int = FEATURE_CHUNK_ROWS) -> np.ndarray:
+    """:func:`simulate_features` over ``chunk_rows`` rows at a time, into one (n, n_filters) array: the
+    temporaries (noise draws, sigmas, noisy fluxes) are a chunk's size, not the library's. Identical to
+    the one-call result, noise included: numpy's Generator draws normals one after another, so chunks of
+    draws in row order are the same stream as one draw of the whole array."""
+    flux_njy = np.asarray(flux_njy)
+    out = np.empty(flux_njy.shape, dtype=float)
+    for start in range(0, len(flux_njy), chunk_rows):
+        stop = min(start + chunk_rows, len(flux_njy))
+        out[start:stop] = simulate_features(flux_njy[start:stop], kind, noise, rng, flux_scale_njy)
+    return out
+
+
 def describe_ranges(features: np.ndarray, names: tuple[str, ...], kind: str) -> list[str]:
     """One line per feature: name, min and max with units (for the log)."""
     unit = FEATURE_UNITS[kind]

@@ -16,32 +16,45 @@ import numpy as np
 _BUILT: dict[tuple[str, float], Any] = {}
 
 
-def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str):
+def rebuilt_spec(library, path: str, grid_dir: str | None = None):
+    """A read library's model spec (LibraryError without one), its grid in ``grid_dir`` when given (config
+    ``galaxy.library.grid_dir``) instead of the directory the library records."""
+    import dataclasses
+
+    from seqsbi.simulators.galaxy.library import require_model
+
+    spec = require_model(library, path)
+    return spec if grid_dir is None else dataclasses.replace(spec, grid_dir=str(grid_dir))
+
+
+def _rebuilt_simulator(library: str, svo_filter_cache: str, backend: str, grid_dir: str | None = None):
     """The simulator described by ``library``'s Model group (built once per process and backend), with
     the filter curves the library stores, or those in ``svo_filter_cache`` for a library without them."""
-    from seqsbi.simulators.galaxy.library import read_library, require_model
+    from seqsbi.simulators.galaxy.library import read_library
     from seqsbi.simulators.galaxy.model import build_simulator
 
-    key = (str(Path(library).resolve()), Path(library).stat().st_mtime, backend)
+    key = (str(Path(library).resolve()), Path(library).stat().st_mtime, backend, grid_dir)
     if key not in _BUILT:
-        read = read_library(library)
-        _BUILT[key] = build_simulator(require_model(read, library), svo_filter_cache, backend, read.filter_curves)
+        read = read_library(library, arrays=False)  # the model and curves only: a large library's rows stay on disk
+        _BUILT[key] = build_simulator(rebuilt_spec(read, library, grid_dir), svo_filter_cache, backend,
+                                      read.filter_curves)
     return _BUILT[key]
 
 
 def galaxy(theta: np.ndarray, rng: np.random.Generator, library: str, svo_filter_cache: str, filters: list[str],
            features: str = "ab_magnitude", noise: dict | None = None, backend: str = "batched",
            sigma_njy: list[float | None] | None = None, bands: list[int] | None = None,
-           flux_scale_njy: float | list[float] | None = None) -> np.ndarray:
+           flux_scale_njy: float | list[float] | None = None, grid_dir: str | None = None) -> np.ndarray:
     """Features (n, k) for galaxy parameters theta (n, d) in the library's parameter order.
 
     ``sigma_njy``: the observation's own 1-sigma flux errors, one per configured filter (None: the
     depth in ``noise``); ``bands``: indices of the filters simulated (None: all; k = len(bands));
-    ``flux_scale_njy``: divisor of flux features (all filters or per filter).
+    ``flux_scale_njy``: divisor of flux features (all filters or per filter); ``grid_dir``: the SPS
+    grid's directory when it is not the one the library records (``galaxy.library.grid_dir``).
     """
     from seqsbi.simulators.galaxy.features import noise_for_observation, simulate_features
 
-    flux = _rebuilt_simulator(library, svo_filter_cache, backend)(theta)
+    flux = _rebuilt_simulator(library, svo_filter_cache, backend, grid_dir)(theta)
     errors = None if sigma_njy is None else np.array([np.nan if s is None else s for s in sigma_njy], dtype=float)
     model = noise_for_observation(noise, len(filters), errors)
     scale = None if flux_scale_njy is None else np.broadcast_to(np.asarray(flux_scale_njy, float), (len(filters),))
