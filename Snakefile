@@ -16,12 +16,15 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+# Before rule all: it defines catalogue_targets() (none without amortized/catalogues config blocks).
+include: "workflow/rules/catalogue.smk"
 
 
 rule all:
     default_target: True
     input:
         final_targets(),
+        catalogue_targets(),
 
 
 include: "workflow/rules/rounds.smk"

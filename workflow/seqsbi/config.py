@@ -285,8 +285,12 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
     Snakefile checks devices only when jobs run on this machine (a cluster's login node may have no GPU).
     """
     filled = validate_config(config)
+    if not filled.get("runs") and not filled.get("catalogues"):
+        raise ConfigError("config has neither runs nor catalogues; give at least one (config/README.md)")
+    filled.setdefault("runs", {})
     galaxy_config.check_galaxy_config(filled["galaxy"])
-    observations = read_observations(filled["observations"])
+    # A catalogue-only config (no runs) needs no observation sheet.
+    observations = read_observations(filled["observations"]) if filled["runs"] else {}
     if any(obs.catalogue_id is not None for obs in observations.values()):
         observations.update(catalogue_observations(observations, filled["galaxy"]))
     for name, run in filled["runs"].items():

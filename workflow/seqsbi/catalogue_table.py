@@ -1,0 +1,212 @@
+"""Catalogues of observed galaxies in, posterior samples and summary tables out.
+
+A catalogue is any table astropy.table reads (FITS, ECSV, CSV; the format from the file name): an id
+column and, per filter, a flux column named by the filter code (``JWST/NIRCam.F070W``) or its band
+(``F070W``) with its error in ``<column>_err``. Fluxes and errors are in each column's unit when the
+table gives one (FITS TUNIT, ECSV unit), else nJy; anything that converts to nJy (Jy, uJy, erg/s/cm^2/Hz,
+AB mag for fluxes) is converted with astropy.units. Every check runs on whole columns before any work, and
+each failure names the file, the column, the first bad row and the fix.
+
+Outputs: an HDF5 file of samples (n_galaxies, n_samples, n_parameters) with ids, parameter names and units,
+and a summary table (FITS and CSV) with per-galaxy, per-parameter median, 16/84 and 2.5/97.5 percentiles,
+flags and the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqsbi import artifacts
+from seqsbi.errors import ConfigError
+
+#: Percentiles in the summary table: column suffix -> percentile.
+PERCENTILES = {"p2_5": 2.5, "p16": 16.0, "median": 50.0, "p84": 84.0, "p97_5": 97.5}
+ERROR_SUFFIX = "_err"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """ids (n,) as str; flux and error (n, n_filters) in nJy, in the order of ``filters``."""
+
+    path: str
+    ids: np.ndarray
+    filters: tuple[str, ...]
+    flux_njy: np.ndarray
+    error_njy: np.ndarray
+
+
+def _flux_column(code: str, columns: list[str]) -> str | None:
+    for candidate in (code, code.rsplit(".", 1)[-1]):
+        if candidate in columns and f"{candidate}{ERROR_SUFFIX}" in columns:
+            return candidate
+    return None
+
+
+def _read_table(path: Path, key: str):
+    from astropy.table import Table
+
+    if not path.is_file():
+        raise ConfigError(f"{key}: {str(path)!r} does not exist; give the path of a FITS, ECSV or CSV catalogue")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    fmt = "ascii.csv" if suffix.endswith(".csv") else "ascii.ecsv" if suffix.endswith(".ecsv") else None
+    try:
+        return Table.read(path, format=fmt) if fmt else Table.read(path)
+    except Exception as error:  # astropy raises many types for unreadable files
+        raise ConfigError(f"{key}: {str(path)!r} cannot be read as a table ({type(error).__name__}: "
+                          f"{' '.join(str(error).split())[:300]}); give a FITS (.fits), ECSV (.ecsv) or CSV (.csv) "
+                          f"file with an id column and a flux and {ERROR_SUFFIX} column per filter") from None
+
+
+def _column_njy(table, column: str, path: str, key: str, ids: np.ndarray) -> np.ndarray:
+    """One column as float nJy (n,), masked entries as NaN; ConfigError naming the first non-number or a
+    unit that does not convert."""
+    import astropy.units as u
+
+    data = table[column]
+    values = np.ma.filled(np.ma.asarray(data.data if hasattr(data, "data") else data), np.nan) \
+        if data.dtype.kind in "fiu" else None
+    if values is None:
+        text = np.ma.filled(np.ma.asarray(data), "").astype(str)
+        parsed = np.array([_to_float(item) for item in text])
+        bad = np.flatnonzero(np.isnan(parsed) & ~np.isin(np.char.lower(np.char.strip(text)), ["nan", ""]))
+        if len(bad):
+            raise ConfigError(f"{key}: {path!r} column {column!r} row {bad[0] + 1} (id {ids[bad[0]]!r}): "
+                              f"{text[bad[0]]!r} is not a number ({len(bad)} such row(s)); give numbers only")
+        values = parsed
+    values = np.asarray(values, dtype=float)
+    unit = data.unit
+    if unit is None or str(unit) == "":
+        return values
+    try:
+        if isinstance(unit, u.UnrecognizedUnit):
+            raise u.UnitConversionError(f"unit {str(unit)!r} is not one astropy knows")
+        return (values * unit).to_value(u.nJy) if not isinstance(unit, u.MagUnit) else \
+            u.Magnitude(values, unit).to_value(u.nJy)
+    except (u.UnitsError, ValueError, TypeError) as error:
+        raise ConfigError(f"{key}: {path!r} column {column!r} has unit {str(unit)!r}, which does not convert to nJy "
+                          f"({error}); give fluxes and errors as flux densities (nJy, uJy, Jy, erg/s/cm^2/Hz) or "
+                          f"drop the unit (then nJy is assumed)") from None
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan
+
+
+def read_catalogue(path: str | Path, filters: list[str] | tuple[str, ...], id_column: str = "id",
+                   key: str = "catalogue") -> Catalogue:
+    """Read and check a catalogue; fluxes and errors per filter in nJy.
+
+    Raises:
+        ConfigError: naming ``key``, the file, and the column and first bad row: no id column, missing
+            flux/error columns for a filter, empty or repeated ids, values that are not numbers, non-finite
+            fluxes, errors that are not positive, units that do not convert to nJy.
+    """
+    path = Path(path)
+    table = _read_table(path, key)
+    columns = list(table.colnames)
+    name = str(path)
+    if id_column not in columns:
+        raise ConfigError(f"{key}: {name!r} has no id column {id_column!r}; columns: {columns}; add one or set "
+                          f"id_column")
+    if len(table) == 0:
+        raise ConfigError(f"{key}: {name!r} has no rows; give one row per galaxy")
+    ids = np.char.strip(np.ma.filled(np.ma.asarray(table[id_column]), "").astype(str))
+    empty = np.flatnonzero(ids == "")
+    if len(empty):
+        raise ConfigError(f"{key}: {name!r} column {id_column!r} row {empty[0] + 1} is empty; give every galaxy an id")
+    unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        repeated = unique[counts > 1]
+        rows = np.flatnonzero(ids == repeated[0]) + 1
+        raise ConfigError(f"{key}: {name!r} column {id_column!r}: id {repeated[0]!r} on rows {rows.tolist()} "
+                          f"({len(repeated)} repeated id(s) in all); ids must be unique")
+    flux_columns = {code: _flux_column(code, columns) for code in filters}
+    missing = [code for code, column in flux_columns.items() if column is None]
+    if missing:
+        raise ConfigError(f"{key}: {name!r} has no flux and {ERROR_SUFFIX} columns for {missing} ({len(filters) - len(missing)} "
+                          f"of {len(filters)} filters found); name them by the filter code or band (e.g. "
+                          f"{missing[0].rsplit('.', 1)[-1]} and {missing[0].rsplit('.', 1)[-1]}{ERROR_SUFFIX}); "
+                          f"columns: {columns}")
+    flux = np.stack([_column_njy(table, flux_columns[c], name, key, ids) for c in filters], axis=1)
+    error = np.stack([_column_njy(table, flux_columns[c] + ERROR_SUFFIX, name, key, ids) for c in filters], axis=1)
+    for values, what, bad_mask, fix in (
+        (flux, "flux", ~np.isfinite(flux), "give a finite flux (a measured, possibly negative, value)"),
+        (error, "error", ~(np.isfinite(error) & (error > 0)), "give a positive, finite flux error"),
+    ):
+        if bad_mask.any():
+            row, band = np.argwhere(bad_mask)[0]
+            column = flux_columns[filters[band]] + ("" if what == "flux" else ERROR_SUFFIX)
+            raise ConfigError(f"{key}: {name!r} column {column!r} row {row + 1} (id {ids[row]!r}): {what} "
+                              f"{values[row, band]!r} nJy ({int(bad_mask.sum())} such value(s)); {fix}")
+    return Catalogue(name, ids, tuple(filters), flux, error)
+
+
+def catalogue_features(catalogue: Catalogue, kind: str) -> np.ndarray:
+    """x (n, n_filters): the catalogue's fluxes as features, its errors the noise level (as
+    :func:`seqsbi.simulators.galaxy.features.to_features` treats simulations)."""
+    from seqsbi.simulators.galaxy.features import to_features
+
+    return to_features(catalogue.flux_njy, kind, catalogue.error_njy)
+
+
+# --- outputs --------------------------------------------------------------------------------------------------
+
+
+def summary_table(ids: np.ndarray, samples: np.ndarray, names: tuple[str, ...], units: tuple[str, ...],
+                  method: str, flag_columns: dict[str, np.ndarray], flags: np.ndarray):
+    """astropy Table: id; per parameter ``<name>_<p2_5|p16|median|p84|p97_5>`` (n,); the flag columns
+    (values and booleans, as given); ``flags`` (comma-separated names of raised flags, "" for none) and
+    ``method``. Parameter units go to the column descriptions and ``meta`` (they are not astropy units)."""
+    from astropy.table import Table
+
+    table = Table()
+    table["id"] = np.asarray(ids).astype(str)
+    with np.errstate(invalid="ignore"):
+        quantiles = np.nanpercentile(samples, list(PERCENTILES.values()), axis=1) if samples.size else \
+            np.empty((len(PERCENTILES), len(ids), len(names)))
+    for j, (name, unit) in enumerate(zip(names, units)):
+        for i, suffix in enumerate(PERCENTILES):
+            table[f"{name}_{suffix}"] = quantiles[i, :, j].astype(float)
+            table[f"{name}_{suffix}"].description = f"{PERCENTILES[suffix]:g}th percentile of {name}" + (
+                f" [{unit}]" if unit else "")
+    for column, values in flag_columns.items():
+        table[column] = values
+    table["flags"] = np.asarray(flags).astype(str)
+    table["method"] = np.full(len(ids), method)
+    table.meta["PARAMETERS"] = ",".join(names)
+    table.meta["UNITS"] = ",".join(units)
+    return table
+
+
+def write_table(table, path: str | Path) -> None:
+    """Write an astropy table atomically; the format from the suffix (.fits or .csv)."""
+    path = Path(path)
+    fmt = "fits" if path.suffix == ".fits" else "ascii.csv"
+    with artifacts.atomic_path(path) as temporary:
+        table.write(temporary, format=fmt, overwrite=True)
+
+
+def write_samples(path: str | Path, ids: np.ndarray, samples: np.ndarray, names: tuple[str, ...],
+                  units: tuple[str, ...], method: str, x: np.ndarray | None = None) -> None:
+    """HDF5 (atomically): ``samples`` (n_galaxies, n_samples, n_parameters) float32 with attributes
+    ``parameter_names``, ``parameter_units`` and ``method``; ``ids`` (n_galaxies,) strings; ``x`` the features."""
+    import h5py
+
+    with artifacts.atomic_path(path) as temporary, h5py.File(temporary, "w") as hf:
+        dataset = hf.create_dataset("samples", data=np.asarray(samples, dtype=np.float32),
+                                    chunks=(1, *samples.shape[1:]) if samples.shape[0] else None)
+        dataset.attrs["parameter_names"] = list(names)
+        dataset.attrs["parameter_units"] = list(units)
+        dataset.attrs["dimensions"] = "galaxy, sample, parameter"
+        hf.create_dataset("ids", data=np.asarray(ids).astype("S"))
+        if x is not None:
+            hf.create_dataset("x", data=np.asarray(x, dtype=float))
+        hf.attrs["method"] = method
+        hf.attrs["parameter_names"] = list(names)
+        hf.attrs["parameter_units"] = list(units)
