@@ -73,8 +73,8 @@ def _column_njy(table, column: str, path: str, key: str, ids: np.ndarray) -> np.
         parsed = np.array([_to_float(item) for item in text])
         bad = np.flatnonzero(np.isnan(parsed) & ~np.isin(np.char.lower(np.char.strip(text)), ["nan", ""]))
         if len(bad):
-            raise ConfigError(f"{key}: {path!r} column {column!r} row {bad[0] + 1} (id {ids[bad[0]]!r}): "
-                              f"{text[bad[0]]!r} is not a number ({len(bad)} such row(s)); give numbers only")
+            raise ConfigError(f"{key}: {path!r} column {column!r} row {bad[0] + 1} (id {str(ids[bad[0]])!r}): "
+                              f"{str(text[bad[0]])!r} is not a number ({len(bad)} such row(s)); give numbers only")
         values = parsed
     values = np.asarray(values, dtype=float)
     unit = data.unit
@@ -124,12 +124,13 @@ def read_catalogue(path: str | Path, filters: list[str] | tuple[str, ...], id_co
     if (counts > 1).any():
         repeated = unique[counts > 1]
         rows = np.flatnonzero(ids == repeated[0]) + 1
-        raise ConfigError(f"{key}: {name!r} column {id_column!r}: id {repeated[0]!r} on rows {rows.tolist()} "
+        raise ConfigError(f"{key}: {name!r} column {id_column!r}: id {str(repeated[0])!r} on rows {rows.tolist()} "
                           f"({len(repeated)} repeated id(s) in all); ids must be unique")
     flux_columns = {code: _flux_column(code, columns) for code in filters}
     missing = [code for code, column in flux_columns.items() if column is None]
     if missing:
-        raise ConfigError(f"{key}: {name!r} has no flux and {ERROR_SUFFIX} columns for {missing} ({len(filters) - len(missing)} "
+        found = len(filters) - len(missing)
+        raise ConfigError(f"{key}: {name!r} has no flux and {ERROR_SUFFIX} columns for {missing} ({found} "
                           f"of {len(filters)} filters found); name them by the filter code or band (e.g. "
                           f"{missing[0].rsplit('.', 1)[-1]} and {missing[0].rsplit('.', 1)[-1]}{ERROR_SUFFIX}); "
                           f"columns: {columns}")
@@ -142,8 +143,8 @@ def read_catalogue(path: str | Path, filters: list[str] | tuple[str, ...], id_co
         if bad_mask.any():
             row, band = np.argwhere(bad_mask)[0]
             column = flux_columns[filters[band]] + ("" if what == "flux" else ERROR_SUFFIX)
-            raise ConfigError(f"{key}: {name!r} column {column!r} row {row + 1} (id {ids[row]!r}): {what} "
-                              f"{values[row, band]!r} nJy ({int(bad_mask.sum())} such value(s)); {fix}")
+            raise ConfigError(f"{key}: {name!r} column {column!r} row {row + 1} (id {str(ids[row])!r}): {what} "
+                              f"{float(values[row, band])!r} nJy ({int(bad_mask.sum())} such value(s)); {fix}")
     return Catalogue(name, ids, tuple(filters), flux, error)
 
 
