@@ -34,11 +34,11 @@ def toy_block(**overrides) -> dict:
     return validate_config({"amortized": {"toy": block}})
 
 
-def catalogue_table(n: int = 20, unit=None) -> Table:
+def catalogue_table(n: int = 20, unit=None, filters=FILTERS) -> Table:
     rng = np.random.default_rng(3)
     table = Table()
     table["id"] = [f"gal{i:03d}" for i in range(n)]
-    for code in FILTERS:
+    for code in filters:
         band = code.rsplit(".", 1)[1]
         table[band] = rng.uniform(10, 1000, n)
         table[f"{band}_err"] = np.full(n, 5.0)
@@ -221,7 +221,8 @@ def test_catalogue_runs_through_the_cli(tmp_path):
     workdir = galaxy_workdir(tmp_path)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     del config["runs"]
-    catalogue_table().write(workdir / "field.ecsv")
+    filters = validate_config(config)["galaxy"]["filters"]
+    catalogue_table(filters=filters).write(workdir / "field.ecsv")
     config["amortized"] = {"galaxy_npe": {
         "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 2,
         "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}}}
