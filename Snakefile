@@ -17,7 +17,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 # Before rule all: it defines catalogue_targets() (none without amortized/catalogues config blocks).
-include: "workflow/rules/catalogue.smk"
+include: "workflow/rules/catalogue_common.smk"
 
 
 rule all:
@@ -30,3 +30,4 @@ rule all:
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/galaxy.smk"
+include: "workflow/rules/catalogue.smk"

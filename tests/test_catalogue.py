@@ -225,7 +225,10 @@ def test_catalogue_runs_through_the_cli(tmp_path):
     catalogue_table(filters=filters).write(workdir / "field.ecsv")
     config["amortized"] = {"galaxy_npe": {
         "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 2,
-        "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}}}
+        "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
+        # The 12-row library's own rows and features as the training set (rule features).
+        "library_npe": {"prior": {"from_library": True}, "source": "library", "test_fraction": 0.5,
+                        "network": {"hidden_features": 8, "num_transforms": 1}, "training": {"max_num_epochs": 2}}}
     config["catalogues"] = {"field": {"path": str(workdir / "field.ecsv"), "estimator": "galaxy_npe",
                                       "posterior_samples": 50, "chunks": 2, "sampling_block_size": 8}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -240,3 +243,5 @@ def test_catalogue_runs_through_the_cli(tmp_path):
     summary = json.loads((workdir / "results/amortized/galaxy_npe/amortized.json").read_text())
     assert summary["training_rows"] == 360 and summary["held_out_rows"] == 40
     assert (workdir / "results/logs/amortized_simulate/galaxy_npe/chunk_1.log").exists()
+    library = json.loads((workdir / "results/amortized/library_npe/amortized.json").read_text())
+    assert library["training_rows"] == 6 and library["held_out_rows"] == 6

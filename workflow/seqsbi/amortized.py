@@ -379,8 +379,9 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
     for j, name in enumerate(prior.names):
         columns[f"{name}_edge_share"] = shares[:, j]
     columns["prior_edge_share"] = np.where(finite, np.nanmax(np.where(finite[:, None], shares, 0.0), axis=1), np.nan)
-    columns["prior_edge_parameter"] = np.array([prior.names[j] if ok else "" for j, ok in
-                                                zip(np.argmax(np.where(finite[:, None], shares, 0.0), axis=1), finite)])
+    largest = np.argmax(np.where(finite[:, None], shares, 0.0), axis=1)
+    columns["prior_edge_parameter"] = np.array([prior.names[j] if share > 0 else "" for j, share in
+                                                zip(largest, np.nan_to_num(columns["prior_edge_share"]))])
     raised = {"ood": finite & (p_value < flags["ood_min_p_value"]),
               "prior_edge": finite & (columns["prior_edge_share"] > flags["prior_edge_max_share"]),
               "invalid_x": ~finite}

@@ -163,7 +163,8 @@ def summary_table(ids: np.ndarray, samples: np.ndarray, names: tuple[str, ...], 
                   method: str, flag_columns: dict[str, np.ndarray], flags: np.ndarray):
     """astropy Table: id; per parameter ``<name>_<p2_5|p16|median|p84|p97_5>`` (n,); the flag columns
     (values and booleans, as given); ``flags`` (comma-separated names of raised flags, "" for none) and
-    ``method``. Parameter units go to the column descriptions and ``meta`` (they are not astropy units)."""
+    ``method``. Parameter names and units go to ``meta`` (PARAMS, UNITS) and the column descriptions (the units
+are not astropy units)."""
     from astropy.table import Table
 
     table = Table()
@@ -180,7 +181,7 @@ def summary_table(ids: np.ndarray, samples: np.ndarray, names: tuple[str, ...], 
         table[column] = values
     table["flags"] = np.asarray(flags).astype(str)
     table["method"] = np.full(len(ids), method)
-    table.meta["PARAMETERS"] = ",".join(names)
+    table.meta["PARAMS"] = ",".join(names)
     table.meta["UNITS"] = ",".join(units)
     return table
 
