@@ -102,6 +102,11 @@ def test_bad_catalogues_are_refused_naming_file_row_column_and_fix(tmp_path):
     table.write(tmp_path / "nan.fits")
     _refused(tmp_path / "nan.fits", "column 'F444W' row 3 .id 'gal002'.: flux nan")
 
+    table = Table(catalogue_table(), masked=True)
+    table["F200W"].mask[4] = True  # a masked (blank) value reads as missing
+    table.write(tmp_path / "masked.ecsv")
+    _refused(tmp_path / "masked.ecsv", "column 'F200W' row 5 .id 'gal004'.: flux nan")
+
 
 def test_training_blocks_do_not_depend_on_chunks_and_split_is_seeded():
     config = toy_block()

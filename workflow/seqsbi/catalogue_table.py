@@ -66,8 +66,7 @@ def _column_njy(table, column: str, path: str, key: str, ids: np.ndarray) -> np.
     import astropy.units as u
 
     data = table[column]
-    values = np.ma.filled(np.ma.asarray(data.data if hasattr(data, "data") else data), np.nan) \
-        if data.dtype.kind in "fiu" else None
+    values = np.ma.filled(np.ma.asarray(data).astype(float), np.nan) if data.dtype.kind in "fiu" else None
     if values is None:
         text = np.ma.filled(np.ma.asarray(data), "").astype(str)
         parsed = np.array([_to_float(item) for item in text])
