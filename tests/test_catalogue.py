@@ -137,6 +137,16 @@ def test_config_checks_name_the_key():
         plan_catalogues(config)
 
 
+def test_training_rows_outside_the_prior_are_refused():
+    config = toy_block()
+    settings = amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"])
+    theta = np.zeros((10, 3))
+    theta[4, 1] = 2.5  # beyond high = 2
+    with pytest.raises(ConfigError, match=r"amortized.toy: 1 of 10 training rows lie outside the prior box .first: "
+                                          r"row 4.*widen prior"):
+        amortized.train_amortized(settings, theta, theta.copy(), 0.2)
+
+
 @pytest.fixture(scope="module")
 def trained():
     import torch

@@ -210,12 +210,18 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
     sampled batched) and the OOD score's calibration.
 
     Raises:
-        ConfigError: fewer than 2 finite training rows.
+        ConfigError: training rows outside the prior box; fewer than 2 finite training or held-out rows.
     """
     import torch
     from sbi.inference import NPE
 
     seed = base_seed(settings)
+    outside = ~settings.prior.contains(theta)
+    if outside.any():
+        raise ConfigError(f"amortized.{settings.name}: {int(outside.sum())} of {len(theta)} training rows lie outside "
+                          f"the prior box (first: row {int(np.argmax(outside))}); a flow bounded to the prior cannot "
+                          f"train on them: widen prior (a library source: prior.from_library without "
+                          f"override_prior_ranges)")
     finite = np.all(np.isfinite(x), axis=1)
     if (~finite).any():
         logger.warning("%d of %d training rows have a non-finite x: left out (NPE from the prior drops them "
