@@ -14,7 +14,8 @@ rule amortized_simulate:
     conda:
         "../../envs/seqsbi.yaml"
     params:
-        block=amortized_block,
+        block=training_set_block,
+        chunks=lambda wildcards: CATALOGUES.estimators[wildcards.estimator].simulation_chunks,
         galaxy=lambda wildcards: canonical(GALAXY),
     script:
         "../scripts/amortized_simulate.py"

@@ -15,8 +15,31 @@ wildcard_constraints:
     catalogue="[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
+#: Keys of an amortized block its training set depends on (amortized_simulate's params): editing the network or
+#: training settings retrains without resimulating. simulation_chunks only says where blocks run.
+TRAINING_SET_KEYS = (
+    "simulator",
+    "simulator_settings",
+    "prior",
+    "source",
+    "simulations",
+    "simulation_block_size",
+    "seed",
+    "test_fraction",
+)
+
+
 def amortized_block(wildcards):
-    return canonical(CATALOGUES.estimator_blocks[wildcards.estimator])
+    """amortized_train's params: the block without simulation_chunks (the same training set for any count)."""
+    block = dict(CATALOGUES.estimator_blocks[wildcards.estimator])
+    block.pop("simulation_chunks")
+    return canonical(block)
+
+
+def training_set_block(wildcards):
+    """amortized_simulate's params: only what the training set depends on (TRAINING_SET_KEYS)."""
+    block = CATALOGUES.estimator_blocks[wildcards.estimator]
+    return canonical({key: block[key] for key in TRAINING_SET_KEYS})
 
 
 def amortized_galaxy_inputs(wildcards):

@@ -11,10 +11,11 @@ with log_to_file(snakemake.log[0]) as logger:
     import numpy as np
 
     from seqsbi import artifacts, scatter
-    from seqsbi.amortized import settings_for, simulate_training_blocks
+    from seqsbi.amortized import complete_block, settings_for, simulate_training_blocks
 
-    settings = settings_for(snakemake.wildcards.estimator, snakemake.params.block, snakemake.params.galaxy)
-    chunk, n_chunks = int(snakemake.wildcards.chunk), settings.simulation_chunks
+    name, chunk, n_chunks = snakemake.wildcards.estimator, int(snakemake.wildcards.chunk), int(snakemake.params.chunks)
+    block = {**complete_block(name, snakemake.params.block), "simulation_chunks": n_chunks}
+    settings = settings_for(name, block, snakemake.params.galaxy)
     rows = scatter.chunk_rows(settings.simulations_per_round, settings.simulation_block_size, n_chunks, chunk)
     theta, x = simulate_training_blocks(settings, rows)
     artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), theta=theta, x=x)

@@ -16,11 +16,11 @@ with log_to_file(snakemake.log[0]) as logger:
     import torch
 
     from seqsbi import artifacts
-    from seqsbi.amortized import settings_for, train_amortized, write_amortized
+    from seqsbi.amortized import complete_block, settings_for, train_amortized, write_amortized
     from seqsbi.config import check_device
 
     torch.set_num_threads(snakemake.threads)
-    block = snakemake.params.block
+    block = complete_block(snakemake.wildcards.estimator, snakemake.params.block)  # simulation_chunks: 1
     settings = settings_for(snakemake.wildcards.estimator, block, snakemake.params.galaxy)
     check_device(settings)
     if "features" in snakemake.input.keys():

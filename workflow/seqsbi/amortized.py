@@ -82,6 +82,14 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
     return settings
 
 
+def complete_block(name: str, block: dict) -> dict:
+    """An amortized block with the schema's defaults filled for missing keys (a job's params carry only the
+    keys its output depends on; the rest does not change what it computes)."""
+    from seqsbi.config import validate_config
+
+    return validate_config({"amortized": {name: dict(block)}})["amortized"][name]
+
+
 def held_out_count(n: int, test_fraction: float) -> int:
     """Rows of an n-row training set held out for calibration and tests: round(test_fraction * n)."""
     return int(round(test_fraction * n))
