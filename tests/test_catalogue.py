@@ -123,6 +123,9 @@ def test_training_blocks_do_not_depend_on_chunks_and_split_is_seeded():
 
 
 def test_config_checks_name_the_key():
+    minimal = validate_config({"amortized": {"a": {"prior": {"from_library": True}}}})["amortized"]["a"]
+    assert minimal["training"]["training_batch_size"] == 200 and minimal["network"]["coupling"] is True
+    assert minimal["density_estimator"] == "nice" and minimal["simulator"] == "galaxy"
     with pytest.raises(ConfigError, match=r"amortized.toy.simulation_chunks: 7 chunks but .* only 6 block"):
         plan_catalogues(toy_block(simulation_chunks=7))
     with pytest.raises(ConfigError, match="amortized.toy: 10 training simulations leave 1 held out"):
