@@ -16,7 +16,7 @@ from conftest import snakemake
 from seqsbi import amortized, scatter
 from seqsbi.catalogue_config import plan_catalogues
 from seqsbi.catalogue_table import read_catalogue, summary_table, write_samples, write_table
-from seqsbi.config import validate_config
+from seqsbi.config import plan_workflow, validate_config
 from seqsbi.errors import ConfigError
 
 FILTERS = ["JWST/NIRCam.F115W", "JWST/NIRCam.F200W", "JWST/NIRCam.F444W"]
@@ -123,6 +123,8 @@ def test_training_blocks_do_not_depend_on_chunks_and_split_is_seeded():
 
 
 def test_config_checks_name_the_key():
+    with pytest.raises(ConfigError, match="config has no runs, amortized estimators or catalogues"):
+        plan_workflow({"galaxy": {}})
     minimal = validate_config({"amortized": {"a": {"prior": {"from_library": True}}}})["amortized"]["a"]
     assert minimal["training"]["training_batch_size"] == 200 and minimal["network"]["coupling"] is True
     assert minimal["density_estimator"] == "nice" and minimal["simulator"] == "galaxy"

@@ -285,8 +285,8 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
     Snakefile checks devices only when jobs run on this machine (a cluster's login node may have no GPU).
     """
     filled = validate_config(config)
-    if not filled.get("runs") and not filled.get("catalogues"):
-        raise ConfigError("config has neither runs nor catalogues; give at least one (config/README.md)")
+    if not any(filled.get(key) for key in ("runs", "amortized", "catalogues")):
+        raise ConfigError("config has no runs, amortized estimators or catalogues; give at least one (config/README)")
     filled.setdefault("runs", {})
     galaxy_config.check_galaxy_config(filled["galaxy"])
     # A catalogue-only config (no runs) needs no observation sheet.
