@@ -15,7 +15,7 @@ from astropy.table import Table
 from conftest import snakemake
 from seqsbi import amortized, scatter
 from seqsbi.catalogue_config import plan_catalogues
-from seqsbi.catalogue_table import read_catalogue, summary_table, write_samples, write_table
+from seqsbi.catalogue_table import read_catalogue, summary_table, write_samples, write_samples_in_parts, write_table
 from seqsbi.config import plan_workflow, validate_config
 from seqsbi.errors import ConfigError
 
@@ -231,6 +231,16 @@ def test_summary_table_and_samples_file(tmp_path, trained):
     with h5py.File(tmp_path / "samples.hdf5") as hf:
         assert hf["samples"].shape == (5, 200, 3) and list(hf["samples"].attrs["parameter_units"]) == ["m"] * 3
         assert [v.decode() for v in hf["ids"][...]] == ids.tolist() and "coupling" in hf.attrs["method"]
+        whole = hf["samples"][...]
+    np.testing.assert_array_equal(whole, chunk.samples)
+    # Written in parts (one chunk file at a time), the file holds the same.
+    write_samples_in_parts(tmp_path / "parts.hdf5", [(ids[:2], chunk.samples[:2], x[:2]), (ids[2:], chunk.samples[2:],
+                                                                                           x[2:])],
+                           settings.prior.names, settings.prior.units, result.summary["method"])
+    with h5py.File(tmp_path / "parts.hdf5") as hf:
+        np.testing.assert_array_equal(hf["samples"][...], whole)
+        np.testing.assert_array_equal(hf["x"][...], x)
+        assert [v.decode() for v in hf["ids"][...]] == ids.tolist()
 
 
 @pytest.mark.slow

@@ -66,5 +66,7 @@ rule catalogue_summary:
         "results/logs/catalogue_summary/{catalogue}.log",
     conda:
         "../../envs/seqsbi.yaml"
+    params:
+        samples=lambda wildcards: CATALOGUES.catalogues[wildcards.catalogue].block["posterior_samples"],
     script:
         "../scripts/catalogue_summary.py"

@@ -197,17 +197,33 @@ def write_samples(path: str | Path, ids: np.ndarray, samples: np.ndarray, names:
                   units: tuple[str, ...], method: str, x: np.ndarray | None = None) -> None:
     """HDF5 (atomically): ``samples`` (n_galaxies, n_samples, n_parameters) float32 with attributes
     ``parameter_names``, ``parameter_units`` and ``method``; ``ids`` (n_galaxies,) strings; ``x`` the features."""
+    write_samples_in_parts(path, [(ids, samples, x)], names, units, method)
+
+
+def write_samples_in_parts(path: str | Path, parts, names: tuple[str, ...], units: tuple[str, ...],
+                           method: str) -> None:
+    """:func:`write_samples` from consecutive parts, an iterable of (ids (m,), samples (m, S, d), x (m, k) or
+    None): one part in memory at a time (a 10^5-galaxy catalogue's samples are gigabytes)."""
     import h5py
 
     with artifacts.atomic_path(path) as temporary, h5py.File(temporary, "w") as hf:
-        dataset = hf.create_dataset("samples", data=np.asarray(samples, dtype=np.float32),
-                                    chunks=(1, *samples.shape[1:]) if samples.shape[0] else None)
-        dataset.attrs["parameter_names"] = list(names)
-        dataset.attrs["parameter_units"] = list(units)
-        dataset.attrs["dimensions"] = "galaxy, sample, parameter"
-        hf.create_dataset("ids", data=np.asarray(ids).astype("S"))
-        if x is not None:
-            hf.create_dataset("x", data=np.asarray(x, dtype=float))
+        for ids, samples, x in parts:
+            samples = np.asarray(samples, dtype=np.float32)
+            if "samples" not in hf:
+                dataset = hf.create_dataset("samples", shape=(0, *samples.shape[1:]), dtype=np.float32,
+                                            maxshape=(None, *samples.shape[1:]), chunks=(1, *samples.shape[1:]))
+                dataset.attrs["parameter_names"] = list(names)
+                dataset.attrs["parameter_units"] = list(units)
+                dataset.attrs["dimensions"] = "galaxy, sample, parameter"
+                hf.create_dataset("ids", shape=(0,), dtype=h5py.string_dtype(), maxshape=(None,))
+                if x is not None:
+                    hf.create_dataset("x", shape=(0, x.shape[1]), dtype=float, maxshape=(None, x.shape[1]))
+            start = hf["samples"].shape[0]
+            for key, values in (("samples", samples), ("ids", np.asarray(ids).astype(str).astype(object)),
+                                ("x", x)):
+                if values is not None:
+                    hf[key].resize(start + len(values), axis=0)
+                    hf[key][start:] = values
         hf.attrs["method"] = method
         hf.attrs["parameter_names"] = list(names)
         hf.attrs["parameter_units"] = list(units)
