@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -241,7 +242,10 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
                           f"rows with finite x; raise simulations or check the simulator")
     torch.manual_seed(training_seed(seed))
     prior = engines.make_prior(settings.prior, settings.device)
-    builder = engines.network_builder(settings, prior)
+    with warnings.catch_warnings():
+        # zuko's passes=2 (coupling nsf/maf) is forwarded to zuko as sbi's warning says; that is the intent.
+        warnings.filterwarnings("ignore", message=r"Unknown kwargs passed to ConditionalFlowConfig: \{'passes'\}")
+        builder = engines.network_builder(settings, prior)
     inference = NPE(prior=prior, density_estimator=builder, device=settings.device, tracker=engines.LoggingTracker(),
                     show_progress_bars=False)
     inference.append_simulations(torch.as_tensor(theta[train_rows], dtype=torch.float32),
