@@ -16,14 +16,18 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+# Before rule all: it defines catalogue_targets() (none without amortized/catalogues config blocks).
+include: "workflow/rules/catalogue_common.smk"
 
 
 rule all:
     default_target: True
     input:
         final_targets(),
+        catalogue_targets(),
 
 
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/galaxy.smk"
+include: "workflow/rules/catalogue.smk"

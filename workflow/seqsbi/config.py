@@ -303,8 +303,12 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
     Snakefile checks devices only when jobs run on this machine (a cluster's login node may have no GPU).
     """
     filled = validate_config(config)
+    if not any(filled.get(key) for key in ("runs", "amortized", "catalogues")):
+        raise ConfigError("config has no runs, amortized estimators or catalogues; give at least one (config/README)")
+    filled.setdefault("runs", {})
     galaxy_config.check_galaxy_config(filled["galaxy"])
-    observations = read_observations(filled["observations"])
+    # A catalogue-only config (no runs) needs no observation sheet.
+    observations = read_observations(filled["observations"]) if filled["runs"] else {}
     if any(obs.catalogue_id is not None for obs in observations.values()):
         observations.update(catalogue_observations(observations, filled["galaxy"]))
     if any(obs.flux_njy is not None and obs.catalogue_id is None for obs in observations.values()):

@@ -27,7 +27,7 @@ def band_name(code: str) -> str:
     return code.rsplit(".", 1)[-1]
 
 
-def _flux_column(code: str, columns: list[str], filter_codes: list[str], path: str) -> str | None:
+def flux_column(code: str, columns: list[str], filter_codes: list[str], path: str) -> str | None:
     """The catalogue column holding ``code``'s flux (its ``_err`` column alongside): the full code,
     else the band name; None if neither pair is there. Raises ConfigError if the band-name column is
     the one found but another configured filter has the same band (it could be either's flux)."""
@@ -69,7 +69,7 @@ def catalogue_observations(observations: dict, galaxy: dict) -> dict:
     columns = list(table.columns)
     if "id" not in columns:
         raise ConfigError(f"galaxy.catalogue: {path!r} has no 'id' column; found {columns}")
-    flux_columns = {code: _flux_column(code, columns, list(galaxy["filters"]), path) for code in galaxy["filters"]}
+    flux_columns = {code: flux_column(code, columns, list(galaxy["filters"]), path) for code in galaxy["filters"]}
     missing = [code for code, column in flux_columns.items() if column is None]
     if missing:
         raise ConfigError(f"galaxy.catalogue: {path!r} has no flux and _err columns for {missing} "

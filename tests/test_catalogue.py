@@ -1,0 +1,277 @@
+"""Catalogues (issue 16): the catalogue reader and its checks, the amortized estimator's training set and
+split, batched posteriors with trust flags, the output files; one run through the Snakemake CLI."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from astropy import units as u
+from astropy.table import Table
+
+from conftest import snakemake
+from seqsbi import amortized, scatter
+from seqsbi.catalogue_config import plan_catalogues
+from seqsbi.catalogue_table import read_catalogue, summary_table, write_samples, write_samples_in_parts, write_table
+from seqsbi.config import plan_workflow, validate_config
+from seqsbi.errors import ConfigError
+
+FILTERS = ["JWST/NIRCam.F115W", "JWST/NIRCam.F200W", "JWST/NIRCam.F444W"]
+FLAGS = {"ood_min_p_value": 0.01, "prior_edge_width": 0.02, "prior_edge_max_share": 0.5}
+
+
+def toy_block(**overrides) -> dict:
+    """A validated amortized block on linear_gaussian (3 parameters in [-2, 2]): tiny, trains in seconds."""
+    block = {"simulator": "linear_gaussian", "simulator_settings": {"shift": 0.0, "noise_std": 0.1},
+             "prior": {"parameters": [{"name": f"t{i}", "low": -2, "high": 2, "unit": "m"} for i in range(3)]},
+             "simulations": 600, "simulation_block_size": 100, "simulation_chunks": 3, "test_fraction": 0.2,
+             "network": {"hidden_features": 16, "num_transforms": 2},
+             "training": {"max_num_epochs": 15, "training_batch_size": 50, "learning_rate": 0.005}}
+    block.update(overrides)
+    return validate_config({"amortized": {"toy": block}})
+
+
+def catalogue_table(n: int = 20, unit=None, filters=FILTERS) -> Table:
+    rng = np.random.default_rng(3)
+    table = Table()
+    table["id"] = [f"gal{i:03d}" for i in range(n)]
+    for code in filters:
+        band = code.rsplit(".", 1)[1]
+        table[band] = rng.uniform(10, 1000, n)
+        table[f"{band}_err"] = np.full(n, 5.0)
+        if unit is not None:
+            table[band].unit = table[f"{band}_err"].unit = unit
+    return table
+
+
+@pytest.mark.parametrize("suffix", [".fits", ".ecsv", ".csv"])
+def test_catalogue_formats_read_alike_and_units_convert_to_njy(tmp_path, suffix):
+    plain = catalogue_table()
+    plain.write(tmp_path / f"plain{suffix}")
+    read = read_catalogue(tmp_path / f"plain{suffix}", FILTERS)
+    assert read.ids.tolist() == list(plain["id"]) and read.flux_njy.shape == (20, 3)
+    np.testing.assert_allclose(read.flux_njy[:, 2], plain["F444W"])
+    if suffix != ".csv":  # CSV has no units: nJy
+        in_ujy = catalogue_table(unit=u.uJy)
+        in_ujy.write(tmp_path / f"ujy{suffix}")
+        np.testing.assert_allclose(read_catalogue(tmp_path / f"ujy{suffix}", FILTERS).flux_njy,
+                                   1000 * read.flux_njy, rtol=1e-12)
+
+
+def _refused(path, match, filters=FILTERS):
+    with pytest.raises(ConfigError, match=match) as error:
+        read_catalogue(path, filters, key="catalogues.field.path")
+    assert str(path) in str(error.value) and "catalogues.field.path" in str(error.value)
+    return str(error.value)
+
+
+def test_bad_catalogues_are_refused_naming_file_row_column_and_fix(tmp_path):
+    table = catalogue_table()
+    table.remove_columns(["F200W", "F200W_err"])
+    table.write(tmp_path / "missing.fits")
+    assert "F200W and F200W_err" in _refused(tmp_path / "missing.fits", r"no flux and _err columns for \['JWST/NIRC")
+
+    table = catalogue_table()
+    table["id"][7] = "gal003"
+    table.write(tmp_path / "repeated.ecsv")
+    assert "rows [4, 8]" in _refused(tmp_path / "repeated.ecsv", "id 'gal003'.*ids must be unique")
+
+    table = catalogue_table()
+    table["F115W_err"][5] = 0.0
+    table.write(tmp_path / "zero_error.fits")
+    message = _refused(tmp_path / "zero_error.fits", "column 'F115W_err' row 6 .id 'gal005'.: error 0.0")
+    assert "positive" in message
+
+    text = (tmp_path / "text.csv")
+    catalogue_table().write(text)
+    lines = text.read_text().splitlines()
+    fields = lines[3].split(",")
+    lines[3] = ",".join([fields[0], "bright", *fields[2:]])
+    text.write_text("\n".join(lines) + "\n")
+    assert "give numbers only" in _refused(text, "column 'F115W' row 3 .id 'gal002'.: 'bright' is not a number")
+
+    table = catalogue_table(unit=u.m)
+    table.write(tmp_path / "metres.fits")
+    assert "does not convert to nJy" in _refused(tmp_path / "metres.fits", "column 'F115W' has unit 'm'")
+
+    table = catalogue_table()
+    table["F444W"][2] = np.nan
+    table.write(tmp_path / "nan.fits")
+    _refused(tmp_path / "nan.fits", "column 'F444W' row 3 .id 'gal002'.: flux nan")
+
+    table = Table(catalogue_table(), masked=True)
+    table["F200W"].mask[4] = True  # a masked (blank) value reads as missing
+    table.write(tmp_path / "masked.ecsv")
+    _refused(tmp_path / "masked.ecsv", "column 'F200W' row 5 .id 'gal004'.: flux nan")
+
+
+def test_training_blocks_do_not_depend_on_chunks_and_split_is_seeded():
+    config = toy_block()
+    settings = amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"])
+    whole = amortized.simulate_training_blocks(settings, slice(0, 600))
+    parts = [amortized.simulate_training_blocks(settings, scatter.chunk_rows(600, 100, 3, chunk)) for chunk in range(3)]
+    np.testing.assert_array_equal(whole[0], np.concatenate([p[0] for p in parts]))
+    np.testing.assert_array_equal(whole[1], np.concatenate([p[1] for p in parts]))
+    assert settings.prior.contains(whole[0]).all()
+    train, test = amortized.split_rows(600, 0.2, 5)
+    assert len(test) == 120 and not set(train) & set(test) and len(train) + len(test) == 600
+    assert np.array_equal(test, amortized.split_rows(600, 0.2, 5)[1])
+    assert not np.array_equal(test, amortized.split_rows(600, 0.2, 6)[1])
+
+
+def test_config_checks_name_the_key():
+    with pytest.raises(ConfigError, match="config has no runs, amortized estimators or catalogues"):
+        plan_workflow({"galaxy": {}})
+    minimal = validate_config({"amortized": {"a": {"prior": {"from_library": True}}}})["amortized"]["a"]
+    assert minimal["training"]["training_batch_size"] == 200 and minimal["network"]["coupling"] is True
+    assert minimal["density_estimator"] == "nice" and minimal["simulator"] == "galaxy"
+    with pytest.raises(ConfigError, match=r"amortized.toy.simulation_chunks: 7 chunks but .* only 6 block"):
+        plan_catalogues(toy_block(simulation_chunks=7))
+    with pytest.raises(ConfigError, match="amortized.toy: 10 training simulations leave 1 held out"):
+        plan_catalogues(toy_block(simulations=10, simulation_block_size=10, simulation_chunks=1, test_fraction=0.1))
+    config = toy_block()
+    config["catalogues"] = {"field": {"path": "x.fits", "estimator": "other"}}
+    config = validate_config(config)
+    with pytest.raises(ConfigError, match="catalogues.field.estimator: 'other' is not under amortized"):
+        plan_catalogues(config)
+    config["catalogues"]["field"]["estimator"] = "toy"
+    with pytest.raises(ConfigError, match="needs an estimator with simulator: galaxy"):
+        plan_catalogues(config)
+
+
+def test_training_rows_outside_the_prior_are_refused():
+    config = toy_block()
+    settings = amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"])
+    theta = np.zeros((10, 3))
+    theta[4, 1] = 2.5  # beyond high = 2
+    with pytest.raises(ConfigError, match=r"amortized.toy: 1 of 10 training rows lie outside the prior box .first: "
+                                          r"row 4.*widen prior"):
+        amortized.train_amortized(settings, theta, theta.copy(), 0.2)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    import torch
+
+    torch.set_num_threads(1)
+    config = toy_block()
+    settings = amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"])
+    theta, x = amortized.simulate_training_blocks(settings, slice(0, 600))
+    return settings, amortized.train_amortized(settings, theta, x, 0.2, check_samples=100)
+
+
+def test_amortized_estimator_is_bounded_tested_and_calibrated(trained):
+    settings, result = trained
+    summary = result.summary
+    assert summary["training_rows"] == 480 and summary["held_out_rows"] == 120
+    assert result.held_out_theta.shape == (120, 3) and result.held_out_x.shape == (120, 3)
+    assert "coupling" in summary["method"] and np.isfinite(summary["held_out_mean_log_prob"])
+    # x = theta + 0.1 noise: even a short fit puts most truths inside their 95% intervals.
+    assert min(summary["held_out_coverage"]["0.95"].values()) > 0.7
+    # The OOD p-values of held-out rows against their own calibration are spread over (0, 1].
+    _, p_values = result.ood.p_value(result.held_out_x)
+    assert 0.35 < np.median(p_values) < 0.65 and p_values.min() > 0
+
+
+def test_catalogue_posteriors_are_batched_reproducible_and_flag_outliers(trained):
+    settings, result = trained
+    x = np.vstack([result.held_out_x[:18], [[40.0, 40.0, 40.0]], [[-1.98, 0.0, 0.0]]])
+    whole = amortized.catalogue_posteriors(result.estimator, result.ood, x, settings.prior, 300, 11, FLAGS,
+                                           batch_galaxies=8)
+    assert whole.samples.shape == (20, 300, 3)
+    assert settings.prior.contains(whole.samples.reshape(-1, 3)).all()  # bounded flow: no rejection needed
+    # Two chunks of whole blocks draw exactly what one job draws.
+    first = amortized.catalogue_posteriors(result.estimator, result.ood, x[:8], settings.prior, 300, 11, FLAGS, 8, 0)
+    rest = amortized.catalogue_posteriors(result.estimator, result.ood, x[8:], settings.prior, 300, 11, FLAGS, 8, 1)
+    np.testing.assert_array_equal(whole.samples, np.concatenate([first.samples, rest.samples]))
+    # The far-away row is out of distribution (farther than every held-out row: p = 1 / (1 + 120)).
+    assert whole.columns["flag_ood"][18] and whole.columns["ood_p_value"][18] == 1 / 121
+    assert "ood" in whole.flags[18]
+    assert whole.columns["flag_ood"][:18].sum() <= 2
+    shares = amortized.prior_edge_shares(whole.samples, settings.prior, FLAGS["prior_edge_width"])
+    np.testing.assert_array_equal(whole.columns["t2_edge_share"], shares[:, 2])
+    np.testing.assert_array_equal(whole.columns["prior_edge_share"], shares.max(axis=1))
+    assert np.array_equal(whole.columns["flag_prior_edge"], shares.max(axis=1) > FLAGS["prior_edge_max_share"])
+    # Posterior medians follow the truth (x = theta + 0.1 noise; the prior's centre would miss by up to 2).
+    np.testing.assert_allclose(np.median(whole.samples[:18], axis=1), result.held_out_theta[:18], atol=0.75)
+
+
+def test_prior_edge_share_counts_samples_near_either_bound():
+    from seqsbi.priors import ParameterSpace
+
+    prior = ParameterSpace(("a", "b"), ("", ""), np.array([0.0, -1.0]), np.array([10.0, 1.0]))
+    samples = np.zeros((2, 100, 2))
+    samples[1, :, 0] = 5.0
+    samples[0, :, 0] = np.r_[np.full(30, 0.1), np.full(10, 9.85), np.full(60, 5.0)]  # 0.2 = 2% of 10 from a bound
+    samples[1, :, 1] = np.r_[np.full(99, 0.97), [0.5]]  # b within 0.04 (2% of 2) of its upper bound 1
+    shares = amortized.prior_edge_shares(samples, prior, 0.02)
+    np.testing.assert_allclose(shares, [[0.4, 0.0], [0.0, 0.99]])
+
+
+def test_summary_table_and_samples_file(tmp_path, trained):
+    settings, result = trained
+    x = result.held_out_x[:5]
+    chunk = amortized.catalogue_posteriors(result.estimator, result.ood, x, settings.prior, 200, 2, FLAGS)
+    ids = np.array([f"g{i}" for i in range(5)])
+    table = summary_table(ids, chunk.samples, settings.prior.names, settings.prior.units, result.summary["method"],
+                          chunk.columns, chunk.flags)
+    write_table(table, tmp_path / "summary.fits")
+    write_table(table, tmp_path / "summary.csv")
+    for path in ("summary.fits", "summary.csv"):
+        back = Table.read(tmp_path / path)
+        assert list(back["id"]) == ids.tolist()
+        np.testing.assert_allclose(back["t1_p16"], np.percentile(chunk.samples[:, :, 1], 16, axis=1), rtol=1e-6)
+        np.testing.assert_allclose(back["t2_p97_5"], np.percentile(chunk.samples[:, :, 2], 97.5, axis=1), rtol=1e-6)
+        assert {"ood_p_value", "prior_edge_share", "flag_prior_edge", "flags", "method"} <= set(back.colnames)
+    write_samples(tmp_path / "samples.hdf5", ids, chunk.samples, settings.prior.names, settings.prior.units,
+                  result.summary["method"])
+    with h5py.File(tmp_path / "samples.hdf5") as hf:
+        assert hf["samples"].shape == (5, 200, 3) and list(hf["samples"].attrs["parameter_units"]) == ["m"] * 3
+        assert [v.decode() for v in hf["ids"][...]] == ids.tolist() and "coupling" in hf.attrs["method"]
+        whole = hf["samples"][...]
+    np.testing.assert_array_equal(whole, chunk.samples)
+    # Written in parts (one chunk file at a time), the file holds the same.
+    write_samples_in_parts(tmp_path / "parts.hdf5", [(ids[:2], chunk.samples[:2], x[:2]), (ids[2:], chunk.samples[2:],
+                                                                                           x[2:])],
+                           settings.prior.names, settings.prior.units, result.summary["method"])
+    with h5py.File(tmp_path / "parts.hdf5") as hf:
+        np.testing.assert_array_equal(hf["samples"][...], whole)
+        np.testing.assert_array_equal(hf["x"][...], x)
+        assert [v.decode() for v in hf["ids"][...]] == ids.tolist()
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_catalogue_runs_through_the_cli(tmp_path):
+    from test_galaxy_workflow import galaxy_workdir
+
+    workdir = galaxy_workdir(tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    del config["runs"]
+    filters = validate_config(config)["galaxy"]["filters"]
+    catalogue_table(filters=filters).write(workdir / "field.ecsv")
+    config["amortized"] = {"galaxy_npe": {
+        "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 2,
+        "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
+        # The 12-row library's own rows and features as the training set (rule features).
+        "library_npe": {"prior": {"from_library": True}, "source": "library", "test_fraction": 0.5,
+                        "network": {"hidden_features": 8, "num_transforms": 1}, "training": {"max_num_epochs": 2}}}
+    config["catalogues"] = {"field": {"path": str(workdir / "field.ecsv"), "estimator": "galaxy_npe",
+                                      "posterior_samples": 50, "chunks": 2, "sampling_block_size": 8}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, "--cores", "2")
+    out = workdir / "results/catalogues/field"
+    with h5py.File(out / "samples.hdf5") as hf:
+        assert hf["samples"].shape == (20, 50, 6)
+        assert list(hf.attrs["parameter_names"])[:2] == ["redshift", "log_mass"]
+    table = Table.read(out / "summary.fits")
+    assert len(table) == 20 and "log_mass_median" in table.colnames and "flag_ood" in table.colnames
+    assert len(Table.read(out / "summary.csv")) == 20
+    summary = json.loads((workdir / "results/amortized/galaxy_npe/amortized.json").read_text())
+    assert summary["training_rows"] == 360 and summary["held_out_rows"] == 40
+    assert (workdir / "results/logs/amortized_simulate/galaxy_npe/chunk_1.log").exists()
+    library = json.loads((workdir / "results/amortized/library_npe/amortized.json").read_text())
+    assert library["training_rows"] == 6 and library["held_out_rows"] == 6

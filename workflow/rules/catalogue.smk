@@ -1,0 +1,72 @@
+# Catalogues (config blocks amortized and catalogues; plan and input functions in catalogue_common.smk): a
+# training set from the prior (scattered over amortized_simulate jobs) or the galaxy library -> one amortized
+# NPE (amortized_train) -> batched posterior samples and trust flags for every catalogue row (catalogue_chunk
+# jobs) -> samples HDF5 and summary tables (catalogue_summary).
+
+
+rule amortized_simulate:
+    input:
+        unpack(amortized_galaxy_inputs),
+    output:
+        chunk=temp(f"{AMORTIZED_DIR}/chunks/chunk_{{chunk}}.npz"),
+    log:
+        "results/logs/amortized_simulate/{estimator}/chunk_{chunk}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    params:
+        block=training_set_block,
+        chunks=lambda wildcards: CATALOGUES.estimators[wildcards.estimator].simulation_chunks,
+        galaxy=lambda wildcards: canonical(GALAXY),
+    script:
+        "../scripts/amortized_simulate.py"
+
+
+rule amortized_train:
+    input:
+        unpack(amortized_training_set),
+    output:
+        **{key: f"{AMORTIZED_DIR}/{name}" for key, name in AMORTIZED_FILES.items()},
+    log:
+        "results/logs/amortized_train/{estimator}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    params:
+        block=amortized_block,
+        galaxy=lambda wildcards: canonical(GALAXY),
+    script:
+        "../scripts/amortized_train.py"
+
+
+rule catalogue_chunk:
+    input:
+        unpack(catalogue_estimator),
+        catalogue=lambda wildcards: CATALOGUES.catalogues[wildcards.catalogue].block["path"],
+    output:
+        chunk=temp(f"{CATALOGUE_DIR}/chunks/chunk_{{chunk}}.npz"),
+    log:
+        "results/logs/catalogue_chunk/{catalogue}/chunk_{chunk}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    params:
+        block=catalogue_block,
+        galaxy=lambda wildcards: canonical(GALAXY),
+    script:
+        "../scripts/catalogue_chunk.py"
+
+
+rule catalogue_summary:
+    input:
+        unpack(catalogue_estimator),
+        chunks=catalogue_chunks,
+    output:
+        samples=f"{CATALOGUE_DIR}/samples.hdf5",
+        fits=f"{CATALOGUE_DIR}/summary.fits",
+        csv=f"{CATALOGUE_DIR}/summary.csv",
+    log:
+        "results/logs/catalogue_summary/{catalogue}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    params:
+        samples=lambda wildcards: CATALOGUES.catalogues[wildcards.catalogue].block["posterior_samples"],
+    script:
+        "../scripts/catalogue_summary.py"

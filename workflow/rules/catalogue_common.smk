@@ -1,0 +1,92 @@
+# Catalogues' plan and input functions (rules in catalogue.smk): the amortized and catalogues config blocks
+# checked at parse time (every catalogue read and checked in full). Included before rule all, which takes
+# catalogue_targets(); a config without those blocks adds no jobs.
+from seqsbi.amortized import AMORTIZED_FILES
+from seqsbi.catalogue_config import AMORTIZED_DIR, CATALOGUE_DIR, plan_catalogues
+
+try:
+    CATALOGUES = plan_catalogues(PLAN.config)
+except ConfigError as error:
+    raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
+
+
+wildcard_constraints:
+    estimator="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    catalogue="[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+#: Keys of an amortized block its training set depends on (amortized_simulate's params): editing the network or
+#: training settings retrains without resimulating. simulation_chunks only says where blocks run.
+TRAINING_SET_KEYS = (
+    "simulator",
+    "simulator_settings",
+    "prior",
+    "source",
+    "simulations",
+    "simulation_block_size",
+    "seed",
+    "test_fraction",
+)
+
+
+def amortized_block(wildcards):
+    """amortized_train's params: the block without simulation_chunks (the same training set for any count)."""
+    block = dict(CATALOGUES.estimator_blocks[wildcards.estimator])
+    block.pop("simulation_chunks")
+    return canonical(block)
+
+
+def training_set_block(wildcards):
+    """amortized_simulate's params: only what the training set depends on (TRAINING_SET_KEYS)."""
+    block = CATALOGUES.estimator_blocks[wildcards.estimator]
+    return canonical({key: block[key] for key in TRAINING_SET_KEYS})
+
+
+def amortized_galaxy_inputs(wildcards):
+    """A galaxy estimator's model files (as galaxy_inputs for runs); a custom simulator's source file."""
+    block = CATALOGUES.estimator_blocks[wildcards.estimator]
+    if block["simulator"] != "galaxy":
+        source = simulator_source(block["simulator"], key=f"amortized.{wildcards.estimator}.simulator")
+        return {"simulator": source} if source else {}
+    return {
+        "library": galaxy_config.library_file(GALAXY),
+        "reconstruction": galaxy_config.library_file(GALAXY, ".reconstruction.tsv"),
+        "grid": galaxy_config.model_grid_file(GALAXY),
+        "filters": galaxy_config.filter_cache_files(GALAXY),
+    }
+
+
+def amortized_training_set(wildcards):
+    """The library's features (source library) or the training set's chunk files."""
+    settings = CATALOGUES.estimators[wildcards.estimator]
+    if CATALOGUES.estimator_blocks[wildcards.estimator]["source"] == "library":
+        return {"features": galaxy_config.library_file(GALAXY, ".features.npz")}
+    directory = AMORTIZED_DIR.format(estimator=wildcards.estimator)
+    return {"chunks": [f"{directory}/chunks/chunk_{chunk}.npz" for chunk in range(settings.simulation_chunks)]}
+
+
+def catalogue_block(wildcards):
+    return canonical(CATALOGUES.catalogues[wildcards.catalogue].block)
+
+
+def catalogue_estimator(wildcards):
+    directory = AMORTIZED_DIR.format(estimator=CATALOGUES.catalogues[wildcards.catalogue].block["estimator"])
+    return {key: f"{directory}/{AMORTIZED_FILES[key]}" for key in ("estimator", "held_out", "summary")}
+
+
+def catalogue_chunks(wildcards):
+    plan = CATALOGUES.catalogues[wildcards.catalogue]
+    directory = CATALOGUE_DIR.format(catalogue=wildcards.catalogue)
+    return [f"{directory}/chunks/chunk_{chunk}.npz" for chunk in range(plan.chunks)]
+
+
+def catalogue_targets():
+    """Every estimator's files and every catalogue's samples and tables."""
+    targets = []
+    for name in CATALOGUES.estimators:
+        directory = AMORTIZED_DIR.format(estimator=name)
+        targets.extend(f"{directory}/{file}" for file in AMORTIZED_FILES.values())
+    for name in CATALOGUES.catalogues:
+        directory = CATALOGUE_DIR.format(catalogue=name)
+        targets.extend(f"{directory}/{file}" for file in ("samples.hdf5", "summary.fits", "summary.csv"))
+    return targets

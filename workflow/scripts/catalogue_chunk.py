@@ -1,0 +1,43 @@
+"""Rule catalogue_chunk: batched posterior samples and trust flags for one chunk of a catalogue's rows."""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["OMP_NUM_THREADS"] = str(snakemake.threads)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from seqsbi.logs import log_to_file  # noqa: E402
+
+with log_to_file(snakemake.log[0]) as logger:
+    import time
+
+    import numpy as np
+    import torch
+
+    from seqsbi import artifacts, engines
+    from seqsbi.amortized import catalogue_posteriors, read_held_out
+    from seqsbi.catalogue_config import chunk_count, sampling_rows
+    from seqsbi.catalogue_table import catalogue_features, read_catalogue
+    from seqsbi.seeds import round_seed
+
+    torch.set_num_threads(snakemake.threads)
+    block, galaxy = snakemake.params.block, snakemake.params.galaxy
+    catalogue = read_catalogue(snakemake.input.catalogue, galaxy["filters"], block["id_column"],
+                               key=f"catalogues.{snakemake.wildcards.catalogue}.path")
+    chunk = int(snakemake.wildcards.chunk)
+    rows = sampling_rows(len(catalogue.ids), block, chunk)
+    x = catalogue_features(catalogue, galaxy)[rows]
+    estimator = engines.load(snakemake.input.estimator)
+    _, ood, prior = read_held_out(snakemake.input.held_out)
+    seed = round_seed(block["seed"], snakemake.wildcards.catalogue, "catalogue", 0)
+    start = time.perf_counter()
+    result = catalogue_posteriors(estimator, ood, x, prior, block["posterior_samples"], seed, block["flags"],
+                                  block["sampling_block_size"], rows.start // block["sampling_block_size"])
+    seconds = time.perf_counter() - start
+    artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), ids=catalogue.ids[rows],
+                        x=x, samples=result.samples, flags=result.flags, sample_s=np.array(seconds),
+                        **{f"column_{name}": values for name, values in result.columns.items()})
+    logger.info("chunk %d of %d: rows %d..%d, %d samples each, %.1f galaxies/s (samples and flags); flagged: %d",
+                chunk, chunk_count(len(catalogue.ids), block), rows.start, rows.stop, block["posterior_samples"],
+                len(x) / max(seconds, 1e-9), int((result.flags != "").sum()))

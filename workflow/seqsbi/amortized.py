@@ -1,0 +1,454 @@
+"""Amortized NPE for catalogues: a training set from the prior, one network for every galaxy, batched sampling.
+
+One ``amortized.<name>`` config block describes an estimator: the simulator and prior (as a run's), the flow
+(zuko, always bounded to the prior box by a logit map, so its samples need no rejection), the training set
+(simulated from the prior in seeded blocks that scatter over chunk jobs, or a model library's features), and
+the held-out share. Sampling conditions the flow on a whole batch of x at once: one pass per flow layer for a
+coupling flow, whatever the number of galaxies (benchmarks/catalogue_throughput.py measures it).
+
+Parse-time parts (settings, block seeds, splits) are numpy only; torch and sbi are imported by the functions
+that train or sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from seqsbi import engines, scatter
+from seqsbi.errors import ConfigError
+from seqsbi.priors import ParameterSpace
+from seqsbi.seeds import block_seed, round_seed, training_seed
+
+if TYPE_CHECKING:
+    from seqsbi.config import RunSettings
+
+logger = logging.getLogger("seqsbi.amortized")
+
+#: Flows an amortized estimator may use: sbi's zuko builders that take the prior-box logit map
+#: (z_score_theta="transform_to_unconstrained"). nice is an affine coupling flow; maf and nsf are
+#: autoregressive unless ``coupling: true`` (zuko's passes=2: one network pass per layer to sample).
+AMORTIZED_ESTIMATORS = ("nice", "nsf", "maf")
+#: The "observation" name that seeds an amortized estimator's training blocks (seqsbi.seeds.round_seed).
+_SEED_TAG = "amortized"
+
+
+def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
+    """:class:`RunSettings` of amortized estimator ``name`` from its validated (defaults-filled) config block.
+
+    The estimator is an NPE run of one round (engine NPE, bounded to the prior), so seqsbi's own
+    network builder (:func:`seqsbi.engines.network_builder`) and simulators serve it unchanged.
+
+    Raises:
+        ConfigError: naming ``amortized.<name>.<key>`` (a prior that does not fit the galaxy library, a
+            training set too small for the held-out split and sbi's validation split).
+    """
+    from seqsbi.config import RunSettings
+    from seqsbi.simulators.galaxy import config as galaxy_config
+
+    key = f"amortized.{name}"
+    run = galaxy_config.resolve_galaxy_run(key, {"simulator": block["simulator"],
+                                                 "simulator_settings": dict(block["simulator_settings"]),
+                                                 "prior": block["prior"]}, galaxy)
+    network = dict(block["network"])
+    coupling = network.pop("coupling")
+    if coupling and block["density_estimator"] != "nice":
+        network["passes"] = 2  # zuko: coupling instead of autoregressive transforms
+    settings = RunSettings(
+        name=name, simulator_name=run["simulator"], simulator_settings=dict(run["simulator_settings"]),
+        prior=ParameterSpace.from_config(run["prior"], key=f"{key}.prior"), engine="NPE",
+        density_estimator=block["density_estimator"], constrain_to_prior=True, network=network, rounds=1,
+        simulations_per_round=block["simulations"], simulation_block_size=block["simulation_block_size"],
+        simulation_chunks=block["simulation_chunks"], posterior_samples=1000, seed=block["seed"],
+        device=block["device"], training=dict(block["training"]), mcmc={}, truncation={},
+    )
+    if block["source"] == "simulate":
+        blocks = scatter.block_count(settings.simulations_per_round, settings.simulation_block_size)
+        if settings.simulation_chunks > blocks:
+            raise ConfigError(f"{key}.simulation_chunks: {settings.simulation_chunks} chunks but the training set has "
+                              f"only {blocks} block(s) of simulation_block_size={settings.simulation_block_size}; "
+                              f"use at most {blocks} chunks or a smaller simulation_block_size")
+    n = settings.simulations_per_round if block["source"] == "simulate" else galaxy_config.library_size(galaxy)
+    n_train = n - held_out_count(n, block["test_fraction"])
+    n_fit = int((1 - settings.training["validation_fraction"]) * n_train)
+    if n_fit < 2 or n_train - n_fit < 1 or held_out_count(n, block["test_fraction"]) < 2:
+        raise ConfigError(f"{key}: {n} training simulations leave {n - n_train} held out (test_fraction "
+                          f"{block['test_fraction']:g}), {n_fit} to fit and {n_train - n_fit} to validate; each needs "
+                          f"at least 2 (1 to validate): raise {key}.simulations or use a larger library")
+    return settings
+
+
+def complete_block(name: str, block: dict) -> dict:
+    """An amortized block with the schema's defaults filled for missing keys (a job's params carry only the
+    keys its output depends on; the rest does not change what it computes)."""
+    from seqsbi.config import validate_config
+
+    return validate_config({"amortized": {name: dict(block)}})["amortized"][name]
+
+
+def held_out_count(n: int, test_fraction: float) -> int:
+    """Rows of an n-row training set held out for calibration and tests: round(test_fraction * n)."""
+    return int(round(test_fraction * n))
+
+
+def base_seed(settings: RunSettings) -> int:
+    """The seed every training block's and the split's seeds derive from: (seed, name, "amortized", 0)."""
+    return round_seed(settings.seed, settings.name, _SEED_TAG, 0)
+
+
+def simulate_training_blocks(settings: RunSettings, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """theta (n, d) drawn from the prior and x (n, k) simulated for training-set ``rows`` (whole blocks).
+
+    Block b draws its theta uniformly in the prior box and its noise from one Generator seeded with
+    ``block_seed(base_seed, b)``: the training set is the same whichever chunk job simulates a block.
+    numpy only (no torch), so chunk jobs start fast.
+    """
+    size, prior = settings.simulation_block_size, settings.prior
+    if rows.start % size:
+        raise ValueError(f"row {rows.start} does not start a block of {size} simulations")
+    simulator, seed = settings.simulator(), base_seed(settings)
+    thetas, xs = [], []
+    start = time.perf_counter()
+    for first in range(rows.start, rows.stop, size):
+        rng = np.random.default_rng(block_seed(seed, first // size))
+        n = min(size, rows.stop - first)
+        theta = prior.low + (prior.high - prior.low) * rng.uniform(size=(n, prior.dim))
+        thetas.append(theta)
+        xs.append(simulator(theta, rng))
+    theta = np.concatenate(thetas) if thetas else np.empty((0, prior.dim))
+    x = np.concatenate(xs) if xs else np.empty((0, 0))
+    logger.info("simulated %d training rows (%d..%d) in %.1f s", len(theta), rows.start, rows.stop,
+                time.perf_counter() - start)
+    return theta, x
+
+
+def split_rows(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows) of an n-row set: a seeded permutation, both sorted."""
+    order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))).permutation(n)
+    n_test = held_out_count(n, test_fraction)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+# --- out-of-distribution score --------------------------------------------------------------------------------
+
+
+@dataclass
+class OODScore:
+    """Distance of x to its ``neighbours``-th nearest training feature vector, in features z-scored by the
+    training set, calibrated on the held-out split: ``p_value(x)`` is the share of held-out rows at least
+    that far from the training set ((1 + count) / (1 + n_held_out), so never 0). A small p-value: x lies
+    where the training set (the prior predictive) has no support, and the network extrapolates.
+
+    Attributes:
+        mean, std: (k,) z-scoring of the features (training set's).
+        training_x: (n, k) z-scored training features (the k-d tree is built from them on demand).
+        held_out_distances: (m,) sorted distances of the held-out rows.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    training_x: np.ndarray
+    held_out_distances: np.ndarray
+    neighbours: int
+    _tree: Any = field(default=None, repr=False)
+
+    @classmethod
+    def calibrate(cls, training_x: np.ndarray, held_out_x: np.ndarray, neighbours: int) -> OODScore:
+        finite = np.all(np.isfinite(training_x), axis=1)
+        mean, std = training_x[finite].mean(axis=0), training_x[finite].std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        score = cls(mean, std, (training_x[finite] - mean) / std, np.empty(0), neighbours)
+        score.held_out_distances = np.sort(score.distance(held_out_x))
+        return score
+
+    def distance(self, x: np.ndarray) -> np.ndarray:
+        """(n,) distances of x (n, k) to their ``neighbours``-th nearest training row (z-scored units)."""
+        from scipy.spatial import cKDTree
+
+        if self._tree is None:
+            self._tree = cKDTree(self.training_x)
+        k = min(self.neighbours, len(self.training_x))
+        distances, _ = self._tree.query((np.asarray(x, dtype=float) - self.mean) / self.std, k=[k])
+        return distances[:, 0]
+
+    def p_value(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distances (n,), p-values (n,)) of x (n, k)."""
+        distance = self.distance(x)
+        beyond = len(self.held_out_distances) - np.searchsorted(self.held_out_distances, distance, side="left")
+        return distance, (1 + beyond) / (1 + len(self.held_out_distances))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"ood_mean": self.mean, "ood_std": self.std, "ood_training_x": self.training_x,
+                "ood_held_out_distances": self.held_out_distances, "ood_neighbours": np.array(self.neighbours)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> OODScore:
+        return cls(arrays["ood_mean"], arrays["ood_std"], arrays["ood_training_x"], arrays["ood_held_out_distances"],
+                   int(arrays["ood_neighbours"]))
+
+
+# --- training -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AmortizedResult:
+    """A trained amortized estimator: the sbi posterior (no default x), its network, the held-out split
+    (theta (m, d), x (m, k)) and what training measured."""
+
+    posterior: Any
+    estimator: Any
+    held_out_theta: np.ndarray
+    held_out_x: np.ndarray
+    ood: OODScore
+    training_log: list[dict[str, float]]
+    summary: dict[str, Any]
+
+
+def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, test_fraction: float,
+                    ood_neighbours: int = 10, check_samples: int = 200) -> AmortizedResult:
+    """Train an NPE on the training rows of (theta (n, d), x (n, k)) and test it on the held-out rows.
+
+    Rows with a non-finite x are left out (NPE from the prior drops them without bias; logged). The
+    held-out split gives: the mean log posterior density of the true theta, the empirical coverage of
+    the central 68% and 95% intervals per parameter (``check_samples`` samples of up to 500 held-out rows,
+    sampled batched) and the OOD score's calibration.
+
+    Raises:
+        ConfigError: training rows outside the prior box; fewer than 2 finite training or held-out rows.
+    """
+    import torch
+    from sbi.inference import NPE
+
+    seed = base_seed(settings)
+    outside = ~settings.prior.contains(theta)
+    if outside.any():
+        raise ConfigError(f"amortized.{settings.name}: {int(outside.sum())} of {len(theta)} training rows lie outside "
+                          f"the prior box (first: row {int(np.argmax(outside))}); a flow bounded to the prior cannot "
+                          f"train on them: widen prior (a library source: prior.from_library without "
+                          f"override_prior_ranges)")
+    finite = np.all(np.isfinite(x), axis=1)
+    if (~finite).any():
+        logger.warning("%d of %d training rows have a non-finite x: left out (NPE from the prior drops them "
+                       "without bias)", int((~finite).sum()), len(x))
+    train_rows, test_rows = split_rows(len(theta), test_fraction, seed)
+    train_rows, test_rows = train_rows[finite[train_rows]], test_rows[finite[test_rows]]
+    if len(train_rows) < 2 or len(test_rows) < 2:
+        raise ConfigError(f"amortized.{settings.name}: only {len(train_rows)} training and {len(test_rows)} held-out "
+                          f"rows with finite x; raise simulations or check the simulator")
+    torch.manual_seed(training_seed(seed))
+    prior = engines.make_prior(settings.prior, settings.device)
+    with warnings.catch_warnings():
+        # zuko's passes=2 (coupling nsf/maf) is forwarded to zuko as sbi's warning says; that is the intent.
+        warnings.filterwarnings("ignore", message=r"Unknown kwargs passed to ConditionalFlowConfig: \{'passes'\}")
+        builder = engines.network_builder(settings, prior)
+    inference = NPE(prior=prior, density_estimator=builder, device=settings.device, tracker=engines.LoggingTracker(),
+                    show_progress_bars=False)
+    inference.append_simulations(torch.as_tensor(theta[train_rows], dtype=torch.float32),
+                                 torch.as_tensor(x[train_rows], dtype=torch.float32))
+    options = {key: value for key, value in settings.training.items() if key in engines.ENGINES["NPE"].train_keys}
+    start = time.perf_counter()
+    estimator = inference.train(**options)
+    train_s = time.perf_counter() - start
+    summary = inference.summary
+    training_log = [{"epoch": i + 1, "training_loss": float(t), "validation_loss": float(v)}
+                    for i, (t, v) in enumerate(zip(summary["training_loss"], summary["validation_loss"]))]
+    logger.info("trained %d epochs on %d simulations in %.1f s (%s, %s)", len(training_log), len(train_rows), train_s,
+                settings.density_estimator, settings.network)
+    posterior = inference.build_posterior(estimator)
+    estimator.eval()
+
+    held_theta, held_x = theta[test_rows], x[test_rows]
+    with torch.no_grad():
+        log_prob = estimator.log_prob(torch.as_tensor(held_theta, dtype=torch.float32)[None],
+                                      condition=torch.as_tensor(held_x, dtype=torch.float32)).numpy()[0]
+    check = slice(0, min(500, len(test_rows)))
+    start = time.perf_counter()
+    samples = sample_batched(estimator, held_x[check], check_samples, seed)
+    sample_s = time.perf_counter() - start
+    coverage = interval_coverage(samples, held_theta[check], names=settings.prior.names)
+    ood = OODScore.calibrate(x[train_rows], held_x, ood_neighbours)
+    result_summary = {
+        "name": settings.name, "method": method_name(settings), "training_rows": int(len(train_rows)),
+        "held_out_rows": int(len(test_rows)), "dropped_non_finite": int((~finite).sum()), "seed": seed,
+        "epochs": len(training_log), "train_s": train_s,
+        "best_validation_loss": float(summary["best_validation_loss"][-1]),
+        "held_out_mean_log_prob": float(np.mean(log_prob)),
+        "held_out_coverage": {"rows": check.stop, "samples": check_samples, **coverage},
+        "held_out_galaxies_per_s": check.stop / sample_s,
+        "parameters": list(settings.prior.names), "units": list(settings.prior.units),
+        "ood": {"neighbours": ood_neighbours, "held_out_distance_quantiles": {
+            str(q): float(np.quantile(ood.held_out_distances, q)) for q in (0.5, 0.9, 0.99)}},
+    }
+    logger.info("held out: mean log prob %.3f; 68%% coverage %s; 95%% coverage %s",
+                result_summary["held_out_mean_log_prob"], _rounded(coverage["0.68"]), _rounded(coverage["0.95"]))
+    return AmortizedResult(posterior, estimator, held_theta, held_x, ood, training_log, result_summary)
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 3) for name, value in values.items()}
+
+
+def method_name(settings: RunSettings) -> str:
+    """What the summary table records as the method, e.g. ``amortized NPE (zuko nsf, coupling)``."""
+    kind = "coupling" if settings.density_estimator == "nice" or settings.network.get("passes") == 2 else \
+        "autoregressive"
+    return f"amortized NPE (zuko {settings.density_estimator}, {kind}, bounded to the prior)"
+
+
+def interval_coverage(samples: np.ndarray, truth: np.ndarray, levels=(0.68, 0.95),
+                      names: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
+    """Share of rows whose truth (n, d) lies in the central ``level`` interval of its samples (n, S, d),
+    per level and parameter (keys: the level as text, then the name or index)."""
+    names = names or tuple(str(j) for j in range(truth.shape[1]))
+    result = {}
+    for level in levels:
+        low = np.quantile(samples, (1 - level) / 2, axis=1)
+        high = np.quantile(samples, (1 + level) / 2, axis=1)
+        inside = ((truth >= low) & (truth <= high)).mean(axis=0)
+        result[str(level)] = {name: float(value) for name, value in zip(names, inside)}
+    return result
+
+
+# --- sampling -------------------------------------------------------------------------------------------------
+
+
+#: Samples per network call when sampling many galaxies: calls of ~8k rows ran 1.5-1.7x faster per galaxy
+#: than one galaxy (1,000 samples) a call and than 64 galaxies a call (activations that fit the CPU cache;
+#: benchmarks/README.md "Catalogues").
+ROWS_PER_CALL = 8192
+
+
+def sample_batched(estimator: Any, x: np.ndarray, n_samples: int, seed: int, batch_galaxies: int = 256,
+                   first_block: int = 0, rows_per_call: int = ROWS_PER_CALL) -> np.ndarray:
+    """Posterior samples (n, n_samples, d) at every row of x (n, k), float32: the flow conditioned on many
+    galaxies per call (``rows_per_call`` // ``n_samples`` of them, at least one), no per-galaxy loop.
+
+    Rows go in seeded blocks of ``batch_galaxies``: block b (counted from ``first_block``) draws with torch
+    seeded by ``block_seed(seed, b)``, so a row's samples do not depend on which job samples its block. The
+    flow is bounded to the prior (a logit map), so every sample lies in the prior box and none is rejected.
+    Rows whose x is not finite get NaN samples (the caller flags them).
+    """
+    import torch
+
+    x = np.asarray(x, dtype=np.float32)
+    out = np.full((len(x), n_samples, _theta_dim(estimator)), np.nan, dtype=np.float32)
+    finite = np.all(np.isfinite(x), axis=1)
+    per_call = max(1, rows_per_call // n_samples)
+    with torch.no_grad():
+        for offset in range(0, len(x), batch_galaxies):
+            rows = np.arange(offset, min(offset + batch_galaxies, len(x)))
+            rows = rows[finite[rows]]
+            torch.manual_seed(block_seed(seed, first_block + offset // batch_galaxies))
+            for start in range(0, len(rows), per_call):
+                call = rows[start:start + per_call]
+                draws = estimator.sample((n_samples,), condition=torch.as_tensor(x[call]))  # (S, n, d)
+                out[call] = draws.permute(1, 0, 2).cpu().numpy()
+    return out
+
+
+def sample_loop(posterior: Any, x: np.ndarray, n_samples: int) -> np.ndarray:
+    """The one-galaxy-at-a-time baseline: ``posterior.sample((n_samples,), x=x_i)`` per row (benchmarks only)."""
+    import torch
+
+    return np.stack([posterior.sample((n_samples,), x=torch.as_tensor(row, dtype=torch.float32),
+                                      show_progress_bars=False).numpy() for row in x])
+
+
+def _theta_dim(estimator: Any) -> int:
+    return int(estimator.input_shape[0])
+
+
+def prior_edge_shares(samples: np.ndarray, prior: ParameterSpace, width: float) -> np.ndarray:
+    """(n, d) share of each galaxy's samples (n, S, d) within ``width`` (a fraction of the prior's range)
+    of the parameter's lower or upper prior bound. A posterior equal to the prior puts 2 * width there."""
+    span = prior.high - prior.low
+    near = (samples <= prior.low + width * span) | (samples >= prior.high - width * span)
+    with np.errstate(invalid="ignore"):
+        return near.mean(axis=1)
+
+
+# --- one chunk of a catalogue ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkPosteriors:
+    """Samples (n, S, d) and per-galaxy flag columns (name -> (n,) array) for rows of a catalogue."""
+
+    samples: np.ndarray
+    columns: dict[str, np.ndarray]
+    flags: np.ndarray  # (n,) comma-separated names of the raised flags
+
+
+def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: ParameterSpace, n_samples: int,
+                         seed: int, flags: dict, batch_galaxies: int = 256, first_block: int = 0) -> ChunkPosteriors:
+    """Batched posterior samples at every row of x (n, k) and the trust flags of each row.
+
+    Flags (thresholds from the catalogue's ``flags`` config; values always in the columns):
+      - ``ood``: ``ood_p_value`` < ``ood_min_p_value`` (x farther from the training set than that share of
+        the held-out simulations; :class:`OODScore`), with ``ood_distance``;
+      - ``prior_edge``: ``prior_edge_share`` (the largest over parameters of ``<name>_edge_share``, the share
+        of samples within ``prior_edge_width`` of the prior range from a bound) > ``prior_edge_max_share``;
+      - ``invalid_x``: a non-finite feature (no samples; NaN in the table).
+    """
+    samples = sample_batched(estimator, x, n_samples, seed, batch_galaxies, first_block)
+    distance, p_value = ood.p_value(np.where(np.isfinite(x), x, 0.0))
+    finite = np.all(np.isfinite(x), axis=1)
+    shares = prior_edge_shares(samples, prior, flags["prior_edge_width"])
+    shares[~finite] = np.nan
+    columns: dict[str, np.ndarray] = {"ood_distance": np.where(finite, distance, np.nan),
+                                      "ood_p_value": np.where(finite, p_value, np.nan)}
+    for j, name in enumerate(prior.names):
+        columns[f"{name}_edge_share"] = shares[:, j]
+    columns["prior_edge_share"] = np.where(finite, np.nanmax(np.where(finite[:, None], shares, 0.0), axis=1), np.nan)
+    largest = np.argmax(np.where(finite[:, None], shares, 0.0), axis=1)
+    columns["prior_edge_parameter"] = np.array([prior.names[j] if share > 0 else "" for j, share in
+                                                zip(largest, np.nan_to_num(columns["prior_edge_share"]))])
+    raised = {"ood": finite & (p_value < flags["ood_min_p_value"]),
+              "prior_edge": finite & (columns["prior_edge_share"] > flags["prior_edge_max_share"]),
+              "invalid_x": ~finite}
+    for name, mask in raised.items():
+        columns[f"flag_{name}"] = mask
+    names = np.array([",".join(name for name, mask in raised.items() if mask[i]) for i in range(len(x))])
+    return ChunkPosteriors(samples, columns, names)
+
+
+# --- files ----------------------------------------------------------------------------------------------------
+
+#: An amortized estimator's outputs, under results/amortized/{estimator}/.
+AMORTIZED_FILES = {
+    "posterior": "posterior.pt",  # sbi DirectPosterior (no default x), torch.load(..., weights_only=False)
+    "estimator": "estimator.pt",  # the trained flow (bounded to the prior)
+    "held_out": "held_out.npz",  # held-out theta (m, d), x (m, k), and the OOD score's calibration
+    "training_log": "training_log.tsv",  # per epoch: training and validation loss
+    "summary": "amortized.json",  # sizes, timings, held-out log prob and coverage, OOD quantiles
+}
+
+
+def write_amortized(result: AmortizedResult, settings: RunSettings, outputs: dict[str, str]) -> None:
+    """Write every file of :data:`AMORTIZED_FILES` (paths by key), atomically."""
+    from seqsbi import artifacts
+
+    artifacts.write_torch(outputs["posterior"], result.posterior)
+    artifacts.write_torch(outputs["estimator"], result.estimator)
+    artifacts.write_npz(outputs["held_out"], theta=result.held_out_theta, x=result.held_out_x,
+                        parameter_names=np.array(settings.prior.names), parameter_units=np.array(settings.prior.units),
+                        low=settings.prior.low, high=settings.prior.high, **result.ood.arrays())
+    lines = ["epoch\ttraining_loss\tvalidation_loss"] + [
+        f"{row['epoch']}\t{row['training_loss']:.6f}\t{row['validation_loss']:.6f}" for row in result.training_log]
+    artifacts.write_text(outputs["training_log"], "\n".join(lines) + "\n")
+    artifacts.write_json(outputs["summary"], result.summary)
+
+
+def read_held_out(path: str) -> tuple[dict[str, np.ndarray], OODScore, ParameterSpace]:
+    """(arrays, OOD score, prior) from a ``held_out.npz``."""
+    from seqsbi import artifacts
+
+    arrays = artifacts.read_npz(path, required=("theta", "x", "low", "high", "ood_training_x"))
+    prior = ParameterSpace(tuple(arrays["parameter_names"].tolist()), tuple(arrays["parameter_units"].tolist()),
+                           arrays["low"], arrays["high"])
+    return arrays, OODScore.from_arrays(arrays), prior

@@ -1,0 +1,81 @@
+"""The config's ``amortized`` and ``catalogues`` blocks checked together, at Snakefile parse time.
+
+Each catalogue names an amortized estimator and is read and checked in full here (astropy is imported only
+when a config has catalogues), so a bad catalogue stops the workflow before any job runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seqsbi import scatter
+from seqsbi.amortized import settings_for
+from seqsbi.errors import ConfigError
+
+if TYPE_CHECKING:
+    from seqsbi.config import RunSettings
+
+AMORTIZED_DIR = "results/amortized/{estimator}"
+CATALOGUE_DIR = "results/catalogues/{catalogue}"
+
+
+@dataclass(frozen=True)
+class CataloguePlan:
+    """One catalogue: its validated block, its row count and the chunk count its jobs use."""
+
+    name: str
+    block: dict
+    n_rows: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class CataloguesPlan:
+    estimators: dict[str, RunSettings]
+    estimator_blocks: dict[str, dict]
+    catalogues: dict[str, CataloguePlan]
+
+
+def sampling_rows(n_rows: int, block: dict, chunk: int) -> slice:
+    """Rows of a catalogue that chunk job ``chunk`` samples (whole sampling blocks)."""
+    return scatter.chunk_rows(n_rows, block["sampling_block_size"], chunk_count(n_rows, block), chunk)
+
+
+def chunk_count(n_rows: int, block: dict) -> int:
+    """The configured chunk count, capped at the number of sampling blocks (a chunk is whole blocks)."""
+    return min(block["chunks"], scatter.block_count(n_rows, block["sampling_block_size"]))
+
+
+def plan_catalogues(config: dict) -> CataloguesPlan:
+    """Check every amortized estimator and catalogue of a validated (defaults-filled) config.
+
+    Raises:
+        ConfigError: naming the key: an unknown estimator, a catalogue of an estimator whose simulator is not
+            the galaxy model, ``source: library`` without the galaxy simulator, or any problem of the catalogue
+            file (see :func:`seqsbi.catalogue_table.read_catalogue`).
+    """
+    galaxy = config["galaxy"]
+    blocks = dict(config.get("amortized") or {})
+    estimators = {}
+    for name, block in blocks.items():
+        if block["source"] == "library" and block["simulator"] != "galaxy":
+            raise ConfigError(f"amortized.{name}.source: 'library' needs simulator: galaxy (the model library's rows); "
+                              f"use source: simulate for simulator {block['simulator']!r}")
+        estimators[name] = settings_for(name, block, galaxy)
+        estimators[name].simulator().output_dim(estimators[name].prior)  # a custom simulator fails now, not in a job
+    catalogues = {}
+    for name, block in (config.get("catalogues") or {}).items():
+        key = f"catalogues.{name}"
+        if block["estimator"] not in blocks:
+            raise ConfigError(f"{key}.estimator: {block['estimator']!r} is not under amortized; "
+                              f"defined: {', '.join(blocks) or 'none'}")
+        if blocks[block["estimator"]]["simulator"] != "galaxy":
+            raise ConfigError(f"{key}.estimator: {block['estimator']!r} uses simulator "
+                              f"{blocks[block['estimator']]['simulator']!r}; a catalogue of fluxes per filter needs "
+                              f"an estimator with simulator: galaxy")
+        from seqsbi.catalogue_table import read_catalogue
+
+        catalogue = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path")
+        catalogues[name] = CataloguePlan(name, block, len(catalogue.ids), chunk_count(len(catalogue.ids), block))
+    return CataloguesPlan(estimators, blocks, catalogues)
