@@ -26,4 +26,5 @@ rule all:
 
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/galaxy.smk"
