@@ -6,8 +6,8 @@
 rule predictive_check:
     input:
         unpack(observation_inputs),
+        # A custom simulator's file is no input of its own: editing it reruns the rounds, so the samples.
         unpack(galaxy_inputs),
-        unpack(simulator_inputs),
         samples=final_samples,
     output:
         plot=report(
