@@ -140,7 +140,7 @@ def _mass_contours(ax, x: np.ndarray, y: np.ndarray, xlim, ylim, masses=(0.68, 0
     levels = [level for level in levels if level > 0]
     if len(levels) and counts.max() > levels[0]:
         centres = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
-        ax.contour(*centres, counts.T, levels=levels + [counts.max() + 1], colors="black", linewidths=0.9)
+        ax.contour(*centres, counts.T, levels=levels + [counts.max() + 1], colors="black", linewidths=0.9, zorder=5)
 
 
 def _pyplot():
