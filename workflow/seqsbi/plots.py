@@ -186,6 +186,8 @@ def predictive_plot(check, path: str | Path, unit: str = "", title: str = "") ->
                 label="observed, censored (1-sigma upper limit)")
     ax.set_xticks(positions, check.feature_names, rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center")
     ax.set_ylabel(f"feature [{unit}]" if unit else "feature")
+    ax.use_sticky_edges = False  # bars would pin the y range to their ends: keep a margin around them
+    ax.margins(y=0.05)
     if "mag" in unit:
         ax.invert_yaxis()
     ax.set_title(f"{title}\npredictive p-value {check.p_value:.3f}\n(chi^2 discrepancy, "
