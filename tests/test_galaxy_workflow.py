@@ -77,7 +77,8 @@ def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     default_run = yaml.safe_load((ROOT / "config/config.yaml").read_text())["runs"]["synference_online"]
     assert default_run["engine"] == "SNLE"
-    config["runs"] = {"galaxy": {**default_run, "rounds": 2, "simulations_per_round": 300, "posterior_samples": 2000}}
+    config["runs"] = {"galaxy": {**default_run, "rounds": 2, "simulations_per_round": 300, "posterior_samples": 2000,
+                                 "diagnostics": {"c2st_samples": 300, "predictive_samples": 200}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     (workdir / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow20\t\t20\n")
     snakemake(workdir, "--cores", "2")
