@@ -29,5 +29,6 @@ rule all:
 
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/galaxy.smk"
 include: "workflow/rules/catalogue.smk"

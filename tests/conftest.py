@@ -32,6 +32,8 @@ def tiny_run(**overrides) -> dict:
         "posterior_samples": 2000,
         "seed": 7,
         "training": {"max_num_epochs": 200},
+        # Cheap posterior checks: C2ST of 300 samples per side (~1 s each), 200 predictive simulations.
+        "diagnostics": {"c2st_samples": 300, "predictive_samples": 200},
     }
     run.update(overrides)
     return run
@@ -43,6 +45,16 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
         return {}
     table = dry_run_output.split("Job stats:")[1].split("total")[0]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+#: The jobs per (run, observation) after its rounds: figures, tables and diagnostics.
+PER_OBSERVATION_RULES = ("pairplot", "summarize_posterior", "predictive_check", "convergence", "training_curves")
+
+
+def per_observation_jobs(n: int) -> dict[str, int]:
+    """{rule: n} for every rule in PER_OBSERVATION_RULES: a dry run's counts when n (run, observation) pairs
+    need their figures and tables remade."""
+    return dict.fromkeys(PER_OBSERVATION_RULES, n)
 
 
 def write_workdir(workdir: Path, runs: dict, sheet: str | None = None) -> Path:

@@ -14,6 +14,7 @@ from conftest import ROOT, snakemake, tiny_run, write_workdir
 from seqsbi.artifacts import read_npz
 from seqsbi.simulators.galaxy import sps_grid
 from seqsbi.simulators.galaxy.library import read_library
+from seqsbi.units import njy_to_ab, sigma_from_depth
 
 pytestmark = pytest.mark.workflow
 BC03_FITS = ROOT / "results" / "galaxy" / "sources" / "bc03_miles_stellar_grids.fits"
@@ -76,7 +77,8 @@ def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     default_run = yaml.safe_load((ROOT / "config/config.yaml").read_text())["runs"]["synference_online"]
     assert default_run["engine"] == "SNLE"
-    config["runs"] = {"galaxy": {**default_run, "rounds": 2, "simulations_per_round": 300, "posterior_samples": 2000}}
+    config["runs"] = {"galaxy": {**default_run, "rounds": 2, "simulations_per_round": 300, "posterior_samples": 2000,
+                                 "diagnostics": {"c2st_samples": 300, "predictive_samples": 200}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     (workdir / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow20\t\t20\n")
     snakemake(workdir, "--cores", "2")
@@ -90,6 +92,16 @@ def test_galaxy_fit_end_to_end_finds_library_row_20(tmp_path):
     table = (workdir / "results/runs/galaxy/row20/posterior_summary.tsv").read_text().splitlines()
     assert table[2].startswith("log_mass\tlog10 Msun") and table[2].endswith(f"{truth[1]:.6g}")
     assert (workdir / "results/runs/galaxy/row20/pairplot.png").exists()
+    # The predictive check through the batched simulator and its noise: one row per filter, in AB mag, with
+    # the error the noise model gives at the observed flux, bands at the 1-sigma floor marked censored.
+    rows = [line.split("\t") for line in
+            (workdir / "results/runs/galaxy/row20/predictive_check.tsv").read_text().splitlines()[1:]
+            if not line.startswith("#")]
+    assert [row[0] for row in rows] == [code.rsplit(".", 1)[-1] for code in library.spec.filters]
+    floor = njy_to_ab(sigma_from_depth(np.asarray(29.0), 5))
+    for row in rows:
+        assert row[1] == "AB mag" and float(row[3]) > 0
+        assert (row[4] == "true") == (float(row[2]) >= floor - 1e-6), row
     for k in (0, 1):
         summary = json.loads((workdir / f"results/runs/galaxy/row20/round_{k}/round.json").read_text())
         assert summary["posterior_mass_inside_prior"] >= 0.9, summary["posterior_mass_inside_prior"]
@@ -103,11 +115,11 @@ def test_synference_example_config_plans_the_whole_chain(tmp_path):
     tmp_path.mkdir(exist_ok=True)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     dry = snakemake(tmp_path, "-n", "--cores", "1")
-    from conftest import job_counts
+    from conftest import job_counts, per_observation_jobs
 
     assert job_counts(dry.stdout) == {"bc03_source": 1, "sps_grid": 1, "svo_filter": 8, "model_library": 1,
-                                      "rebuild_simulator": 1, "features": 1, "train_round": 3, "pairplot": 1,
-                                      "summarize_posterior": 1, "all": 1}
+                                      "rebuild_simulator": 1, "features": 1, "train_round": 3,
+                                      **per_observation_jobs(1), "all": 1}
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, config_args, job_counts, snakemake, tiny_run, write_workdir
+from conftest import ROOT, config_args, job_counts, per_observation_jobs, snakemake, tiny_run, write_workdir
 from seqsbi.artifacts import ROUND_FILES, read_npz, temporary_path, write_npz
 from seqsbi.simulators import simulator_source
 
@@ -145,8 +145,8 @@ def test_editing_a_custom_simulator_reruns_the_rounds_built_with_it(tmp_path):
         source.write_text(MODEL.replace("OFFSET = 1.0", "OFFSET = 2.0"))
     bump_mtime(*sources)
     dry = snakemake(workdir, "-n", "--cores", "2")
-    assert job_counts(dry.stdout) == {"train_round": 3, "propose_round": 1, "simulate_chunk": 2, "pairplot": 2,
-                                      "summarize_posterior": 2, "all": 1}, dry.stdout[-3000:]
+    assert job_counts(dry.stdout) == {"train_round": 3, "propose_round": 1, "simulate_chunk": 2,
+                                      **per_observation_jobs(2), "all": 1}, dry.stdout[-3000:]
     # The jobs that ran the edited file; round 1 and the module run's round follow as "updated by another job".
     assert dry.stdout.count("Updated input files: models/my_model.py") == 1  # round 0
     assert dry.stdout.count("Updated input files: userpkg/model.py") == 2  # round 0's 2 chunk jobs
@@ -211,7 +211,7 @@ def test_a_run_killed_mid_round_resumes_after_unlock_redoing_only_that_round_on(
     snakemake(workdir, "--unlock")
     resumed = snakemake(workdir, "--cores", "1")
     counts = job_counts(resumed.stdout + resumed.stderr)
-    assert counts == {"train_round": 2, "pairplot": 1, "summarize_posterior": 1, "all": 1}, counts
+    assert counts == {"train_round": 2, **per_observation_jobs(1), "all": 1}, counts
     assert "round=0" not in resumed.stdout + resumed.stderr
     for name, (data, mtime) in round_0.items():
         path = rounds / "round_0" / name

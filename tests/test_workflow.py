@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, job_counts, snakemake, tiny_run, write_workdir
+from conftest import ROOT, job_counts, per_observation_jobs, snakemake, tiny_run, write_workdir
 from seqsbi.artifacts import ROUND_FILES, read_npz
 
 pytestmark = pytest.mark.workflow
@@ -110,7 +110,7 @@ def test_deleting_round_one_recomputes_only_later_rounds(finished, tmp_path):
     round0 = workdir / "results" / "runs" / "tiny" / "zero" / "round_0" / "samples.npz"
     before = round0.stat().st_mtime_ns
     dry = snakemake(workdir, "-n", "--cores", "2")
-    assert job_counts(dry.stdout) == {"train_round": 1, "pairplot": 1, "summarize_posterior": 1, "all": 1}
+    assert job_counts(dry.stdout) == {"train_round": 1, **per_observation_jobs(1), "all": 1}
     assert "wildcards: run=tiny, obs=zero, round=1" in dry.stdout
     assert "round=0" not in dry.stdout
 
@@ -122,7 +122,7 @@ def test_deleting_round_one_recomputes_only_later_rounds(finished, tmp_path):
     # Deleting round 0 redoes rounds 0 and 1 of that observation only.
     shutil.rmtree(workdir / "results" / "runs" / "tiny" / "shifted" / "round_0")
     dry = snakemake(workdir, "-n", "--cores", "2")
-    assert job_counts(dry.stdout) == {"train_round": 2, "pairplot": 1, "summarize_posterior": 1, "all": 1}
+    assert job_counts(dry.stdout) == {"train_round": 2, **per_observation_jobs(1), "all": 1}
     assert "obs=zero" not in dry.stdout
 
 
@@ -134,7 +134,7 @@ def test_adding_a_round_reuses_the_rounds_on_disk(finished, tmp_path):
     config["runs"]["tiny"]["rounds"] = 3
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     dry = snakemake(workdir, "-n", "--cores", "2")
-    assert job_counts(dry.stdout) == {"train_round": 2, "pairplot": 2, "summarize_posterior": 2, "all": 1}
+    assert job_counts(dry.stdout) == {"train_round": 2, **per_observation_jobs(2), "all": 1}
     assert set(re.findall(r"wildcards: run=tiny, obs=\w+, round=(\d+)", dry.stdout)) == {"2"}
 
 
@@ -205,7 +205,7 @@ def test_a_crashing_round_leaves_other_observations_running(tmp_path):
     assert "asks round tiny/shifted/0 to fail" in crash_log
 
     dry = snakemake(tmp_path, "-n", "--cores", "2")
-    assert job_counts(dry.stdout) == {"train_round": 1, "pairplot": 1, "summarize_posterior": 1, "all": 1}
+    assert job_counts(dry.stdout) == {"train_round": 1, **per_observation_jobs(1), "all": 1}
     assert "obs=zero" not in dry.stdout
     snakemake(tmp_path, "--cores", "2")
     assert (tmp_path / "results/runs/tiny/shifted/pairplot.png").exists()

@@ -67,7 +67,8 @@ def round_config(wildcards):
     to a run must not invalidate (rerun) the rounds already on disk."""
     run = dict(PLAN.run_config(wildcards.run, wildcards.obs))
     # simulation_chunks only says where the simulations run: the results are the same for any value.
-    for key in ("rounds", "observations", "simulation_chunks"):
+    # diagnostics and reference only shape the plots and tables made from the rounds.
+    for key in ("rounds", "observations", "simulation_chunks", "diagnostics", "reference"):
         run.pop(key, None)
     return canonical(run)
 
@@ -163,9 +164,40 @@ def final_round_summary(wildcards):
     return os.path.join(os.path.dirname(final_samples(wildcards)), ROUND_FILES["summary"])
 
 
+REFERENCE_SAMPLES = "results/runs/{run}/{obs}/reference/samples.npz"
+#: Per (run, observation), beside the pair plot and summary table: seqsbi.diagnostics' outputs.
+DIAGNOSTIC_FILES = (
+    "predictive_check.png",
+    "predictive_check.tsv",
+    "convergence.csv",
+    "convergence.png",
+    "training_curves.png",
+    "training_summary.tsv",
+)
+
+
+def reference_input(wildcards):
+    """The reference run's samples at this observation when runs.<run>.reference names one; else nothing."""
+    reference = PLAN.config["runs"][wildcards.run].get("reference")
+    if not reference:
+        return {}
+    return {"reference": REFERENCE_SAMPLES.format(run=reference, obs=wildcards.obs)}
+
+
+def round_files(key):
+    """An input function: ROUND_FILES[key] of every round of one (run, observation), round 0 first."""
+
+    def files(wildcards):
+        path = os.path.join(ROUND_DIR, ROUND_FILES[key])
+        rounds = range(PLAN.runs[wildcards.run].rounds)
+        return [path.format(run=wildcards.run, obs=wildcards.obs, round=index) for index in rounds]
+
+    return files
+
+
 def final_targets():
-    """Every round's artifacts (so a deleted round is recomputed, with the rounds after it), and the
-    pair plot and summary table, for every (run, observation) pair."""
+    """Every round's artifacts (so a deleted round is recomputed, with the rounds after it), the pair
+    plot, summary table and diagnostics (DIAGNOSTIC_FILES), for every (run, observation) pair."""
     targets = []
     for run, obs in PLAN.targets():
         for index in range(PLAN.runs[run].rounds):
@@ -173,4 +205,5 @@ def final_targets():
             targets.extend(os.path.join(round_dir, name) for name in ROUND_FILES.values())
         targets.append(f"results/runs/{run}/{obs}/pairplot.png")
         targets.append(f"results/runs/{run}/{obs}/posterior_summary.tsv")
+        targets.extend(f"results/runs/{run}/{obs}/{name}" for name in DIAGNOSTIC_FILES)
     return targets

@@ -4,14 +4,15 @@
 rule pairplot:
     input:
         unpack(observation_inputs),
+        unpack(reference_input),
         samples=round_samples,
     output:
         report(
             "results/runs/{run}/{obs}/pairplot.png",
             caption="../report/pairplot.rst",
-            category="Posteriors",
-            subcategory="{run}",
-            labels={"run": "{run}", "observation": "{obs}"},
+            category="{run}",
+            subcategory="{obs}",
+            labels={"result": "pair plot"},
         ),
     log:
         "results/logs/pairplot/{run}/{obs}.log",
@@ -33,8 +34,9 @@ rule summarize_posterior:
         report(
             "results/runs/{run}/{obs}/posterior_summary.tsv",
             caption="../report/posterior_summary.rst",
-            category="Posterior tables",
-            labels={"run": "{run}", "observation": "{obs}"},
+            category="{run}",
+            subcategory="{obs}",
+            labels={"result": "summary table"},
         ),
     log:
         "results/logs/summarize_posterior/{run}/{obs}.log",

@@ -19,6 +19,12 @@ with log_to_file(snakemake.log[0]) as logger:
     from seqsbi.observations import observation_from_params
 
     truth = observation_from_params(snakemake.params.observation, snakemake.input.get("features")).theta_true
+    reference = None
+    if "reference" in snakemake.input.keys():
+        from seqsbi.diagnostics import check_reference
+
+        names = [str(name) for name in read_npz(snakemake.input.samples[0])["parameter_names"]]
+        reference = check_reference(read_npz(snakemake.input.reference), names, snakemake.input.reference)
     pairplot(
         rounds,
         labels=space.labels(),
@@ -26,5 +32,7 @@ with log_to_file(snakemake.log[0]) as logger:
         path=snakemake.output[0],
         theta_true=truth,
         title=f"{snakemake.wildcards.run} | {snakemake.wildcards.obs} | {len(rounds)} round(s)",
+        reference=reference,
+        reference_label=f"reference ({snakemake.params.run.get('reference')})",
     )
     logger.info("pair plot of %d round(s) written to %s", len(rounds), snakemake.output[0])

@@ -10,6 +10,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from seqsbi.logs import log_to_file  # noqa: E402
 
 with log_to_file(snakemake.log[0]) as logger:
+    import time
+
     import torch
 
     from seqsbi import artifacts
@@ -24,6 +26,8 @@ with log_to_file(snakemake.log[0]) as logger:
     if round_index > 0:
         previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings,
                                        snakemake.input.samples)
+    start = time.perf_counter()
     theta = propose(settings, snakemake.wildcards.obs, round_index, previous)
     artifacts.write_npz(snakemake.output.proposal, theta=theta)
-    logger.info("wrote %d parameter vectors for the chunk jobs", theta.shape[0])
+    logger.info("proposed %d parameter vectors for the chunk jobs in %.1f s", theta.shape[0],
+                time.perf_counter() - start)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seqsbi.errors import SamplingError
+from seqsbi.logs import progress_bars
 from seqsbi.priors import ParameterSpace
 
 if TYPE_CHECKING:
@@ -177,9 +178,12 @@ def network_builder(settings: RunSettings, prior: BoxUniform):
     return posterior_nn(model=settings.density_estimator, **size)
 
 
-def new_inference(settings: RunSettings, prior: BoxUniform, show_progress_bars: bool = True,
+def new_inference(settings: RunSettings, prior: BoxUniform, show_progress_bars: bool | None = None,
                   init_seed: int | None = None) -> NeuralInference:
     """A fresh sbi trainer for ``settings.engine`` with the configured network.
+
+    ``show_progress_bars``: sbi's epoch counter while training; default on a terminal only
+    (:func:`seqsbi.logs.progress_bars`).
 
     ``init_seed``: reseed torch just before sbi builds the network (in the first ``train()``, after it
     has drawn the training/validation split), so trainers differing only in ``init_seed`` share the
@@ -197,7 +201,7 @@ def new_inference(settings: RunSettings, prior: BoxUniform, show_progress_bars: 
         prior=prior,
         device=settings.device,
         tracker=LoggingTracker(),
-        show_progress_bars=show_progress_bars,
+        show_progress_bars=progress_bars() if show_progress_bars is None else show_progress_bars,
         **{builder_keyword: builder},
     )
 
@@ -340,7 +344,7 @@ def draw(distribution: Any, n: int, settings: RunSettings) -> np.ndarray:
     elif isinstance(distribution, torch.distributions.Distribution):
         theta = distribution.sample((n,))
     else:
-        theta = distribution.sample((n,), show_progress_bars=False)
+        theta = distribution.sample((n,), show_progress_bars=progress_bars())
     return theta.detach().cpu().numpy().astype(float)
 
 
@@ -411,7 +415,7 @@ def _bounded_direct_sample(posterior: Any, n: int, settings: RunSettings) -> tor
         proposal=_CountedProposal(posterior.posterior_estimator.sample, _proposal_budget(n, settings)),
         accept_reject_fn=lambda theta: within_support(posterior.prior, theta),
         num_samples=n,
-        show_progress_bars=False,
+        show_progress_bars=progress_bars(),
         max_sampling_batch_size=_SBI_REJECTION_BATCH,
         proposal_sampling_kwargs={"condition": x},
         alternative_method="build_posterior(..., sample_with='mcmc')",
@@ -446,7 +450,7 @@ def _mcmc_inside_prior(posterior: Any, n: int, settings: RunSettings) -> torch.T
                                                                x_o=posterior.default_x)
     mcmc = MCMCPosterior(potential, proposal=posterior.prior, theta_transform=transform, device=settings.device,
                          **settings.mcmc)
-    return mcmc.sample((n,), show_progress_bars=False)
+    return mcmc.sample((n,), show_progress_bars=progress_bars())
 
 
 def _sample_truncated(truncated: TruncatedPrior, n: int, settings: RunSettings) -> torch.Tensor:
@@ -468,7 +472,7 @@ def _sample_truncated(truncated: TruncatedPrior, n: int, settings: RunSettings) 
                                               _proposal_budget(n, settings)),
                     accept_reject_fn=truncated.inside,
                     num_samples=n,
-                    show_progress_bars=False,
+                    show_progress_bars=progress_bars(),
                     max_sampling_batch_size=_SBI_REJECTION_BATCH,
                     alternative_method="sample_with='sir'",
                 )

@@ -29,6 +29,14 @@ class _LinePerUpdate(io.TextIOBase):
         self._stream.flush()
 
 
+def progress_bars() -> bool:
+    """Whether to draw progress bars (simulation blocks, sbi's training epochs and sampling): only on a
+    terminal. Inside a job :func:`log_to_file` points stderr at the log, so a log file gets one timing
+    line per stage instead of a bar redrawn thousands of times."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
 @contextmanager
 def log_to_file(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Logger]:
     """Redirect stdout/stderr (file descriptors 1 and 2) and Python logging to ``path``."""

@@ -132,6 +132,7 @@ def propose_and_simulate(settings: RunSettings, observation: Observation, round_
     start = time.perf_counter()
     theta = propose(settings, observation.name, round_index, previous)
     proposal_s = time.perf_counter() - start
+    logger.info("proposed %d parameter vectors in %.1f s", theta.shape[0], proposal_s)
     start = time.perf_counter()
     _, x = simulate_chunk(settings, observation.name, round_index, theta, 0, 1)
     return Simulations(theta, x, {"proposal_s": proposal_s, "simulate_s": time.perf_counter() - start})

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from seqsbi.logs import progress_bars
 from seqsbi.seeds import block_seed
 from seqsbi.simulators import Simulator
 
@@ -46,16 +47,21 @@ def simulate_blocks(simulator: Simulator, theta: np.ndarray, first_row: int, blo
                     round_seed_value: int) -> np.ndarray:
     """x (n, k) for rows ``first_row .. first_row + n`` of a round's theta (n, d).
 
-    ``first_row`` must start a block; each block is simulated with its own generator.
+    ``first_row`` must start a block; each block is simulated with its own generator. On a terminal a
+    tqdm bar counts the simulations block by block; a job's log gets the one timing line at the end.
     """
+    from tqdm.auto import tqdm
+
     if first_row % block_size:
         raise ValueError(f"row {first_row} does not start a block of {block_size} simulations")
     outputs = []
     start = time.perf_counter()
-    for offset in range(0, theta.shape[0], block_size):
-        block = (first_row + offset) // block_size
-        rng = np.random.default_rng(block_seed(round_seed_value, block))
-        outputs.append(simulator(theta[offset:offset + block_size], rng))
+    with tqdm(total=theta.shape[0], desc="simulating", unit="sim", disable=not progress_bars()) as bar:
+        for offset in range(0, theta.shape[0], block_size):
+            block = (first_row + offset) // block_size
+            rng = np.random.default_rng(block_seed(round_seed_value, block))
+            outputs.append(simulator(theta[offset:offset + block_size], rng))
+            bar.update(len(outputs[-1]))
     x = np.concatenate(outputs, axis=0) if outputs else np.empty((0, 0))
     logger.info("simulated %d parameter vectors in %d block(s) of <= %d in %.1f s", theta.shape[0], len(outputs),
                 block_size, time.perf_counter() - start)
