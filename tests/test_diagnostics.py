@@ -8,7 +8,7 @@ import pytest
 
 from seqsbi import diagnostics, plots
 from seqsbi.errors import ArtifactError
-from seqsbi.simulators.galaxy.features import DepthNoise, simulate_features
+from seqsbi.simulators.galaxy.features import FluxNoise, simulate_features
 from seqsbi.simulators.toy import linear_gaussian
 from seqsbi.units import njy_to_ab, sigma_from_depth
 
@@ -39,7 +39,7 @@ def test_predictive_check_accepts_the_true_posterior_and_rejects_a_wrong_one():
 
 def test_predictive_check_marks_censored_bands_and_gives_magnitude_errors(tmp_path):
     depth = 28.0
-    noise = DepthNoise(np.full(3, depth))
+    noise = FluxNoise.from_config({"depth_5sigma_ab": depth}, 3)
     sigma = sigma_from_depth(np.full(3, depth), 5)  # nJy
     true_flux = np.array([50 * sigma[0], 10 * sigma[1], 0.01 * sigma[2]])  # bright, faint, undetected
 
@@ -157,3 +157,16 @@ def test_progress_bars_on_a_terminal_and_one_timing_line_in_a_job_log(tmp_path, 
     with log_to_file(tmp_path / "job.log"):  # a job: stderr is its log file
         assert not progress_bars()
     logging.basicConfig(force=True)  # leave no handler on the closed log file
+
+
+def test_observation_errors_use_the_observations_own_errors_and_only_its_bands():
+    # Three filters, the second missing for this observation; its own errors 10 and 40 nJy on the others.
+    settings = {"features": "flux_njy", "noise": {"depth_5sigma_ab": 28.0}, "filters": ["A.a", "A.b", "A.c"],
+                "sigma_njy": [10.0, None, 40.0], "bands": [0, 2]}
+    errors = diagnostics.observation_errors("galaxy", settings, np.array([100.0, 5.0]))
+    assert errors.sigma.tolist() == [10.0, 40.0]
+    settings["features"] = "ab_magnitude"
+    x_o = njy_to_ab(np.array([100.0, 40.0]))  # the second band at its own 1-sigma floor: censored
+    errors = diagnostics.observation_errors("galaxy", settings, x_o)
+    assert errors.censored.tolist() == [False, True]
+    assert errors.sigma[0] == pytest.approx(2.5 / np.log(10) * 10.0 / 100.0)

@@ -30,6 +30,8 @@ with log_to_file(snakemake.log[0]) as logger:
         from seqsbi.simulators.galaxy.features import FEATURE_UNITS
 
         names = [code.rsplit(".", 1)[-1] for code in simulator_settings["filters"]]
+        if simulator_settings.get("bands") is not None:  # this observation's bands only (missing ones dropped)
+            names = [names[band] for band in simulator_settings["bands"]]
         unit = FEATURE_UNITS[simulator_settings.get("features", "ab_magnitude")]
     errors = diagnostics.observation_errors(settings.simulator_name, simulator_settings, observation.x_o)
     # A seed of its own: a round index no run reaches.

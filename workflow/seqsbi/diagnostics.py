@@ -73,38 +73,47 @@ class ObservationErrors:
 def observation_errors(simulator_name: str, simulator_settings: dict, x_o: np.ndarray) -> ObservationErrors:
     """x_o's errors and censored features where the simulator's noise model defines them, else none.
 
-    Galaxy runs with ``galaxy.features.noise``: the flux error sigma(f) of the depth noise model
-    (:class:`seqsbi.simulators.galaxy.features.DepthNoise`) at the observed flux f. ab_magnitude
-    features: sigma_m = (2.5 / ln 10) sigma(f) / f, and a feature at (or within 1e-6 mag of) the 1-sigma
-    floor is censored (the features clip fluxes below 1 sigma to it: an upper limit). flux_njy: sigma(f)
-    itself. asinh magnitudes: sigma_m = (2.5 / ln 10) sigma / sqrt(f^2 + 4 sigma^2) (Lupton et al. 1999,
-    softening b = sigma), f found by inverting the magnitude.
+    Galaxy runs with noise: the observation's flux noise (:func:`seqsbi.simulators.galaxy.features.
+    noise_for_observation`: its own errors ``sigma_njy`` when it has them, else the configured depth; only
+    the bands it has, ``bands``) evaluated at the observed flux f. ab_magnitude features: sigma_m =
+    (2.5 / ln 10) sigma(f) / f, and a feature at (or within 1e-6 mag of) the band's 1-sigma floor is
+    censored (the features clip fluxes below 1 sigma to it: an upper limit). flux features: sigma(f)
+    divided by the flux scale. asinh magnitudes: sigma_m = (2.5 / ln 10) sigma / sqrt(f^2 + 4 b^2) with the
+    band's softening b (Lupton et al. 1999, eq. 3), f found by inverting the magnitude.
     """
     k = len(x_o)
     none = ObservationErrors(np.full(k, np.nan), np.zeros(k, bool))
     noise = simulator_settings.get("noise") if simulator_name == "galaxy" else None
     if noise is None:
         return none
-    from seqsbi.simulators.galaxy.features import DepthNoise
-    from seqsbi.units import AB_ZERO_POINT_NJY, POGSON, ab_to_njy, sigma_from_depth
+    from seqsbi.simulators.galaxy.features import noise_for_observation
+    from seqsbi.units import AB_ZERO_POINT_NJY, POGSON, ab_to_njy
 
     kind = simulator_settings.get("features", "ab_magnitude")
-    model = DepthNoise.from_config(noise, k)
-    depth_sigma = sigma_from_depth(model.depth_5sigma_ab, 5)
+    n_filters = len(simulator_settings.get("filters") or []) or k
+    own = simulator_settings.get("sigma_njy")
+    errors = None if own is None else np.array([np.nan if s is None else s for s in own], dtype=float)
+    model = noise_for_observation(noise, n_filters, errors).select(simulator_settings.get("bands"))
     pogson_ln = POGSON / math.log(10)
     if kind == "ab_magnitude":
         flux = ab_to_njy(x_o)
-        sigma_f = model.sigma_njy(flux[None, :])[0]
-        censored = x_o >= njy_to_ab_floor(depth_sigma) - 1e-6
+        sigma_f = model.sigma(flux[None, :])[0]
+        censored = x_o >= njy_to_ab_floor(model.sigma_njy) - 1e-6
         return ObservationErrors(pogson_ln * sigma_f / flux, censored,
                                  "AB magnitudes: fluxes below 1 sigma are set to the 1-sigma floor (upper limits)")
-    if kind == "flux_njy":
-        return ObservationErrors(model.sigma_njy(np.asarray(x_o)[None, :])[0], np.zeros(k, bool))
+    if kind in ("flux", "flux_njy"):
+        scale = simulator_settings.get("flux_scale_njy")
+        scale = np.ones(n_filters) if scale is None else np.broadcast_to(np.asarray(scale, float), (n_filters,))
+        bands = simulator_settings.get("bands")
+        scale = scale if bands is None else scale[np.asarray(bands, dtype=int)]
+        flux = np.asarray(x_o, dtype=float) * scale
+        return ObservationErrors(model.sigma(flux[None, :])[0] / scale, np.zeros(k, bool))
     if kind == "asinh_magnitude":
-        b = depth_sigma / AB_ZERO_POINT_NJY
+        b = model.softening_njy / AB_ZERO_POINT_NJY
         flux = AB_ZERO_POINT_NJY * 2 * b * np.sinh(-(x_o / pogson_ln) - np.log(b))
-        sigma_f = model.sigma_njy(flux[None, :])[0]
-        return ObservationErrors(pogson_ln * sigma_f / np.sqrt(flux ** 2 + 4 * sigma_f ** 2), np.zeros(k, bool))
+        sigma_f = model.sigma(flux[None, :])[0]
+        return ObservationErrors(pogson_ln * sigma_f / np.sqrt(flux ** 2 + 4 * model.softening_njy ** 2),
+                                 np.zeros(k, bool))
     return none
 
 
