@@ -25,5 +25,6 @@ rule all:
 
 
 include: "workflow/rules/rounds.smk"
+include: "workflow/rules/reference.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/galaxy.smk"

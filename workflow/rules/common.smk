@@ -34,6 +34,9 @@ onstart:
 
 
 ROUND_DIR = "results/runs/{run}/{obs}/round_{round}"
+# A reference run's (engine 'likelihood') exact-likelihood posterior: no rounds (workflow/rules/reference.smk).
+REFERENCE_DIR = "results/runs/{run}/{obs}/reference"
+REFERENCE_FILES = {"samples": ROUND_FILES["samples"], "report": "reference.json"}
 PROPOSAL_FILE = "proposal.npz"  # theta drawn for a scattered round (temporary)
 CHUNK_FILE = "chunks/chunk_{chunk}.npz"  # x of one chunk of a scattered round (temporary)
 GALAXY = PLAN.config["galaxy"]
@@ -66,7 +69,8 @@ def round_config(wildcards):
     to a run must not invalidate (rerun) the rounds already on disk."""
     run = dict(PLAN.config["runs"][wildcards.run])
     # simulation_chunks only says where the simulations run: the results are the same for any value.
-    for key in ("rounds", "observations", "simulation_chunks"):
+    # reference names the run to compare with, nested_sampling is for reference runs: neither changes a round.
+    for key in ("rounds", "observations", "simulation_chunks", "reference", "nested_sampling"):
         run.pop(key, None)
     return canonical(run)
 
@@ -141,8 +145,16 @@ def previous_round(wildcards):
     return {key: f"{previous}/{ROUND_FILES[key]}" for key in ("inference", "posterior", "samples")}
 
 
+def reference_file(run, obs, key):
+    """A reference run's output ``key`` (samples, report) at observation ``obs``."""
+    return os.path.join(REFERENCE_DIR, REFERENCE_FILES[key]).format(run=run, obs=obs)
+
+
 def round_samples(wildcards):
-    """Every round's posterior samples of one (run, observation), round 0 first."""
+    """Every round's posterior samples of one (run, observation), round 0 first; a reference run's
+    one set of samples."""
+    if PLAN.runs[wildcards.run].is_reference:
+        return [reference_file(wildcards.run, wildcards.obs, "samples")]
     rounds = PLAN.runs[wildcards.run].rounds
     samples = os.path.join(ROUND_DIR, ROUND_FILES["samples"])
     return [samples.format(run=wildcards.run, obs=wildcards.obs, round=index) for index in range(rounds)]
@@ -153,7 +165,10 @@ def final_samples(wildcards):
 
 
 def final_round_summary(wildcards):
-    """The final round's round.json (x_o's coverage by its simulations goes into the summary table)."""
+    """The final round's round.json (x_o's coverage by its simulations goes into the summary table); a
+    reference run's reference.json (no coverage)."""
+    if PLAN.runs[wildcards.run].is_reference:
+        return reference_file(wildcards.run, wildcards.obs, "report")
     return os.path.join(os.path.dirname(final_samples(wildcards)), ROUND_FILES["summary"])
 
 
@@ -162,7 +177,9 @@ def final_targets():
     pair plot and summary table, for every (run, observation) pair."""
     targets = []
     for run, obs in PLAN.targets():
-        for index in range(PLAN.runs[run].rounds):
+        if PLAN.runs[run].is_reference:
+            targets.extend(reference_file(run, obs, key) for key in REFERENCE_FILES)
+        for index in range(0 if PLAN.runs[run].is_reference else PLAN.runs[run].rounds):
             round_dir = ROUND_DIR.format(run=run, obs=obs, round=index)
             targets.extend(os.path.join(round_dir, name) for name in ROUND_FILES.values())
         targets.append(f"results/runs/{run}/{obs}/pairplot.png")
