@@ -173,19 +173,21 @@ def test_an_sbi_run_may_name_a_matching_reference_run(tmp_path):
 def test_a_reference_run_through_snakemake_writes_samples_report_plot_and_table(tmp_path):
     import json
 
-    runs = {"ref": reference_run(observations=["zero"])}
+    runs = {"ref": reference_run(observations=["zero"], posterior_samples=500,
+                                 nested_sampling={"live_points": 100, "effective_samples": 600, "min_ess": 500,
+                                                  "networks": 1})}
     write_workdir(tmp_path, runs)
     result = snakemake(tmp_path, "--cores", "2")
     output = result.stdout + result.stderr
     assert "reference_fit" in output and "train_round" not in output
     run_dir = tmp_path / "results" / "runs" / "ref" / "zero"
     with np.load(run_dir / "reference" / "samples.npz") as data:
-        assert data["samples"].shape == (1000, 3) and list(data["parameter_names"]) == ["theta_1", "theta_2",
+        assert data["samples"].shape == (500, 3) and list(data["parameter_names"]) == ["theta_1", "theta_2",
                                                                                         "theta_3"]
-        assert np.allclose(data["samples"].mean(axis=0), -1.0, atol=0.02)
+        assert np.allclose(data["samples"].mean(axis=0), -1.0, atol=0.03)
         assert list(data["parameter_units"]) == ["m"] * 3
     report = json.loads((run_dir / "reference" / "reference.json").read_text())
-    assert report["sampler"]["name"] == "nautilus" and report["diagnostics"]["effective_sample_size"] >= 1000
+    assert report["sampler"]["name"] == "nautilus" and report["diagnostics"]["effective_sample_size"] >= 500
     assert (run_dir / "pairplot.png").stat().st_size > 0
     table = (run_dir / "posterior_summary.tsv").read_text()
     assert "theta_1" in table

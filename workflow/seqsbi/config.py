@@ -319,8 +319,8 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
         _check_training_budget(settings)
         if check_devices:
             check_device(settings)
+        _check_reference(settings, runs)  # before the observations: a custom simulator is called there
         _check_run_observations(settings, observations, filled["observations"], filled["galaxy"])
-        _check_reference(settings, runs)
     return WorkflowPlan(filled, runs, observations)
 
 
