@@ -26,7 +26,6 @@ import copy
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -132,8 +131,8 @@ def main() -> None:
             np.savez(out / "reference.npz", samples=reference, parameter_names=np.array(settings.prior.names))
             (out / "reference.json").write_text(json.dumps(report, indent=2) + "\n")
         diag = report["diagnostics"]
-        head = (f"{row:>3}  {diag['wall_time_s']:7.0f} s {diag['likelihood_calls']:>8} {diag['effective_sample_size']:6.0f}"
-                f" {diag['log_evidence']:8.2f}+-{diag['log_evidence_error']:.2f}")
+        head = (f"{row:>3}  {diag['wall_time_s']:7.0f} s {diag['likelihood_calls']:>8} "
+                f"{diag['effective_sample_size']:6.0f} {diag['log_evidence']:8.2f}+-{diag['log_evidence_error']:.2f}")
         rounds = []
         for fits in args.fits:
             rounds = sorted((fits / f"library_row_{row}").glob("round_*/samples.npz"),

@@ -26,7 +26,8 @@ from seqsbi.engines import REFERENCE_ENGINES
 from seqsbi.errors import ConfigError
 
 RUN_SCHEMA = _schema()["definitions"]["run"]["properties"]
-# SBI engines only: a reference run (engine likelihood) has no round to dry-run or train (tests/test_reference.py covers it).
+# SBI engines only: a reference run (engine likelihood) has no round to dry-run or train
+# (tests/test_reference.py covers it).
 ENGINES = [name for name in RUN_SCHEMA["engine"]["enum"] if name not in REFERENCE_ENGINES]
 ESTIMATORS = RUN_SCHEMA["density_estimator"]["enum"]
 CATALOGUE_FILTERS = ["JWST/NIRCam.F070W", "JWST/NIRCam.F444W"]
