@@ -75,6 +75,15 @@ def round_config(wildcards):
     return canonical(run)
 
 
+def reference_config(wildcards):
+    """runs.<run> of a reference run without the keys its posterior does not depend on (round_config's,
+    nested_sampling kept)."""
+    run = dict(PLAN.config["runs"][wildcards.run])
+    for key in ("rounds", "observations", "simulation_chunks"):
+        run.pop(key, None)
+    return canonical(run)
+
+
 def observation_params(wildcards):
     """x_o and, if known, theta_true of a job's observation, as plain lists."""
     obs = PLAN.observations[wildcards.obs]

@@ -6,7 +6,6 @@
 rule reference_fit:
     input:
         unpack(galaxy_inputs),
-        unpack(observation_inputs),
     output:
         **{key: f"{REFERENCE_DIR}/{name}" for key, name in REFERENCE_FILES.items()},
     log:
@@ -14,7 +13,7 @@ rule reference_fit:
     conda:
         "../../envs/seqsbi.yaml"
     params:
-        run=round_config,
+        run=reference_config,
         observation=observation_params,
     script:
         "../scripts/reference_fit.py"
