@@ -65,7 +65,7 @@ def true_snr(features_path: Path, galaxy: dict, rows: list[int]) -> dict[int, np
 
 
 def c2st(reference: np.ndarray, samples: np.ndarray, seed: int, n: int) -> float:
-    """C2ST accuracy of ``n`` rows of each (sbibm's classifier, 5 folds); 0.5 = indistinguishable."""
+    """C2ST accuracy on min(n, sizes) random rows of each (sbibm's classifier, 5 folds); 0.5 = indistinguishable."""
     import torch
 
     try:
@@ -73,8 +73,9 @@ def c2st(reference: np.ndarray, samples: np.ndarray, seed: int, n: int) -> float
     except ImportError:  # sbibm is a benchmark-only extra (benchmarks/sbibm/requirements.txt)
         from sbi.utils.metrics import c2st as score
     rng = np.random.default_rng(seed)
-    a = reference[rng.choice(len(reference), min(n, len(reference)), replace=False)]
-    b = samples[rng.choice(len(samples), min(n, len(samples)), replace=False)]
+    n = min(n, len(reference), len(samples))  # as many of each: chance accuracy is then 0.5
+    a = reference[rng.choice(len(reference), n, replace=False)]
+    b = samples[rng.choice(len(samples), n, replace=False)]
     return float(score(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32),
                        seed=seed)[0])
 
@@ -103,6 +104,9 @@ def main() -> None:
     args = parser.parse_args()
 
     os.chdir(ROOT)  # config paths are relative to the repository root
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     sampler = {"live_points": args.live_points, "effective_samples": args.effective_samples, "min_ess": args.min_ess,
                "networks": args.networks}
     settings, galaxy = reference_settings(args.config, sampler, args.posterior_samples)
