@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=4)
     parser.add_argument("--posterior-samples", type=int, default=10000)
     parser.add_argument("--c2st-samples", type=int, default=10000, help="rows of each sample set C2ST compares")
-    parser.add_argument("--skip-existing", action="store_true", help="reuse <out>/row_N/reference.npz")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="reuse <out>/row_N/reference.npz and the C2ST scores already computed")
     args = parser.parse_args()
 
     os.chdir(ROOT)  # config paths are relative to the repository root
@@ -151,7 +152,14 @@ def main() -> None:
             samples = np.load(path)["samples"]
             summary = json.loads((path.parent / "round.json").read_text())
             sbi_wall = sum(summary.get("timings", {}).values())
-            score = c2st(reference, samples, seed=row, n=args.c2st_samples)
+            # Scores are kept per (round, sample count): a later pass with --skip-existing adds the rounds
+            # finished since, without rescoring the others.
+            cache = out / f"c2st_{path.parent.parent.parent.name}_{path.parent.name}_{args.c2st_samples}.json"
+            if args.skip_existing and cache.exists() and cache.stat().st_mtime > path.stat().st_mtime:
+                score = json.loads(cache.read_text())["c2st"]
+            else:
+                score = c2st(reference, samples, seed=row, n=args.c2st_samples)
+                cache.write_text(json.dumps({"c2st": score, "samples": str(path)}) + "\n")
             shift, width = interval_errors(reference, samples)
             print(f"{head}   {path.parent.name:>7}  {score:.3f}  {sbi_wall:8.0f}   "
                   f"{' '.join(f'{v:+.2f}' for v in shift)}   {' '.join(f'{v:.2f}' for v in width)}", flush=True)
