@@ -28,6 +28,7 @@ rule all:
 
 
 include: "workflow/rules/rounds.smk"
+include: "workflow/rules/reference.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/galaxy.smk"

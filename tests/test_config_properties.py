@@ -22,10 +22,13 @@ from hypothesis import strategies as st
 
 from conftest import snakemake
 from seqsbi.config import _schema, plan_workflow
+from seqsbi.engines import REFERENCE_ENGINES
 from seqsbi.errors import ConfigError
 
 RUN_SCHEMA = _schema()["definitions"]["run"]["properties"]
-ENGINES = RUN_SCHEMA["engine"]["enum"]
+# SBI engines only: a reference run (engine likelihood) has no round to dry-run or train
+# (tests/test_reference.py covers it).
+ENGINES = [name for name in RUN_SCHEMA["engine"]["enum"] if name not in REFERENCE_ENGINES]
 ESTIMATORS = RUN_SCHEMA["density_estimator"]["enum"]
 CATALOGUE_FILTERS = ["JWST/NIRCam.F070W", "JWST/NIRCam.F444W"]
 #: What a ConfigError must name: a config key, the sheet or the catalogue (the files are named by path).

@@ -34,6 +34,9 @@ onstart:
 
 
 ROUND_DIR = "results/runs/{run}/{obs}/round_{round}"
+# A reference run's (engine 'likelihood') exact-likelihood posterior: no rounds (workflow/rules/reference.smk).
+REFERENCE_DIR = "results/runs/{run}/{obs}/reference"
+REFERENCE_FILES = {"samples": ROUND_FILES["samples"], "report": "reference.json"}
 PROPOSAL_FILE = "proposal.npz"  # theta drawn for a scattered round (temporary)
 CHUNK_FILE = "chunks/chunk_{chunk}.npz"  # x of one chunk of a scattered round (temporary)
 GALAXY = PLAN.config["galaxy"]
@@ -67,8 +70,18 @@ def round_config(wildcards):
     to a run must not invalidate (rerun) the rounds already on disk."""
     run = dict(PLAN.run_config(wildcards.run, wildcards.obs))
     # simulation_chunks only says where the simulations run: the results are the same for any value.
-    # diagnostics and reference only shape the plots and tables made from the rounds.
-    for key in ("rounds", "observations", "simulation_chunks", "diagnostics", "reference"):
+    # diagnostics and reference only shape the plots and tables made from the rounds; nested_sampling is for
+    # reference runs: none of them changes a round.
+    for key in ("rounds", "observations", "simulation_chunks", "diagnostics", "reference", "nested_sampling"):
+        run.pop(key, None)
+    return canonical(run)
+
+
+def reference_config(wildcards):
+    """runs.<run> of a reference run at this observation without the keys its posterior does not depend on
+    (round_config's, nested_sampling kept)."""
+    run = dict(PLAN.run_config(wildcards.run, wildcards.obs))
+    for key in ("rounds", "observations", "simulation_chunks", "diagnostics"):
         run.pop(key, None)
     return canonical(run)
 
@@ -148,8 +161,16 @@ def previous_round(wildcards):
     return {key: f"{previous}/{ROUND_FILES[key]}" for key in ("inference", "posterior", "samples")}
 
 
+def reference_file(run, obs, key):
+    """A reference run's output ``key`` (samples, report) at observation ``obs``."""
+    return os.path.join(REFERENCE_DIR, REFERENCE_FILES[key]).format(run=run, obs=obs)
+
+
 def round_samples(wildcards):
-    """Every round's posterior samples of one (run, observation), round 0 first."""
+    """Every round's posterior samples of one (run, observation), round 0 first; a reference run's
+    one set of samples."""
+    if PLAN.runs[wildcards.run].is_reference:
+        return [reference_file(wildcards.run, wildcards.obs, "samples")]
     rounds = PLAN.runs[wildcards.run].rounds
     samples = os.path.join(ROUND_DIR, ROUND_FILES["samples"])
     return [samples.format(run=wildcards.run, obs=wildcards.obs, round=index) for index in range(rounds)]
@@ -160,15 +181,17 @@ def final_samples(wildcards):
 
 
 def final_round_summary(wildcards):
-    """The final round's round.json (x_o's coverage by its simulations goes into the summary table)."""
+    """The final round's round.json (x_o's coverage by its simulations goes into the summary table); a
+    reference run's reference.json (no coverage)."""
+    if PLAN.runs[wildcards.run].is_reference:
+        return reference_file(wildcards.run, wildcards.obs, "report")
     return os.path.join(os.path.dirname(final_samples(wildcards)), ROUND_FILES["summary"])
 
 
-REFERENCE_SAMPLES = "results/runs/{run}/{obs}/reference/samples.npz"
 #: Per (run, observation), beside the pair plot and summary table: seqsbi.diagnostics' outputs.
+PREDICTIVE_FILES = ("predictive_check.png", "predictive_check.tsv")
 DIAGNOSTIC_FILES = (
-    "predictive_check.png",
-    "predictive_check.tsv",
+    *PREDICTIVE_FILES,
     "convergence.csv",
     "convergence.png",
     "training_curves.png",
@@ -181,7 +204,7 @@ def reference_input(wildcards):
     reference = PLAN.config["runs"][wildcards.run].get("reference")
     if not reference:
         return {}
-    return {"reference": REFERENCE_SAMPLES.format(run=reference, obs=wildcards.obs)}
+    return {"reference": reference_file(reference, wildcards.obs, "samples")}
 
 
 def round_files(key):
@@ -200,10 +223,14 @@ def final_targets():
     plot, summary table and diagnostics (DIAGNOSTIC_FILES), for every (run, observation) pair."""
     targets = []
     for run, obs in PLAN.targets():
-        for index in range(PLAN.runs[run].rounds):
+        if PLAN.runs[run].is_reference:
+            targets.extend(reference_file(run, obs, key) for key in REFERENCE_FILES)
+        for index in range(0 if PLAN.runs[run].is_reference else PLAN.runs[run].rounds):
             round_dir = ROUND_DIR.format(run=run, obs=obs, round=index)
             targets.extend(os.path.join(round_dir, name) for name in ROUND_FILES.values())
         targets.append(f"results/runs/{run}/{obs}/pairplot.png")
         targets.append(f"results/runs/{run}/{obs}/posterior_summary.tsv")
-        targets.extend(f"results/runs/{run}/{obs}/{name}" for name in DIAGNOSTIC_FILES)
+        # A reference run has no rounds to compare or training to plot: its predictive check only.
+        names = PREDICTIVE_FILES if PLAN.runs[run].is_reference else DIAGNOSTIC_FILES
+        targets.extend(f"results/runs/{run}/{obs}/{name}" for name in names)
     return targets

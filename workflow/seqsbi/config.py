@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from seqsbi.engines import BOUNDED_ESTIMATORS, engine_named
+from seqsbi.engines import BOUNDED_ESTIMATORS, engine_named, is_reference_engine
 from seqsbi.errors import ConfigError
 from seqsbi.observations import Observation, read_observations
 from seqsbi.priors import ParameterSpace
@@ -37,7 +37,7 @@ class RunSettings:
     simulator_name: str
     simulator_settings: dict[str, Any]
     prior: ParameterSpace
-    engine: str  # SNPE, TSNPE, NPE, SNLE or SNRE: a key of seqsbi.engines.ENGINES
+    engine: str  # SNPE, TSNPE, NPE, SNLE or SNRE (a key of seqsbi.engines.ENGINES), or 'likelihood' (a reference run)
     density_estimator: str
     constrain_to_prior: bool  # NPE methods: flow behind a logit map of the prior box (no leakage)
     network: dict[str, Any]  # hidden_features, num_transforms
@@ -56,6 +56,15 @@ class RunSettings:
     observation_names: tuple[str, ...] = field(default_factory=tuple)
     # Bounds of rejection sampling (config 'rejection'; defaults in seqsbi.engines.REJECTION_DEFAULTS).
     rejection: dict[str, Any] = field(default_factory=dict)
+    # engine 'likelihood': nautilus settings (config 'nested_sampling'; defaults in seqsbi.reference.SAMPLER_DEFAULTS).
+    nested_sampling: dict[str, Any] = field(default_factory=dict)
+    # SBI runs: the name of the reference (engine 'likelihood') run of the same simulator and prior, or None.
+    reference: str | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        """A reference run (engine 'likelihood'): exact-likelihood posterior, no rounds, no training."""
+        return is_reference_engine(self.engine)
 
     def simulator(self) -> Simulator:
         return resolve_simulator(self.simulator_name, self.simulator_settings, key=f"runs.{self.name}.simulator",
@@ -139,14 +148,23 @@ def _check_estimator(run: str, engine_name: str, estimator: str | None, constrai
 
 def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettings:
     """Build :class:`RunSettings` from one validated (defaults-filled) ``runs.<name>`` entry."""
-    engine = engine_named(run["engine"]).name
+    if is_reference_engine(run["engine"]):
+        engine, estimator = run["engine"], ""
+        if run.get("density_estimator") is not None:
+            raise ConfigError(f"runs.{name}.density_estimator: engine {engine!r} trains no network; drop "
+                              f"density_estimator (or use an SBI engine)")
+    else:
+        engine = engine_named(run["engine"]).name
+        estimator = _check_estimator(name, engine, run.get("density_estimator"), run["constrain_to_prior"])
+    from seqsbi.reference import SAMPLER_DEFAULTS
+
     return RunSettings(
         name=name,
         simulator_name=run["simulator"],
         simulator_settings=dict(run["simulator_settings"]),
         prior=ParameterSpace.from_config(run["prior"], key=f"runs.{name}.prior"),
         engine=engine,
-        density_estimator=_check_estimator(name, engine, run.get("density_estimator"), run["constrain_to_prior"]),
+        density_estimator=estimator,
         constrain_to_prior=run["constrain_to_prior"],
         network=dict(run["network"]),
         rounds=run.get("rounds"),
@@ -161,6 +179,8 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         truncation=dict(run["truncation"]),
         observation_names=tuple(run.get("observations", all_observations)),
         rejection=dict(run.get("rejection", {})),
+        nested_sampling={**SAMPLER_DEFAULTS, **run.get("nested_sampling", {})},
+        reference=run.get("reference"),
     )
 
 
@@ -241,6 +261,8 @@ def _check_training_budget(settings: RunSettings) -> None:
     in every round, SNPE's atomic loss from round 1 on, when the data are two rounds' simulations) needs
     batches of two rows in both sets, since each row's atoms are drawn from the other rows of its batch.
     """
+    if settings.is_reference:
+        return
     key, training = f"runs.{settings.name}", settings.training
     fraction, batch = training["validation_fraction"], training["training_batch_size"]
     engine = engine_named(settings.engine)
@@ -324,6 +346,7 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
         _check_training_budget(settings)
         if check_devices:
             check_device(settings)
+        _check_reference(settings, runs)  # before the observations: a custom simulator is called there
         for obs_name in settings.observation_names:
             if obs_name in observations:
                 specialised = observation_run_config(settings.name, filled["runs"][settings.name],
@@ -420,3 +443,42 @@ def observation_run_config(name: str, run: dict, obs: Observation, sheet: str) -
         specialised["prior"] = {**run["prior"], "parameters": parameters}
         ParameterSpace.from_config(specialised["prior"], key=where)
     return specialised
+
+
+def _check_reference(settings: RunSettings, runs: dict[str, RunSettings]) -> None:
+    """A reference run's simulator has a likelihood; an SBI run's ``reference`` names a reference run of the
+    same simulator and parameters that fits every observation this run fits.
+
+    Raises:
+        ConfigError: naming ``runs.<name>.engine`` or ``runs.<name>.reference``, the value and the fix.
+    """
+    from seqsbi.reference import check_likelihood_available
+
+    key = f"runs.{settings.name}"
+    if settings.is_reference:
+        check_likelihood_available(settings.name, settings.simulator_name, settings.simulator_settings)
+        if settings.reference is not None:
+            raise ConfigError(f"{key}.reference: {settings.reference!r} given for a reference run (engine "
+                              f"{settings.engine!r}); only SBI runs name a reference, drop the key")
+        return
+    name = settings.reference
+    if name is None:
+        return
+    if name not in runs:
+        raise ConfigError(f"{key}.reference: {name!r} is not a run; runs: {', '.join(runs)}")
+    reference = runs[name]
+    if not reference.is_reference:
+        raise ConfigError(f"{key}.reference: run {name!r} has engine {reference.engine!r}; a reference run has engine "
+                          f"'likelihood'")
+    if reference.simulator_name != settings.simulator_name or reference.prior.names != settings.prior.names:
+        raise ConfigError(f"{key}.reference: run {name!r} fits simulator {reference.simulator_name!r} with parameters "
+                          f"{list(reference.prior.names)}, this run {settings.simulator_name!r} with "
+                          f"{list(settings.prior.names)}; name a reference run of the same simulator and parameters")
+    if reference.simulator_settings != settings.simulator_settings:
+        raise ConfigError(f"{key}.reference: run {name!r} has other simulator_settings "
+                          f"({reference.simulator_settings}) than this run ({settings.simulator_settings}); give both "
+                          f"the same")
+    missing = [obs for obs in settings.observation_names if obs not in reference.observation_names]
+    if missing:
+        raise ConfigError(f"{key}.reference: run {name!r} does not fit observation(s) {missing} that this run fits; "
+                          f"add them to runs.{name}.observations (or drop that key)")

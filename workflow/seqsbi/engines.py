@@ -108,6 +108,16 @@ ENGINES: dict[str, Engine] = {engine.name: engine for engine in (
 )}
 
 
+#: Engines that are not sbi methods: ``likelihood`` samples the exact-likelihood posterior with nautilus
+#: (seqsbi.reference): no rounds, no network, no simulations. Config accepts these names beside ENGINES'.
+REFERENCE_ENGINES = ("likelihood",)
+
+
+def is_reference_engine(name: str) -> bool:
+    """Whether config engine ``name`` is a reference (exact-likelihood) engine rather than an sbi method."""
+    return name in REFERENCE_ENGINES
+
+
 def engine_named(name: str) -> Engine:
     """The :class:`Engine` called ``name`` or one of its aliases (``NLE_A`` -> SNLE).
 

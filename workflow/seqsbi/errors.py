@@ -33,3 +33,8 @@ class SimulationError(SeqsbiError, ValueError):
 
 class SamplingError(SeqsbiError, RuntimeError):
     """A sampling step that cannot finish within its bound; the message names the setting to change."""
+
+
+class ReferenceNotConverged(SamplingError):
+    """A reference (exact-likelihood) run whose nested sampler stopped before its convergence criteria
+    (exploration finished, effective sample size); the message gives the numbers and the setting to raise."""

@@ -86,8 +86,13 @@ class ParameterSpace:
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n independent draws (n, d) from the prior (numpy; the same distribution engines sample in torch)."""
+        return self.from_unit_cube(rng.uniform(size=(n, self.dim)))
+
+    def from_unit_cube(self, u: np.ndarray) -> np.ndarray:
+        """The prior's inverse CDF per parameter: points u (n, d) of the unit cube -> theta (n, d). Uniform u
+        gives prior draws; a nested sampler's prior transform (seqsbi.reference)."""
         kinds = self.kinds or ("uniform",) * self.dim
-        u = rng.uniform(size=(n, self.dim))
+        u = np.atleast_2d(np.asarray(u, dtype=float))
         out = self.low + u * (self.high - self.low)
         for j, kind in enumerate(kinds):
             if kind == "log_uniform":

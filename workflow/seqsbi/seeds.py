@@ -34,3 +34,8 @@ def training_seed(round_seed_value: int) -> int:
     """The seed torch is reset to before a round trains, so training does not depend on whether the
     round simulated in its own job or gathered chunk jobs' simulations."""
     return _as_seed(np.random.SeedSequence(round_seed_value, spawn_key=(_TRAINING_KEY,)))
+
+
+def reference_seed(seed: int, run: str, observation: str) -> int:
+    """The seed of a reference run's nested sampler and resampling at one observation."""
+    return _as_seed(np.random.SeedSequence([seed, _stable_hash(run), _stable_hash(observation), _TRAINING_KEY]))
