@@ -93,6 +93,12 @@ def test_bad_catalogues_are_refused_naming_file_row_column_and_fix(tmp_path):
     text.write_text("\n".join(lines) + "\n")
     assert "give numbers only" in _refused(text, "column 'F115W' row 3 .id 'gal002'.: 'bright' is not a number")
 
+    table = catalogue_table()
+    table["F115W"] = u.Magnitude(table["F115W"] * u.nJy).value * u.ABmag  # AB magnitudes convert ...
+    table["F115W_err"].unit = u.ABmag  # ... a magnitude error does not (it is no flux on its own)
+    table.write(tmp_path / "magnitude_error.ecsv")
+    assert "magnitude error" in _refused(tmp_path / "magnitude_error.ecsv", "column 'F115W_err' has unit")
+
     table = catalogue_table(unit=u.m)
     table.write(tmp_path / "metres.fits")
     assert "does not convert to nJy" in _refused(tmp_path / "metres.fits", "column 'F115W' has unit 'm'")

@@ -142,6 +142,9 @@ def _feature_slope(kind: str, value: float, softening: float, scale: np.ndarray 
     ({"sbi": tiny_run(reference="other"), "other": tiny_run()}, ["runs.sbi.reference", "engine 'SNPE'"]),
     ({"sbi": tiny_run(reference="ref"), "ref": reference_run(simulator_settings={"shift": 2.0, "noise_std": 0.1})},
      ["runs.sbi.reference", "simulator_settings"]),
+    ({"sbi": tiny_run(reference="ref"), "ref": reference_run(prior={"parameters": [
+        {"name": f"theta_{i}", "low": -1, "high": 2, "unit": "m"} for i in (1, 2, 3)]})},
+     ["runs.sbi.reference", "another prior", "uniform -1 to 2 m"]),
     ({"sbi": tiny_run(reference="ref"), "ref": reference_run(observations=["zero"])},
      ["runs.sbi.reference", "['shifted']", "runs.ref.observations"]),
 ])
@@ -194,3 +197,18 @@ def test_a_reference_run_through_snakemake_writes_samples_report_plot_and_table(
     assert (run_dir / "pairplot.png").stat().st_size > 0
     table = (run_dir / "posterior_summary.tsv").read_text()
     assert "theta_1" in table
+
+
+def test_linear_gaussian_likelihood_inserts_fixed_parameters(tmp_path):
+    """A fixed parameter is not inferred, but the simulator (and so the likelihood) gets its value."""
+    from seqsbi.reference import log_likelihood_for
+
+    prior = {"parameters": [{"name": "theta_1", "low": -2, "high": 2, "unit": "m"},
+                            {"name": "theta_2", "low": -2, "high": 2, "unit": "m", "distribution": "fixed", "value": 0.5},
+                            {"name": "theta_3", "low": -2, "high": 2, "unit": "m"}]}
+    config = yaml.safe_load(write_workdir(tmp_path, {"ref": reference_run(prior=prior)}).read_text())
+    settings = plan_workflow(config).runs["ref"]
+    x_o = np.array([1.6, 1.5, 0.9])
+    theta = np.array([[0.6, -0.1], [0.0, 0.0]])
+    full = np.array([[0.6, 0.5, -0.1], [0.0, 0.5, 0.0]])
+    np.testing.assert_allclose(log_likelihood_for(settings)(theta, x_o), linear_gaussian_log_likelihood(full, x_o))

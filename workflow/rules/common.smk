@@ -81,7 +81,9 @@ def reference_config(wildcards):
     """runs.<run> of a reference run at this observation without the keys its posterior does not depend on
     (round_config's, nested_sampling kept)."""
     run = dict(PLAN.run_config(wildcards.run, wildcards.obs))
-    for key in ("rounds", "observations", "simulation_chunks", "diagnostics"):
+    # ... and the SBI settings a reference run ignores (config/README.md, "Reference runs").
+    ignored = ("training", "network", "mcmc", "truncation", "rejection", "simulations_per_round", "device")
+    for key in ("rounds", "observations", "simulation_chunks", "diagnostics", *ignored):
         run.pop(key, None)
     return canonical(run)
 
@@ -212,7 +214,8 @@ def round_files(key):
 
     def files(wildcards):
         path = os.path.join(ROUND_DIR, ROUND_FILES[key])
-        rounds = range(PLAN.runs[wildcards.run].rounds)
+        settings = PLAN.runs[wildcards.run]
+        rounds = range(0 if settings.is_reference else settings.rounds)  # a reference run has no rounds
         return [path.format(run=wildcards.run, obs=wildcards.obs, round=index) for index in rounds]
 
     return files

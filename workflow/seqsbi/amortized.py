@@ -67,6 +67,10 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
         simulation_chunks=block["simulation_chunks"], posterior_samples=1000, seed=block["seed"],
         device=block["device"], training=dict(block["training"]), mcmc={}, truncation={},
     )
+    if block["source"] == "library" and (settings.prior.fixed or not settings.prior.is_box):
+        raise ConfigError(f"{key}.prior: a library training set is drawn from the library's own (uniform) sampling "
+                          f"with every parameter varying; fixed parameters and non-uniform priors need "
+                          f"source: simulate")
     if block["source"] == "simulate":
         blocks = scatter.block_count(settings.simulations_per_round, settings.simulation_block_size)
         if settings.simulation_chunks > blocks:
@@ -117,7 +121,7 @@ def simulate_training_blocks(settings: RunSettings, rows: slice) -> tuple[np.nda
     for first in range(rows.start, rows.stop, size):
         rng = np.random.default_rng(block_seed(seed, first // size))
         n = min(size, rows.stop - first)
-        theta = prior.low + (prior.high - prior.low) * rng.uniform(size=(n, prior.dim))
+        theta = prior.draw(n, rng)  # the prior itself (uniform: low + u (high - low), as before)
         thetas.append(theta)
         xs.append(simulator(theta, rng))
     theta = np.concatenate(thetas) if thetas else np.empty((0, prior.dim))

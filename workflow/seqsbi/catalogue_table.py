@@ -76,6 +76,9 @@ def _column_njy(table, column: str, path: str, key: str, ids: np.ndarray) -> np.
     try:
         if isinstance(unit, u.UnrecognizedUnit):
             raise u.UnitConversionError(f"unit {str(unit)!r} is not one astropy knows")
+        if isinstance(unit, u.MagUnit) and column.endswith(ERROR_SUFFIX):
+            raise u.UnitConversionError("a magnitude error is not a magnitude: it converts to a flux error only "
+                                        "with its flux; give the error as a flux density")
         return (values * unit).to_value(u.nJy) if not isinstance(unit, u.MagUnit) else \
             u.Magnitude(values, unit).to_value(u.nJy)
     except (u.UnitsError, ValueError, TypeError) as error:

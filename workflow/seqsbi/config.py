@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import yaml
 
 from seqsbi.engines import BOUNDED_ESTIMATORS, engine_named, is_reference_engine
@@ -235,7 +236,7 @@ def check_device(settings: RunSettings) -> None:
         ConfigError: naming ``runs.<name>.device``, the device and what torch finds.
     """
     device = settings.device
-    if device == "cpu":
+    if device == "cpu" or settings.is_reference:  # a reference run trains nothing: its device is unused
         return
     import torch
 
@@ -474,6 +475,15 @@ def _check_reference(settings: RunSettings, runs: dict[str, RunSettings]) -> Non
         raise ConfigError(f"{key}.reference: run {name!r} fits simulator {reference.simulator_name!r} with parameters "
                           f"{list(reference.prior.names)}, this run {settings.simulator_name!r} with "
                           f"{list(settings.prior.names)}; name a reference run of the same simulator and parameters")
+    ours, theirs = settings.prior, reference.prior
+    same_prior = (ours.kinds == theirs.kinds and ours.fixed == theirs.fixed and np.array_equal(ours.low, theirs.low)
+                  and np.array_equal(ours.high, theirs.high)
+                  and all(np.array_equal(a, b, equal_nan=True) if a is not None and b is not None else a is b
+                          for a, b in ((ours.mean, theirs.mean), (ours.std, theirs.std))))
+    if not same_prior:
+        raise ConfigError(f"{key}.reference: run {name!r} has another prior than this run ({theirs.describe()} vs "
+                          f"{ours.describe()}); a reference is the same posterior: give both runs the same prior "
+                          f"(ranges, overrides, distributions, fixed values)")
     if reference.simulator_settings != settings.simulator_settings:
         raise ConfigError(f"{key}.reference: run {name!r} has other simulator_settings "
                           f"({reference.simulator_settings}) than this run ({settings.simulator_settings}); give both "

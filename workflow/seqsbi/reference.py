@@ -1,8 +1,8 @@
 """Exact-likelihood reference posteriors (config ``engine: likelihood``): no rounds, no training.
 
 For simulators whose likelihood p(x | theta) can be written down, a reference run samples the exact
-posterior p(theta | x_o) proportional to p(x_o | theta) p(theta) (box-uniform prior) with a nested
-sampler, to check SBI fits of the same simulator and observation against it.
+posterior p(theta | x_o) proportional to p(x_o | theta) p(theta) (any seqsbi prior, through its inverse
+CDF) with a nested sampler, to check SBI fits of the same simulator and observation against it.
 
 Likelihoods (vectorised over theta: (n, d) in, (n,) log-likelihoods out):
 
@@ -188,9 +188,10 @@ def log_likelihood_for(settings: RunSettings) -> Callable[[np.ndarray, np.ndarra
     """(theta (n, d), x_o (k,)) -> log p(x_o | theta) (n,) for a run's simulator and settings."""
     check_likelihood_available(settings.name, settings.simulator_name, settings.simulator_settings)
     options = settings.simulator_settings
-    if settings.simulator_name == "linear_gaussian":
-        return lambda theta, x_o: linear_gaussian_log_likelihood(theta, x_o, **options)
     from seqsbi.priors import full_theta
+
+    if settings.simulator_name == "linear_gaussian":  # fixed parameters inserted, as the simulator gets them
+        return lambda theta, x_o: linear_gaussian_log_likelihood(full_theta(theta, settings.prior), x_o, **options)
     from seqsbi.simulators.galaxy.features import noise_for_observation
     from seqsbi.simulators.galaxy.simulator import _rebuilt_simulator
 
