@@ -6,7 +6,8 @@ magnitudes censored at 1 sigma), this
   2. samples the reference posterior with seqsbi.reference (nautilus; the same code as rule
      reference_fit, run in-process) and times it,
   3. scores every round of the default SNLE fit of that row (round_*/samples.npz under --fits) against
-     it with C2ST (sbibm's: 5-fold MLP; sbi's when sbibm is missing), 0.5 = indistinguishable,
+     it with C2ST (sbibm's: 5-fold MLP; sbi's when sbibm is missing), 0.5 = indistinguishable; with
+     --c2st-repeats K, K times with other subsamples and classifier seeds (mean and spread printed),
   4. and per round and parameter, the shift of the median in units of the reference's 68% half-width
      and the ratio of the 68% widths.
 Results go to <out>/row_<N>/ (reference.npz, reference.json) and <out>/c2st.tsv.
@@ -100,6 +101,9 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=4)
     parser.add_argument("--posterior-samples", type=int, default=10000)
     parser.add_argument("--c2st-samples", type=int, default=10000, help="rows of each sample set C2ST compares")
+    parser.add_argument("--c2st-repeats", type=int, default=1,
+                        help="score each round this many times, each with another subsample and classifier seed "
+                             "(seed = row + 1000 k), and print the mean and the spread (max - min)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="reuse <out>/row_N/reference.npz and the C2ST scores already computed")
     args = parser.parse_args()
@@ -119,7 +123,8 @@ def main() -> None:
     for row in args.rows:
         print(f"{row:>3}  {np.median(snr[row]):7.2f}  {snr[row].min():6.2f}-{snr[row].max():6.2f}  "
               f"{int((snr[row] > 20).sum())}/8   {np.round(data['theta'][row], 2).tolist()}")
-    lines = ["row\tmedian_snr\treference_wall_s\tlikelihood_calls\tess\tround\tc2st\tsbi_round_wall_s\t"
+    lines = ["row\tmedian_snr\treference_wall_s\tlikelihood_calls\tess\tround\tc2st\tc2st_spread\tc2st_seeds\t"
+             "sbi_round_wall_s\t"
              "median_shift_over_halfwidth\twidth_ratio"]
     print("\nrow  reference: wall s, calls, ESS, log Z     round  C2ST   SBI round s   median shift / 68% half-width "
           f"({', '.join(settings.prior.names)})   68% width ratio")
@@ -147,25 +152,34 @@ def main() -> None:
         if not rounds:
             print(f"{head}   (no SBI rounds found)")
             lines.append(f"{row}\t{np.median(snr[row]):.3g}\t{diag['wall_time_s']}\t{diag['likelihood_calls']}\t"
-                         f"{diag['effective_sample_size']:.0f}\t\t\t\t\t")
+                         f"{diag['effective_sample_size']:.0f}\t\t\t\t\t\t\t")
         for path in rounds:
             samples = np.load(path)["samples"]
             summary = json.loads((path.parent / "round.json").read_text())
             sbi_wall = sum(summary.get("timings", {}).values())
-            # Scores are kept per (round, sample count): a later pass with --skip-existing adds the rounds
-            # finished since, without rescoring the others.
-            cache = out / f"c2st_{path.parent.parent.parent.name}_{path.parent.name}_{args.c2st_samples}.json"
-            if args.skip_existing and cache.exists() and cache.stat().st_mtime > path.stat().st_mtime:
-                score = json.loads(cache.read_text())["c2st"]
-            else:
-                score = c2st(reference, samples, seed=row, n=args.c2st_samples)
-                cache.write_text(json.dumps({"c2st": score, "samples": str(path)}) + "\n")
+            # Scores are kept per (round, sample count, seed): a later pass with --skip-existing adds the rounds
+            # finished since, or more repeats, without rescoring the others.
+            scores = []
+            for k in range(args.c2st_repeats):
+                seed = row + 1000 * k
+                cache = out / (f"c2st_{path.parent.parent.parent.name}_{path.parent.name}_{args.c2st_samples}"
+                               + (f"_seed{seed}" if k else "") + ".json")
+                if args.skip_existing and cache.exists() and cache.stat().st_mtime > path.stat().st_mtime:
+                    scores.append(json.loads(cache.read_text())["c2st"])
+                else:
+                    scores.append(c2st(reference, samples, seed=seed, n=args.c2st_samples))
+                    cache.write_text(json.dumps({"c2st": scores[-1], "samples": str(path), "seed": seed}) + "\n")
+            score, spread = float(np.mean(scores)), float(np.ptp(scores))
             shift, width = interval_errors(reference, samples)
-            print(f"{head}   {path.parent.name:>7}  {score:.3f}  {sbi_wall:8.0f}   "
+            print(f"{head}   {path.parent.name:>7}  {score:.3f}"
+                  + (f" (spread {spread:.3f}, {len(scores)} seeds)" if len(scores) > 1 else "")
+                  + f"  {sbi_wall:8.0f}   "
                   f"{' '.join(f'{v:+.2f}' for v in shift)}   {' '.join(f'{v:.2f}' for v in width)}", flush=True)
             head = " " * len(head)
             lines.append(f"{row}\t{np.median(snr[row]):.3g}\t{diag['wall_time_s']}\t{diag['likelihood_calls']}\t"
-                         f"{diag['effective_sample_size']:.0f}\t{path.parent.name}\t{score:.4f}\t{sbi_wall:.0f}\t"
+                         f"{diag['effective_sample_size']:.0f}\t{path.parent.name}\t{score:.4f}\t{spread:.4f}\t"
+                         f"{len(scores)}\t"
+                         f"{sbi_wall:.0f}\t"
                          f"{','.join(f'{v:.3f}' for v in shift)}\t{','.join(f'{v:.3f}' for v in width)}")
         (args.out / "c2st.tsv").write_text("\n".join(lines) + "\n")
     print(f"\ntable: {args.out / 'c2st.tsv'}")
