@@ -204,7 +204,8 @@ def test_linear_gaussian_likelihood_inserts_fixed_parameters(tmp_path):
     from seqsbi.reference import log_likelihood_for
 
     prior = {"parameters": [{"name": "theta_1", "low": -2, "high": 2, "unit": "m"},
-                            {"name": "theta_2", "low": -2, "high": 2, "unit": "m", "distribution": "fixed", "value": 0.5},
+                            {"name": "theta_2", "low": -2, "high": 2, "unit": "m",
+                             "distribution": "fixed", "value": 0.5},
                             {"name": "theta_3", "low": -2, "high": 2, "unit": "m"}]}
     config = yaml.safe_load(write_workdir(tmp_path, {"ref": reference_run(prior=prior)}).read_text())
     settings = plan_workflow(config).runs["ref"]
