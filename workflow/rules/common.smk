@@ -81,9 +81,7 @@ def reference_config(wildcards):
     """runs.<run> of a reference run at this observation without the keys its posterior does not depend on
     (round_config's, nested_sampling kept)."""
     run = dict(PLAN.run_config(wildcards.run, wildcards.obs))
-    # ... and the SBI settings a reference run ignores (config/README.md, "Reference runs").
-    ignored = ("training", "network", "mcmc", "truncation", "rejection", "simulations_per_round", "device")
-    for key in ("rounds", "observations", "simulation_chunks", "diagnostics", *ignored):
+    for key in ("rounds", "observations", "simulation_chunks", "diagnostics"):
         run.pop(key, None)
     return canonical(run)
 
