@@ -197,6 +197,13 @@ def test_a_reference_run_through_snakemake_writes_samples_report_plot_and_table(
     assert (run_dir / "pairplot.png").stat().st_size > 0
     table = (run_dir / "posterior_summary.tsv").read_text()
     assert "theta_1" in table
+    # Keys only SBI engines read do not rerun the reference; its sampler settings do (dry runs).
+    write_workdir(tmp_path, {"ref": {**runs["ref"], "network": {"hidden_features": 7}, "simulations_per_round": 9,
+                                     "training": {"max_num_epochs": 3}}})
+    assert "reference_fit" not in snakemake(tmp_path, "-n").stdout
+    write_workdir(tmp_path, {"ref": {**runs["ref"], "nested_sampling": {**runs["ref"]["nested_sampling"],
+                                                                         "live_points": 120}}})
+    assert "reference_fit" in snakemake(tmp_path, "-n").stdout
 
 
 def test_linear_gaussian_likelihood_inserts_fixed_parameters(tmp_path):

@@ -7,7 +7,7 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from seqsbi.artifacts import ROUND_FILES
-from seqsbi.config import check_device, plan_workflow
+from seqsbi.config import check_device, plan_workflow, with_schema_defaults
 from seqsbi.errors import ConfigError
 from seqsbi.simulators import simulator_source
 from seqsbi.simulators.galaxy import config as galaxy_config
@@ -77,13 +77,27 @@ def round_config(wildcards):
     return canonical(run)
 
 
+#: Keys of a run that only SBI engines read: a reference run's params carry their schema defaults instead of
+#: the configured values, so editing them does not rerun its exact-likelihood posterior.
+SBI_ONLY_KEYS = (
+    "constrain_to_prior",
+    "network",
+    "simulations_per_round",
+    "simulation_block_size",
+    "training",
+    "truncation",
+    "rejection",
+    "mcmc",
+)
+
+
 def reference_config(wildcards):
     """runs.<run> of a reference run at this observation without the keys its posterior does not depend on
-    (round_config's, nested_sampling kept)."""
+    (round_config's, nested_sampling kept); SBI_ONLY_KEYS at their schema defaults (run_settings reads them)."""
     run = dict(PLAN.run_config(wildcards.run, wildcards.obs))
     for key in ("rounds", "observations", "simulation_chunks", "diagnostics"):
         run.pop(key, None)
-    return canonical(run)
+    return canonical(with_schema_defaults(run, SBI_ONLY_KEYS))
 
 
 def observation_params(wildcards):

@@ -115,6 +115,18 @@ def validate_config(config: dict) -> dict:
     return filled
 
 
+def with_schema_defaults(run: dict, keys: tuple[str, ...]) -> dict:
+    """A validated ``runs.<name>`` block with ``keys`` reset to their schema defaults (dropped where the schema
+    has none), every other key unchanged. A reference run's job params use it so that keys only SBI engines
+    read do not rerun the reference when edited."""
+    reset = {key: value for key, value in copy.deepcopy(run).items() if key not in keys}
+    schema = _schema()
+    validator = _validator_filling_defaults()({**schema["definitions"]["run"], "definitions": schema["definitions"]})
+    for _ in validator.iter_errors(reset):  # fills the defaults; the block was validated at parse time
+        pass
+    return reset
+
+
 def _check_finite(value: Any, key: str) -> None:
     """No NaN or infinity anywhere (YAML's .nan and .inf pass the schema's number type and its bounds,
     since NaN fails every comparison); simulator_settings, the simulator's own arguments, are left alone."""
