@@ -256,3 +256,15 @@ def test_run_prior_past_the_sps_grid_is_refused_naming_the_key():
     text = str(error.value)
     assert "runs.g.prior.override_prior_ranges.log10metallicity: [-6, -1.4]" in text
     assert "SPS grid's log10 Z range [-4, -1]" in text and "narrow the range" in text
+
+
+def test_a_flux_row_fitted_by_a_non_galaxy_run_is_refused_before_the_galaxy_checks(tmp_path):
+    import yaml
+
+    from conftest import tiny_run, write_workdir
+
+    sheet = "observation\tx_o\tx_err\na\t1,2,3\t0.1,0.1,0.1\n"
+    config = yaml.safe_load(write_workdir(tmp_path, {"toy": tiny_run()}, sheet=sheet).read_text())
+    with pytest.raises(ConfigError, match=r"row 'a' column x_err: per-band fluxes and errors are for galaxy runs, "
+                                          r"but run 'toy' uses simulator 'linear_gaussian'"):
+        plan_workflow(config)

@@ -208,6 +208,22 @@ def _check_simulation_chunks(settings: RunSettings) -> None:
         )
 
 
+def _check_flux_rows_have_galaxy_runs(runs: dict, observations: dict[str, Observation], sheet: str) -> None:
+    """A sheet row with ``x_err`` or a catalogue row (fluxes and errors per filter) fitted by a run of another
+    simulator is refused before the galaxy photometry checks read it (they would complain about the galaxy
+    block instead)."""
+    for name, run in runs.items():
+        if run["simulator"] == "galaxy":
+            continue
+        for obs_name in run.get("observations", list(observations)):
+            obs = observations.get(obs_name)
+            if obs is not None and obs.flux_njy is not None:
+                column = "x_err" if obs.catalogue_id is None else "catalogue_id"
+                raise ConfigError(f"{sheet} row {obs_name!r} column {column}: per-band fluxes and errors are for "
+                                  f"galaxy runs, but run {name!r} uses simulator {run['simulator']!r}; give x_o alone "
+                                  f"(or list only other rows under runs.{name}.observations)")
+
+
 def _check_run_observations(run: RunSettings, observations: dict[str, Observation], sheet: str,
                             galaxy: dict, plan: WorkflowPlan) -> None:
     for obs_name in run.observation_names:
@@ -217,9 +233,6 @@ def _check_run_observations(run: RunSettings, observations: dict[str, Observatio
                 f"available: {', '.join(observations)}"
             )
         obs = observations[obs_name]
-        if obs.flux_njy is not None and run.simulator_name != "galaxy":
-            raise ConfigError(f"{sheet} row {obs_name!r} column x_err: per-band flux errors are for galaxy runs, but "
-                              f"run {run.name!r} uses simulator {run.simulator_name!r}; give x_o alone")
         settings = plan.settings(run.name, obs_name)
         output_dim = settings.simulator().output_dim(settings.prior)
         if obs.library_index is not None:
@@ -346,6 +359,7 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
     observations = read_observations(filled["observations"]) if filled["runs"] else {}
     if any(obs.catalogue_id is not None for obs in observations.values()):
         observations.update(catalogue_observations(observations, filled["galaxy"]))
+    _check_flux_rows_have_galaxy_runs(filled["runs"], observations, filled["observations"])
     if any(obs.flux_njy is not None and obs.catalogue_id is None for obs in observations.values()):
         sheet_rows = {name: obs for name, obs in observations.items()
                       if obs.flux_njy is not None and obs.catalogue_id is None}
