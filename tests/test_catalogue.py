@@ -148,6 +148,23 @@ def test_config_checks_name_the_key():
         plan_catalogues(config)
 
 
+@pytest.mark.parametrize("flags, samples, match", [
+    ({"ppc_draws": 500}, 200, r"catalogues.field.flags.ppc_draws: 500 predictive draws but posterior_samples is 200"),
+    ({"ppc_draws": 50}, 1000, r"catalogues.field.flags.ppc_min_p_value: 0.01 can never flag: 50 draws .* at least 100"),
+    ({"ppc_draws": 99, "ppc_min_p_value": 0.01}, 1000, r"1 / \(1 \+ 99\) = 0.01; raise ppc_draws to at least 100"),
+])
+def test_ppc_settings_that_cannot_run_or_flag_are_refused(flags, samples, match):
+    from seqsbi.catalogue_config import check_ppc_flags
+
+    config = validate_config({"amortized": {"a": {"prior": {"from_library": True}}}, "catalogues": {"field": {
+        "path": "x.fits", "estimator": "a", "posterior_samples": samples, "flags": flags}}})
+    block = config["catalogues"]["field"]
+    assert block["flags"]["ppc_min_p_value"] == 0.01 or "ppc_min_p_value" in flags
+    with pytest.raises(ConfigError, match=match):
+        check_ppc_flags("catalogues.field", block)
+    check_ppc_flags("catalogues.field", {**block, "flags": {**block["flags"], "ppc_draws": 0}})  # 0: skipped
+
+
 def test_training_rows_outside_the_prior_are_refused():
     config = toy_block()
     settings = amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"])
@@ -203,6 +220,72 @@ def test_catalogue_posteriors_are_batched_reproducible_and_flag_outliers(trained
     assert np.array_equal(whole.columns["flag_prior_edge"], shares.max(axis=1) > FLAGS["prior_edge_max_share"])
     # Posterior medians follow the truth (x = theta + 0.1 noise; the prior's centre would miss by up to 2).
     np.testing.assert_allclose(np.median(whole.samples[:18], axis=1), result.held_out_theta[:18], atol=0.75)
+
+
+def toy_predictive(settings):
+    """The toy's simulator as a predictive simulator (the same noise for every row)."""
+    simulator = settings.simulator()
+    return lambda theta, rows, rng: simulator(theta.reshape(-1, theta.shape[2]), rng).reshape(*theta.shape[:2], -1)
+
+
+def test_posterior_predictive_check_flags_what_the_model_cannot_reproduce(trained):
+    settings, result = trained
+    flags = {**FLAGS, "ppc_draws": 100, "ppc_min_p_value": 0.01}
+    # 18 held-out rows, one far outside anything the model makes, one with a non-finite feature.
+    x = np.vstack([result.held_out_x[:18], [[40.0, 40.0, 40.0]], [[np.nan, 0.0, 0.0]]])
+    whole = amortized.catalogue_posteriors(result.estimator, result.ood, x, settings.prior, 300, 11, flags,
+                                           batch_galaxies=8, predictive=toy_predictive(settings))
+    p_value, chi2 = whole.columns["ppc_p_value"], whole.columns["ppc_chi2"]
+    # The far row: no predictive draw is as discrepant (p = 1 / (1 + 100)), and it is flagged.
+    assert p_value[18] == 1 / 101 and whole.columns["flag_ppc"][18] and "ppc" in whole.flags[18]
+    assert chi2[18] > 1000 * np.nanmedian(chi2[:18])
+    # Rows the model made: p-values on the grid k / 101, none flagged. They sit high (x = theta + noise with a
+    # posterior ~ N(x_o, noise^2): predictive ~ N(x_o, 2 noise^2) is centred on x_o, T(x_o) ~ 0), the known
+    # conservatism of posterior predictive p-values; the invalid row: NaN, not flagged.
+    assert np.allclose(p_value[:18] * 101, np.round(p_value[:18] * 101)) and np.median(p_value[:18]) > 0.5
+    assert not whole.columns["flag_ppc"][:18].any()
+    assert np.isnan(p_value[19]) and np.isnan(chi2[19]) and not whole.columns["flag_ppc"][19]
+    assert whole.seconds["ppc"] > 0
+    # Chunks of whole blocks give the same p-values (each block's predictive noise is seeded by its index).
+    parts = [amortized.catalogue_posteriors(result.estimator, result.ood, x[rows], settings.prior, 300, 11, flags, 8,
+                                            first, predictive=toy_predictive(settings))
+             for rows, first in ((slice(0, 8), 0), (slice(8, 20), 1))]
+    np.testing.assert_array_equal(p_value, np.concatenate([part.columns["ppc_p_value"] for part in parts]))
+    np.testing.assert_array_equal(chi2, np.concatenate([part.columns["ppc_chi2"] for part in parts]))
+    # ppc_draws 0 (or no simulator) skips the check: NaN values, never flagged, the same samples.
+    skipped = amortized.catalogue_posteriors(result.estimator, result.ood, x, settings.prior, 300, 11,
+                                             {**flags, "ppc_draws": 0}, 8, predictive=toy_predictive(settings))
+    assert np.isnan(skipped.columns["ppc_p_value"]).all() and not skipped.columns["flag_ppc"].any()
+    np.testing.assert_array_equal(skipped.samples, whole.samples)
+
+
+def test_galaxy_predictive_simulator_gives_each_galaxy_its_own_noise(tmp_path, trained):
+    """The noise and features part of the galaxy predictive simulator, on a stand-in flux model (the batched
+    galaxy model needs an SPS grid; the CLI test runs it)."""
+    import dataclasses
+
+    from seqsbi.units import njy_to_ab
+
+    (tmp_path / "fluxes.py").write_text(
+        "import numpy as np\n"
+        "def fluxes(theta, rng, filters, features, noise, flux_scale_njy=None):\n"
+        "    assert features == 'flux' and noise is None and flux_scale_njy is None  # noise-free nJy asked for\n"
+        "    return np.repeat(100.0 * (2.0 + theta[:, :1]), len(filters), axis=1)\n")
+    settings, _ = trained
+    settings = dataclasses.replace(settings, simulator_name=f"{tmp_path / 'fluxes.py'}:fluxes", simulator_settings={
+        "filters": FILTERS, "features": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0, "max_snr": 20.0}})
+    errors = np.array([[1.0, 1.0, 1.0], [30.0, 30.0, 30.0], [1000.0, 1000.0, 1000.0]])  # nJy, per galaxy
+    simulate = amortized.galaxy_predictive_simulator(settings, errors)
+    theta = np.zeros((2, 4000, 3))  # every draw: flux 200 nJy in every band
+    x = simulate(theta, np.array([0, 2]), np.random.default_rng(0))
+    assert x.shape == (2, 4000, 3)
+    # Galaxy 0 (1 nJy errors): max_snr's floor 200 / 20 = 10 nJy sets its noise; magnitudes near 31.4 - 2.5 log 200.
+    flux = 10 ** ((31.4 - x[0]) / 2.5)
+    np.testing.assert_allclose(flux.std(axis=0), 10.0, rtol=0.05)
+    np.testing.assert_allclose(flux.mean(axis=0), 200.0, rtol=0.01)
+    # Galaxy 2 (rows index 2: 1000 nJy errors): mostly below its 1-sigma error, i.e. on its own AB floor.
+    floor = njy_to_ab(1000.0)
+    assert np.all(x[1] <= floor + 1e-9) and 0.75 < np.mean(np.isclose(x[1], floor)) < 0.9  # P(200 + 1000 N < 1000)
 
 
 def test_prior_edge_share_counts_samples_near_either_bound():

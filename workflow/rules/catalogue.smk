@@ -1,7 +1,8 @@
 # Catalogues (config blocks amortized and catalogues; plan and input functions in catalogue_common.smk): a
 # training set from the prior (scattered over amortized_simulate jobs) or the galaxy library -> one amortized
 # NPE (amortized_train) -> batched posterior samples and trust flags for every catalogue row (catalogue_chunk
-# jobs) -> samples HDF5 and summary tables (catalogue_summary).
+# jobs; the posterior predictive check simulates with the galaxy model) -> samples HDF5 and summary tables
+# (catalogue_summary).
 
 
 rule amortized_simulate:
@@ -40,6 +41,7 @@ rule amortized_train:
 rule catalogue_chunk:
     input:
         unpack(catalogue_estimator),
+        unpack(catalogue_model_inputs),
         catalogue=lambda wildcards: CATALOGUES.catalogues[wildcards.catalogue].block["path"],
     output:
         chunk=temp(f"{CATALOGUE_DIR}/chunks/chunk_{{chunk}}.npz"),
@@ -49,6 +51,7 @@ rule catalogue_chunk:
         "../../envs/seqsbi.yaml"
     params:
         block=catalogue_block,
+        estimator_block=catalogue_estimator_block,
         galaxy=lambda wildcards: canonical(GALAXY),
     script:
         "../scripts/catalogue_chunk.py"

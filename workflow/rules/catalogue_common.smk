@@ -44,9 +44,13 @@ def training_set_block(wildcards):
 
 def amortized_galaxy_inputs(wildcards):
     """A galaxy estimator's model files (as galaxy_inputs for runs); a custom simulator's source file."""
-    block = CATALOGUES.estimator_blocks[wildcards.estimator]
+    return estimator_model_inputs(wildcards.estimator)
+
+
+def estimator_model_inputs(estimator):
+    block = CATALOGUES.estimator_blocks[estimator]
     if block["simulator"] != "galaxy":
-        source = simulator_source(block["simulator"], key=f"amortized.{wildcards.estimator}.simulator")
+        source = simulator_source(block["simulator"], key=f"amortized.{estimator}.simulator")
         return {"simulator": source} if source else {}
     return {
         "library": galaxy_config.library_file(GALAXY),
@@ -67,6 +71,17 @@ def amortized_training_set(wildcards):
 
 def catalogue_block(wildcards):
     return canonical(CATALOGUES.catalogues[wildcards.catalogue].block)
+
+
+def catalogue_model_inputs(wildcards):
+    """catalogue_chunk's galaxy model files: its posterior predictive check simulates with the estimator's model."""
+    return estimator_model_inputs(CATALOGUES.catalogues[wildcards.catalogue].block["estimator"])
+
+
+def catalogue_estimator_block(wildcards):
+    """The catalogue's estimator's simulator and prior (TRAINING_SET_KEYS): the predictive check's simulator."""
+    block = CATALOGUES.estimator_blocks[CATALOGUES.catalogues[wildcards.catalogue].block["estimator"]]
+    return canonical({key: block[key] for key in TRAINING_SET_KEYS})
 
 
 def catalogue_estimator(wildcards):

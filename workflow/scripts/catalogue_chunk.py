@@ -16,7 +16,13 @@ with log_to_file(snakemake.log[0]) as logger:
     import torch
 
     from seqsbi import artifacts, engines
-    from seqsbi.amortized import catalogue_posteriors, read_held_out
+    from seqsbi.amortized import (
+        catalogue_posteriors,
+        complete_block,
+        galaxy_predictive_simulator,
+        read_held_out,
+        settings_for,
+    )
     from seqsbi.catalogue_config import chunk_count, sampling_rows
     from seqsbi.catalogue_table import catalogue_features, read_catalogue
     from seqsbi.seeds import round_seed
@@ -30,14 +36,21 @@ with log_to_file(snakemake.log[0]) as logger:
     x = catalogue_features(catalogue, galaxy)[rows]
     estimator = engines.load(snakemake.input.estimator)
     _, ood, prior = read_held_out(snakemake.input.held_out)
+    settings = settings_for(block["estimator"], complete_block(block["estimator"], snakemake.params.estimator_block),
+                            galaxy)
+    predictive = galaxy_predictive_simulator(settings, catalogue.error_njy[rows])
     seed = round_seed(block["seed"], snakemake.wildcards.catalogue, "catalogue", 0)
     start = time.perf_counter()
     result = catalogue_posteriors(estimator, ood, x, prior, block["posterior_samples"], seed, block["flags"],
-                                  block["sampling_block_size"], rows.start // block["sampling_block_size"])
+                                  block["sampling_block_size"], rows.start // block["sampling_block_size"],
+                                  predictive=predictive)
     seconds = time.perf_counter() - start
+    ppc_s = result.seconds.get("ppc", 0.0)
     artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), ids=catalogue.ids[rows],
                         x=x, samples=result.samples, flags=result.flags, sample_s=np.array(seconds),
-                        **{f"column_{name}": values for name, values in result.columns.items()})
-    logger.info("chunk %d of %d: rows %d..%d, %d samples each, %.1f galaxies/s (samples and flags); flagged: %d",
-                chunk, chunk_count(len(catalogue.ids), block), rows.start, rows.stop, block["posterior_samples"],
-                len(x) / max(seconds, 1e-9), int((result.flags != "").sum()))
+                        ppc_s=np.array(ppc_s), **{f"column_{name}": values for name, values in result.columns.items()})
+    logger.info("chunk %d of %d: rows %d..%d, %d samples each, %.1f galaxies/s (samples and flags); posterior "
+                "predictive check %.1f s (%.2f ms a galaxy, %d draws); flagged: %d", chunk,
+                chunk_count(len(catalogue.ids), block), rows.start, rows.stop, block["posterior_samples"],
+                len(x) / max(seconds, 1e-9), ppc_s, 1e3 * ppc_s / max(len(x), 1), block["flags"]["ppc_draws"],
+                int((result.flags != "").sum()))

@@ -37,5 +37,5 @@ with log_to_file(snakemake.log[0]) as logger:
     flags = np.asarray(table["flags"])
     logger.info("%d galaxies, %d samples each, from %d chunk(s); sampling %.1f galaxies/s; flagged: %d (%s)",
                 len(table), snakemake.params.samples, len(tables), len(table) / max(totals["sample_s"], 1e-9),
-                int((flags != "").sum()), {name: int(np.sum(table[f"flag_{name}"]))
-                                           for name in ("ood", "prior_edge", "invalid_x")})
+                int((flags != "").sum()), {column[len("flag_"):]: int(np.sum(table[column]))
+                                           for column in table.colnames if column.startswith("flag_")})

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from seqsbi import scatter
 from seqsbi.amortized import settings_for
 from seqsbi.errors import ConfigError
@@ -47,6 +49,25 @@ def chunk_count(n_rows: int, block: dict) -> int:
     return min(block["chunks"], scatter.block_count(n_rows, block["sampling_block_size"]))
 
 
+def check_ppc_flags(key: str, block: dict) -> None:
+    """The posterior predictive check's settings can run and can flag.
+
+    Raises:
+        ConfigError: ``flags.ppc_draws`` above ``posterior_samples`` (the draws are a subset of the samples), or
+            ``flags.ppc_min_p_value`` in (0, 1 / (1 + ppc_draws)], below the smallest p-value that many draws give.
+    """
+    draws, threshold = block["flags"]["ppc_draws"], block["flags"]["ppc_min_p_value"]
+    if draws > block["posterior_samples"]:
+        raise ConfigError(f"{key}.flags.ppc_draws: {draws} predictive draws but posterior_samples is "
+                          f"{block['posterior_samples']}; the draws are a subset of each galaxy's samples: use at most "
+                          f"{block['posterior_samples']} (or 0 to skip the check)")
+    if draws and 0 < threshold <= 1 / (1 + draws):
+        raise ConfigError(f"{key}.flags.ppc_min_p_value: {threshold:g} can never flag: {draws} draws give p-values of "
+                          f"at least 1 / (1 + {draws}) = {1 / (1 + draws):.4g}; raise ppc_draws to at least "
+                          f"{int(np.floor(1 / threshold - 1)) + 1} or the threshold (0 keeps the values without the "
+                          f"flag; ppc_draws: 0 skips the check)")
+
+
 def plan_catalogues(config: dict) -> CataloguesPlan:
     """Check every amortized estimator and catalogue of a validated (defaults-filled) config.
 
@@ -74,6 +95,7 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
             raise ConfigError(f"{key}.estimator: {block['estimator']!r} uses simulator "
                               f"{blocks[block['estimator']]['simulator']!r}; a catalogue of fluxes per filter needs "
                               f"an estimator with simulator: galaxy")
+        check_ppc_flags(key, block)
         from seqsbi.catalogue_table import read_catalogue
 
         catalogue = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path")
