@@ -81,7 +81,7 @@ def main() -> None:
             "training": {"max_num_epochs": args.epochs, "training_batch_size": 200}}}})
         settings = settings_for("toy", config["amortized"]["toy"], config["galaxy"])
         if theta is None:
-            theta, x = simulate_training_blocks(settings, slice(0, args.simulations))
+            theta, x, _ = simulate_training_blocks(settings, slice(0, args.simulations))
         result = train_amortized(settings, theta, x, 0.1, check_samples=args.samples)
         held_x, held_theta = result.held_out_x[:args.galaxies], result.held_out_theta[:args.galaxies]
         start = time.perf_counter()

@@ -18,6 +18,7 @@ from seqsbi.catalogue_config import plan_catalogues
 from seqsbi.catalogue_table import read_catalogue, summary_table, write_samples, write_samples_in_parts, write_table
 from seqsbi.config import plan_workflow, validate_config
 from seqsbi.errors import ConfigError
+from seqsbi.seeds import block_seed
 
 FILTERS = ["JWST/NIRCam.F115W", "JWST/NIRCam.F200W", "JWST/NIRCam.F444W"]
 FLAGS = {"ood_min_p_value": 0.01, "prior_edge_width": 0.02, "prior_edge_max_share": 0.5}
@@ -121,6 +122,7 @@ def test_training_blocks_do_not_depend_on_chunks_and_split_is_seeded():
     parts = [amortized.simulate_training_blocks(settings, scatter.chunk_rows(600, 100, 3, chunk)) for chunk in range(3)]
     np.testing.assert_array_equal(whole[0], np.concatenate([p[0] for p in parts]))
     np.testing.assert_array_equal(whole[1], np.concatenate([p[1] for p in parts]))
+    assert whole[2] is None  # noise-free fluxes: the galaxy model only
     assert settings.prior.contains(whole[0]).all()
     train, test = amortized.split_rows(600, 0.2, 5)
     assert len(test) == 120 and not set(train) & set(test) and len(train) + len(test) == 600
@@ -150,8 +152,11 @@ def test_config_checks_name_the_key():
 
 @pytest.mark.parametrize("flags, samples, match", [
     ({"ppc_draws": 500}, 200, r"catalogues.field.flags.ppc_draws: 500 predictive draws but posterior_samples is 200"),
-    ({"ppc_draws": 50}, 1000, r"catalogues.field.flags.ppc_min_p_value: 0.01 can never flag: 50 draws .* at least 100"),
-    ({"ppc_draws": 99, "ppc_min_p_value": 0.01}, 1000, r"1 / \(1 \+ 99\) = 0.01; raise ppc_draws to at least 100"),
+    ({"ppc_draws": 50, "ppc_min_p_value": 0.01}, 1000,
+     r"catalogues.field.flags.ppc_min_p_value: 0.01 can never flag: 50 draws give .* at least 100"),
+    ({"ppc_draws": 99, "ppc_min_p_value": 0.01}, 1000, r"1 / \(1 \+ 99\) = 0.01; raise ppc_draws .* at least 100"),
+    # Unset ppc_draws takes min(50, posterior_samples): 20 samples cannot reach the default 0.02.
+    ({}, 20, r"0.02 can never flag: 20 draws \(ppc_draws unset: min\(50, posterior_samples 20\)\)"),
 ])
 def test_ppc_settings_that_cannot_run_or_flag_are_refused(flags, samples, match):
     from seqsbi.catalogue_config import check_ppc_flags
@@ -159,10 +164,55 @@ def test_ppc_settings_that_cannot_run_or_flag_are_refused(flags, samples, match)
     config = validate_config({"amortized": {"a": {"prior": {"from_library": True}}}, "catalogues": {"field": {
         "path": "x.fits", "estimator": "a", "posterior_samples": samples, "flags": flags}}})
     block = config["catalogues"]["field"]
-    assert block["flags"]["ppc_min_p_value"] == 0.01 or "ppc_min_p_value" in flags
+    assert block["flags"]["ppc_min_p_value"] == 0.02 or "ppc_min_p_value" in flags
     with pytest.raises(ConfigError, match=match):
         check_ppc_flags("catalogues.field", block)
     check_ppc_flags("catalogues.field", {**block, "flags": {**block["flags"], "ppc_draws": 0}})  # 0: skipped
+
+
+@pytest.mark.parametrize("samples, draws", [(1000, 50), (50, 50)])
+def test_unset_ppc_draws_take_at_most_fifty_of_the_samples(samples, draws):
+    from seqsbi.catalogue_config import check_ppc_flags
+
+    config = validate_config({"amortized": {"a": {"prior": {"from_library": True}}}, "catalogues": {"field": {
+        "path": "x.fits", "estimator": "a", "posterior_samples": samples}}})
+    block = config["catalogues"]["field"]
+    assert block["flags"]["ppc_draws"] is None
+    check_ppc_flags("catalogues.field", block)
+    assert block["flags"]["ppc_draws"] == draws
+
+
+@pytest.mark.parametrize("run, match", [
+    ({"prior": {}}, r"catalogues.field.refine.run: prior cannot be set here"),
+    ({"engine": "NPE"}, r"catalogues.field.refine.run.engine: 'NPE' cannot refine .* SNPE, TSNPE, SNLE, SNRE"),
+    ({"rounds": 1}, r"catalogues.field.refine.run.rounds: 1; round 0 is the amortized estimator"),
+    ({"simulations_per_round": "many"}, r"catalogues.field.refine.run.simulations_per_round"),
+])
+def test_refinement_settings_name_the_key(run, match):
+    from seqsbi import refine
+
+    config = toy_block()
+    block = {"posterior_samples": 100, "refine": {"run": run}}
+    with pytest.raises(ConfigError, match=match):
+        refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
+    block["refine"]["run"] = {"engine": "TSNPE"}
+    settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
+    assert (settings.engine, settings.rounds, settings.simulations_per_round, settings.posterior_samples) == (
+        "TSNPE", 3, 5000, 100)
+    with pytest.raises(ConfigError, match=r"simulations_per_round: 5000 but round 0 reuses the amortized "
+                                          r"estimator's training rows and it has only 480"):
+        refine.check_round_zero_rows("field", settings, 480)
+
+
+def test_refinement_selects_flagged_rows_in_table_order():
+    from seqsbi import refine
+
+    flags = np.array(["", "ood", "ppc,prior_edge", "invalid_x", "prior_edge", "ood,ppc"])
+    rows, beyond = refine.selection(flags, {"flags": ["ood", "prior_edge"], "max_galaxies": None})
+    assert rows.tolist() == [1, 2, 4, 5] and beyond.tolist() == []
+    rows, beyond = refine.selection(flags, {"flags": ["ppc"], "max_galaxies": 1})
+    assert rows.tolist() == [2] and beyond.tolist() == [5]
+    assert [b.tolist() for b in refine.batches(np.array([1, 2, 4, 5, 7]), 2)] == [[1, 2], [4, 5], [7]]
 
 
 def test_training_rows_outside_the_prior_are_refused():
@@ -182,7 +232,7 @@ def trained():
     torch.set_num_threads(1)
     config = toy_block()
     settings = amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"])
-    theta, x = amortized.simulate_training_blocks(settings, slice(0, 600))
+    theta, x, _ = amortized.simulate_training_blocks(settings, slice(0, 600))
     return settings, amortized.train_amortized(settings, theta, x, 0.2, check_samples=100)
 
 
@@ -334,7 +384,7 @@ def test_summary_table_and_samples_file(tmp_path, trained):
 
 @pytest.mark.slow
 @pytest.mark.workflow
-def test_catalogue_runs_through_the_cli(tmp_path):
+def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     from test_galaxy_workflow import galaxy_workdir
 
     workdir = galaxy_workdir(tmp_path)
@@ -350,6 +400,15 @@ def test_catalogue_runs_through_the_cli(tmp_path):
                         "network": {"hidden_features": 8, "num_transforms": 1}, "training": {"max_num_epochs": 2}}}
     config["catalogues"] = {"field": {"path": str(workdir / "field.ecsv"), "estimator": "galaxy_npe",
                                       "posterior_samples": 50, "chunks": 2, "sampling_block_size": 8}}
+    # The same rows refined by each engine family (ood_min_p_value 1 flags nearly every row): round 0 from the
+    # amortized estimator's 360 training rows, one new round of 100 simulations.
+    tiny = {"simulations_per_round": 100, "rounds": 2, "training": {"max_num_epochs": 3},
+            "network": {"hidden_features": 8, "num_transforms": 1},
+            "mcmc": {"num_chains": 4, "warmup_steps": 5, "thin": 1}}
+    for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
+        config["catalogues"][f"field_{engine.lower()}"] = {
+            **config["catalogues"]["field"], "chunks": 1, "flags": {"ood_min_p_value": 1.0},
+            "refine": {"max_galaxies": limit, "galaxies_per_job": 2, "run": {**tiny, "engine": engine}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "--cores", "2")
     out = workdir / "results/catalogues/field"
@@ -364,3 +423,47 @@ def test_catalogue_runs_through_the_cli(tmp_path):
     assert (workdir / "results/logs/amortized_simulate/galaxy_npe/chunk_1.log").exists()
     library = json.loads((workdir / "results/amortized/library_npe/amortized.json").read_text())
     assert library["training_rows"] == 6 and library["held_out_rows"] == 6
+    assert not (out / "merged_summary.fits").exists()  # no refine block: no refinement
+    training = np.load(workdir / "results/amortized/galaxy_npe/training_set.npz")
+    assert training["theta"].shape == (360, 6) and training["flux"].shape == (360, len(filters))
+
+    for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
+        out = workdir / f"results/catalogues/field_{engine.lower()}"
+        amortized_table, merged = Table.read(out / "summary.fits"), Table.read(out / "merged_summary.fits")
+        flagged = np.flatnonzero(np.asarray(amortized_table["flag_ood"]))
+        assert len(flagged) > limit
+        refined = np.flatnonzero(np.asarray(merged["refined"]))
+        np.testing.assert_array_equal(refined, flagged[:limit])  # the first flagged rows, in table order
+        assert all(note.startswith("refined for ood") for note in merged["refine_note"][refined])
+        assert all("beyond refine.max_galaxies = " + str(limit) in note for note in merged["refine_note"][
+            flagged[limit:]])
+        assert all(m.startswith(engine) for m in merged["method"][refined])
+        assert set(np.delete(np.asarray(merged["method"]).astype(str), refined)) == {amortized_table["method"][0]}
+        batches = sorted((out / "refined").glob("batch_*.npz"))
+        assert len(batches) == -(-limit // 2)  # galaxies_per_job 2
+        rounds = [r for path in batches for r in json.loads(str(np.load(path)["rounds"]))]
+        for galaxy in rounds:
+            assert galaxy[0]["source"] == "amortized estimator" and galaxy[0]["new_simulations"] == 0
+            # Round 1 trains on round 0's 100 re-noised training rows and its own 100: nothing new for round 0.
+            assert galaxy[1]["training_simulations"] == 200 and galaxy[1]["new_simulations"] == 100
+            assert galaxy[1]["proposal"].endswith("(amortized estimator at x_o)")
+            assert galaxy[1]["proposal"].startswith("truncated_prior" if engine == "TSNPE" else "posterior")
+        with h5py.File(out / "merged_samples.hdf5") as hf, h5py.File(out / "samples.hdf5") as amortized_hf:
+            merged_samples, amortized_samples = hf["samples"][...], amortized_hf["samples"][...]
+            assert merged_samples.shape == (20, 50, 6) and engine in hf.attrs["method"]
+            assert list(hf["ids"].asstr()[...]) == list(amortized_table["id"])
+        np.testing.assert_array_equal(np.delete(merged_samples, refined, axis=0),
+                                      np.delete(amortized_samples, refined, axis=0))
+        assert not np.array_equal(merged_samples[refined], amortized_samples[refined])
+        np.testing.assert_allclose(merged["log_mass_median"][refined],
+                                   np.median(merged_samples[refined, :, 1], axis=1), rtol=1e-5)
+
+    # The training set's noise-free fluxes do not change x: a block is what the simulator makes from its seed.
+    monkeypatch.chdir(workdir)
+    settings = amortized.settings_for("galaxy_npe", validate_config(config)["amortized"]["galaxy_npe"],
+                                      validate_config(config)["galaxy"])
+    theta, x, flux = amortized.simulate_training_blocks(settings, slice(0, 100))
+    rng = np.random.default_rng(block_seed(amortized.base_seed(settings), 0))
+    np.testing.assert_array_equal(theta, settings.prior.draw(100, rng))
+    np.testing.assert_array_equal(x, settings.simulator()(theta, rng))
+    np.testing.assert_array_equal(flux, amortized.galaxy_flux_simulator(settings)(theta, rng))

@@ -2,7 +2,8 @@
 # training set from the prior (scattered over amortized_simulate jobs) or the galaxy library -> one amortized
 # NPE (amortized_train) -> batched posterior samples and trust flags for every catalogue row (catalogue_chunk
 # jobs; the posterior predictive check simulates with the galaxy model) -> samples HDF5 and summary tables
-# (catalogue_summary).
+# (catalogue_summary, a checkpoint) -> with catalogues.<name>.refine, sequential rounds for the flagged galaxies
+# (refine_batch jobs, known once the summary is) -> merged samples and table (catalogue_merged).
 
 
 rule amortized_simulate:
@@ -57,7 +58,7 @@ rule catalogue_chunk:
         "../scripts/catalogue_chunk.py"
 
 
-rule catalogue_summary:
+checkpoint catalogue_summary:
     input:
         unpack(catalogue_estimator),
         chunks=catalogue_chunks,
@@ -73,3 +74,44 @@ rule catalogue_summary:
         samples=lambda wildcards: CATALOGUES.catalogues[wildcards.catalogue].block["posterior_samples"],
     script:
         "../scripts/catalogue_summary.py"
+
+
+rule refine_batch:
+    input:
+        unpack(catalogue_estimator),
+        unpack(catalogue_model_inputs),
+        unpack(refine_inputs),
+        catalogue=lambda wildcards: CATALOGUES.catalogues[wildcards.catalogue].block["path"],
+        table=f"{CATALOGUE_DIR}/summary.fits",
+        samples=f"{CATALOGUE_DIR}/samples.hdf5",
+    output:
+        batch=f"{CATALOGUE_DIR}/refined/batch_{{batch}}.npz",
+    log:
+        "results/logs/refine_batch/{catalogue}/batch_{batch}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    params:
+        block=catalogue_block,
+        estimator_block=catalogue_estimator_block,
+        galaxy=lambda wildcards: canonical(GALAXY),
+    script:
+        "../scripts/refine_batch.py"
+
+
+rule catalogue_merged:
+    input:
+        table=f"{CATALOGUE_DIR}/summary.fits",
+        samples=f"{CATALOGUE_DIR}/samples.hdf5",
+        batches=refined_batches,
+    output:
+        samples=f"{CATALOGUE_DIR}/merged_samples.hdf5",
+        fits=f"{CATALOGUE_DIR}/merged_summary.fits",
+        csv=f"{CATALOGUE_DIR}/merged_summary.csv",
+    log:
+        "results/logs/catalogue_merged/{catalogue}.log",
+    conda:
+        "../../envs/seqsbi.yaml"
+    params:
+        block=catalogue_block,
+    script:
+        "../scripts/catalogue_merged.py"

@@ -10,9 +10,14 @@ except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
 
 
+#: A refined catalogue's outputs: every galaxy's samples and summary row, refined where it was (catalogue_merged).
+MERGED_FILES = ("merged_samples.hdf5", "merged_summary.fits", "merged_summary.csv")
+
+
 wildcard_constraints:
     estimator="[A-Za-z0-9][A-Za-z0-9_.-]*",
     catalogue="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    batch="[0-9]+",
 
 
 #: Keys of an amortized block its training set depends on (amortized_simulate's params): editing the network or
@@ -64,7 +69,10 @@ def amortized_training_set(wildcards):
     """The library's features (source library) or the training set's chunk files."""
     settings = CATALOGUES.estimators[wildcards.estimator]
     if CATALOGUES.estimator_blocks[wildcards.estimator]["source"] == "library":
-        return {"features": galaxy_config.library_file(GALAXY, ".features.npz")}
+        return {
+            "features": galaxy_config.library_file(GALAXY, ".features.npz"),
+            "library": galaxy_config.library_file(GALAXY),
+        }
     directory = AMORTIZED_DIR.format(estimator=wildcards.estimator)
     return {"chunks": [f"{directory}/chunks/chunk_{chunk}.npz" for chunk in range(settings.simulation_chunks)]}
 
@@ -95,8 +103,27 @@ def catalogue_chunks(wildcards):
     return [f"{directory}/chunks/chunk_{chunk}.npz" for chunk in range(plan.chunks)]
 
 
+def refine_inputs(wildcards):
+    """A refinement's round 0: the amortized posterior (its proposal) and training set (its simulations)."""
+    directory = AMORTIZED_DIR.format(estimator=CATALOGUES.catalogues[wildcards.catalogue].block["estimator"])
+    return {key: f"{directory}/{AMORTIZED_FILES[key]}" for key in ("posterior", "training_set")}
+
+
+def refined_batches(wildcards):
+    """The refine_batch files of a catalogue's flagged galaxies: known once its summary table is written
+    (catalogue_summary is a checkpoint), so only flagged galaxies get jobs."""
+    from seqsbi import refine
+
+    summary = checkpoints.catalogue_summary.get(catalogue=wildcards.catalogue).output.fits
+    block = CATALOGUES.catalogues[wildcards.catalogue].block
+    rows, _ = refine.selection(refine.read_flags(summary), block["refine"])
+    directory = CATALOGUE_DIR.format(catalogue=wildcards.catalogue)
+    count = len(refine.batches(rows, block["refine"]["galaxies_per_job"]))
+    return [f"{directory}/refined/batch_{batch}.npz" for batch in range(count)]
+
+
 def catalogue_targets():
-    """Every estimator's files and every catalogue's samples and tables."""
+    """Every estimator's files and every catalogue's samples and tables (and merged ones when it is refined)."""
     targets = []
     for name in CATALOGUES.estimators:
         directory = AMORTIZED_DIR.format(estimator=name)
@@ -104,4 +131,6 @@ def catalogue_targets():
     for name in CATALOGUES.catalogues:
         directory = CATALOGUE_DIR.format(catalogue=name)
         targets.extend(f"{directory}/{file}" for file in ("samples.hdf5", "summary.fits", "summary.csv"))
+        if CATALOGUES.catalogues[name].refinement is not None:
+            targets.extend(f"{directory}/{file}" for file in MERGED_FILES)
     return targets

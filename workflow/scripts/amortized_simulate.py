@@ -17,6 +17,7 @@ with log_to_file(snakemake.log[0]) as logger:
     block = {**complete_block(name, snakemake.params.block), "simulation_chunks": n_chunks}
     settings = settings_for(name, block, snakemake.params.galaxy)
     rows = scatter.chunk_rows(settings.simulations_per_round, settings.simulation_block_size, n_chunks, chunk)
-    theta, x = simulate_training_blocks(settings, rows)
-    artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), theta=theta, x=x)
+    theta, x, flux = simulate_training_blocks(settings, rows)
+    artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), theta=theta, x=x,
+                        **({} if flux is None else {"flux": flux}))
     logger.info("chunk %d of %d: training rows %d..%d simulated", chunk, n_chunks, rows.start, rows.stop)

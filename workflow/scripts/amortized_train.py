@@ -18,6 +18,7 @@ with log_to_file(snakemake.log[0]) as logger:
     from seqsbi import artifacts
     from seqsbi.amortized import complete_block, settings_for, train_amortized, write_amortized
     from seqsbi.config import check_device
+    from seqsbi.simulators.galaxy.library import read_library
 
     torch.set_num_threads(snakemake.threads)
     block = complete_block(snakemake.wildcards.estimator, snakemake.params.block)  # simulation_chunks: 1
@@ -26,6 +27,7 @@ with log_to_file(snakemake.log[0]) as logger:
     if "features" in snakemake.input.keys():
         features = artifacts.read_npz(snakemake.input.features, required=("theta", "x"))
         theta, x = features["theta"], features["x"]
+        flux = read_library(snakemake.input.library).photometry_njy  # the library's rows, in the features' order
         logger.info("training set: %d library rows (%s)", len(theta), snakemake.input.features)
     else:
         chunks = [artifacts.read_npz(path, required=("rows", "theta", "x")) for path in snakemake.input.chunks]
@@ -35,7 +37,8 @@ with log_to_file(snakemake.log[0]) as logger:
                              f"{settings.simulations_per_round} rows in order; rerun the amortized_simulate jobs")
         theta = np.concatenate([chunk["theta"] for chunk in chunks])
         x = np.concatenate([chunk["x"] for chunk in chunks])
+        flux = np.concatenate([chunk["flux"] for chunk in chunks]) if all("flux" in c for c in chunks) else None
         logger.info("training set: %d simulations from %d chunk job(s)", len(theta), len(chunks))
     result = train_amortized(settings, theta, x, block["test_fraction"], block["ood_neighbours"])
-    write_amortized(result, settings, dict(snakemake.output.items()))
+    write_amortized(result, settings, dict(snakemake.output.items()), theta, flux)
     logger.info("done: %s", {key: result.summary[key] for key in ("epochs", "train_s", "held_out_mean_log_prob")})

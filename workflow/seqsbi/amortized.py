@@ -106,30 +106,47 @@ def base_seed(settings: RunSettings) -> int:
     return round_seed(settings.seed, settings.name, _SEED_TAG, 0)
 
 
-def simulate_training_blocks(settings: RunSettings, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-    """theta (n, d) drawn from the prior and x (n, k) simulated for training-set ``rows`` (whole blocks).
+def simulate_training_blocks(settings: RunSettings, rows: slice
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """theta (n, d) drawn from the prior, x (n, k) simulated for training-set ``rows`` (whole blocks) and, for
+    the galaxy model, the noise-free fluxes (n, n_filters) nJy behind x (None for other simulators): a
+    refinement re-noises them with one galaxy's own errors (seqsbi.refine).
 
     Block b draws its theta uniformly in the prior box and its noise from one Generator seeded with
     ``block_seed(base_seed, b)``: the training set is the same whichever chunk job simulates a block.
-    numpy only (no torch), so chunk jobs start fast.
+    The galaxy model's x is the simulator's own (:func:`seqsbi.simulators.galaxy.simulator.galaxy`: fluxes,
+    then noise and features from the same Generator). numpy only (no torch), so chunk jobs start fast.
     """
     size, prior = settings.simulation_block_size, settings.prior
     if rows.start % size:
         raise ValueError(f"row {rows.start} does not start a block of {size} simulations")
-    simulator, seed = settings.simulator(), base_seed(settings)
-    thetas, xs = [], []
+    seed = base_seed(settings)
+    galaxy = settings.simulator_name == "galaxy"
+    if galaxy:
+        from seqsbi.simulators.galaxy.simulator import features_from_flux
+
+        fluxes, configured = galaxy_flux_simulator(settings), settings.simulator_settings
+    else:
+        simulator = settings.simulator()
+    thetas, xs, flux_blocks = [], [], []
     start = time.perf_counter()
     for first in range(rows.start, rows.stop, size):
         rng = np.random.default_rng(block_seed(seed, first // size))
         n = min(size, rows.stop - first)
         theta = prior.draw(n, rng)  # the prior itself (uniform: low + u (high - low), as before)
         thetas.append(theta)
-        xs.append(simulator(theta, rng))
+        if galaxy:
+            flux_blocks.append(fluxes(theta, rng))
+            xs.append(features_from_flux(flux_blocks[-1], rng, len(configured["filters"]), configured["features"],
+                                         configured.get("noise"), flux_scale_njy=configured.get("flux_scale_njy")))
+        else:
+            xs.append(simulator(theta, rng))
     theta = np.concatenate(thetas) if thetas else np.empty((0, prior.dim))
     x = np.concatenate(xs) if xs else np.empty((0, 0))
+    flux = (np.concatenate(flux_blocks) if flux_blocks else np.empty((0, 0))) if galaxy else None
     logger.info("simulated %d training rows (%d..%d) in %.1f s", len(theta), rows.start, rows.stop,
                 time.perf_counter() - start)
-    return theta, x
+    return theta, x, flux
 
 
 def split_rows(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +229,7 @@ class AmortizedResult:
     ood: OODScore
     training_log: list[dict[str, float]]
     summary: dict[str, Any]
+    training_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))  # rows of theta it trained on
 
 
 def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, test_fraction: float,
@@ -291,7 +309,7 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
     }
     logger.info("held out: mean log prob %.3f; 68%% coverage %s; 95%% coverage %s",
                 result_summary["held_out_mean_log_prob"], _rounded(coverage["0.68"]), _rounded(coverage["0.95"]))
-    return AmortizedResult(posterior, estimator, held_theta, held_x, ood, training_log, result_summary)
+    return AmortizedResult(posterior, estimator, held_theta, held_x, ood, training_log, result_summary, train_rows)
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
@@ -386,6 +404,16 @@ PredictiveSimulator = Callable[[np.ndarray, np.ndarray, np.random.Generator], np
 _PPC_SEED_KEY = 2**31 - 2
 
 
+def galaxy_flux_simulator(settings: RunSettings) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """The estimator's galaxy model without noise or features: theta (n, d) -> fluxes (n, n_filters) in nJy
+    (fixed parameters inserted as the simulator does). Draws nothing from its Generator."""
+    from seqsbi.simulators import resolve_simulator
+
+    return resolve_simulator(settings.simulator_name, {**settings.simulator_settings, "features": "flux",
+                                                       "noise": None, "flux_scale_njy": None},
+                             key=f"amortized.{settings.name}.simulator", space=settings.prior)
+
+
 def galaxy_predictive_simulator(settings: RunSettings, error_njy: np.ndarray) -> PredictiveSimulator:
     """The estimator's galaxy simulator for catalogue rows with 1-sigma flux errors ``error_njy`` (N, n_filters)
     in nJy: noise-free fluxes from the batched simulator (one call for all n x m draws; fixed parameters
@@ -394,14 +422,11 @@ def galaxy_predictive_simulator(settings: RunSettings, error_njy: np.ndarray) ->
     floor) and the configured features (AB floor at the galaxy's errors, asinh softening from them, flux
     scale): what x of that galaxy would look like if the model at its posterior were true. numpy only.
     """
-    from seqsbi.simulators import resolve_simulator
     from seqsbi.simulators.galaxy.features import noise_for_observation, simulate_features
 
     configured = settings.simulator_settings
     n_filters = len(configured["filters"])
-    fluxes = resolve_simulator(settings.simulator_name, {**configured, "features": "flux", "noise": None,
-                                                         "flux_scale_njy": None},
-                               key=f"amortized.{settings.name}.simulator", space=settings.prior)
+    fluxes = galaxy_flux_simulator(settings)
     scale = configured.get("flux_scale_njy")
     scale = None if scale is None else np.broadcast_to(np.asarray(scale, dtype=float), (n_filters,))
     error_njy = np.asarray(error_njy, dtype=float)
@@ -535,12 +560,20 @@ AMORTIZED_FILES = {
     "held_out": "held_out.npz",  # held-out theta (m, d), x (m, k), and the OOD score's calibration
     "training_log": "training_log.tsv",  # per epoch: training and validation loss
     "summary": "amortized.json",  # sizes, timings, held-out log prob and coverage, OOD quantiles
+    # theta (n, d) of the rows it trained on and, for the galaxy model, their noise-free fluxes (n, n_filters)
+    # nJy: a refinement's round 0 (seqsbi.refine), re-noised with each galaxy's own errors
+    "training_set": "training_set.npz",
 }
 
 
-def write_amortized(result: AmortizedResult, settings: RunSettings, outputs: dict[str, str]) -> None:
-    """Write every file of :data:`AMORTIZED_FILES` (paths by key), atomically."""
+def write_amortized(result: AmortizedResult, settings: RunSettings, outputs: dict[str, str], theta: np.ndarray,
+                    flux: np.ndarray | None) -> None:
+    """Write every file of :data:`AMORTIZED_FILES` (paths by key), atomically; ``theta`` (n, d) and ``flux``
+    (n, n_filters) nJy or None are the whole training set the estimator was trained from."""
     from seqsbi import artifacts
+
+    rows = result.training_rows
+    artifacts.write_npz(outputs["training_set"], theta=theta[rows], **({} if flux is None else {"flux": flux[rows]}))
 
     artifacts.write_torch(outputs["posterior"], result.posterior)
     artifacts.write_torch(outputs["estimator"], result.estimator)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqsbi import scatter
-from seqsbi.amortized import settings_for
+from seqsbi.amortized import held_out_count, settings_for
 from seqsbi.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ class CataloguePlan:
     block: dict
     n_rows: int
     chunks: int
+    refinement: RunSettings | None = None  # refine.run's settings (seqsbi.refine); None: no refinement
 
 
 @dataclass(frozen=True)
@@ -49,23 +50,35 @@ def chunk_count(n_rows: int, block: dict) -> int:
     return min(block["chunks"], scatter.block_count(n_rows, block["sampling_block_size"]))
 
 
+#: Predictive draws per galaxy when ``flags.ppc_draws`` is null (capped at ``posterior_samples``): with the default
+#: ``ppc_min_p_value`` of 0.02 the smallest reachable p-value, 1 / 51, can still flag.
+DEFAULT_PPC_DRAWS = 50
+
+
 def check_ppc_flags(key: str, block: dict) -> None:
-    """The posterior predictive check's settings can run and can flag.
+    """Resolve ``flags.ppc_draws`` in place (null: min(DEFAULT_PPC_DRAWS, posterior_samples)) and check that the
+    posterior predictive check's settings can run and can flag.
 
     Raises:
         ConfigError: ``flags.ppc_draws`` above ``posterior_samples`` (the draws are a subset of the samples), or
             ``flags.ppc_min_p_value`` in (0, 1 / (1 + ppc_draws)], below the smallest p-value that many draws give.
     """
-    draws, threshold = block["flags"]["ppc_draws"], block["flags"]["ppc_min_p_value"]
+    flags = block["flags"]
+    chosen = flags["ppc_draws"] is not None
+    if not chosen:
+        flags["ppc_draws"] = min(DEFAULT_PPC_DRAWS, block["posterior_samples"])
+    draws, threshold = flags["ppc_draws"], flags["ppc_min_p_value"]
     if draws > block["posterior_samples"]:
         raise ConfigError(f"{key}.flags.ppc_draws: {draws} predictive draws but posterior_samples is "
                           f"{block['posterior_samples']}; the draws are a subset of each galaxy's samples: use at most "
                           f"{block['posterior_samples']} (or 0 to skip the check)")
     if draws and 0 < threshold <= 1 / (1 + draws):
-        raise ConfigError(f"{key}.flags.ppc_min_p_value: {threshold:g} can never flag: {draws} draws give p-values of "
-                          f"at least 1 / (1 + {draws}) = {1 / (1 + draws):.4g}; raise ppc_draws to at least "
-                          f"{int(np.floor(1 / threshold - 1)) + 1} or the threshold (0 keeps the values without the "
-                          f"flag; ppc_draws: 0 skips the check)")
+        where = "" if chosen else (f" (ppc_draws unset: min({DEFAULT_PPC_DRAWS}, posterior_samples "
+                                   f"{block['posterior_samples']}))")
+        raise ConfigError(f"{key}.flags.ppc_min_p_value: {threshold:g} can never flag: {draws} draws{where} give "
+                          f"p-values of at least 1 / (1 + {draws}) = {1 / (1 + draws):.4g}; raise ppc_draws (and "
+                          f"posterior_samples) to at least {int(np.floor(1 / threshold - 1)) + 1} or the threshold "
+                          f"(0 keeps the values without the flag; ppc_draws: 0 skips the check)")
 
 
 def plan_catalogues(config: dict) -> CataloguesPlan:
@@ -98,6 +111,18 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
         check_ppc_flags(key, block)
         from seqsbi.catalogue_table import read_catalogue
 
+        refinement = None
+        if block["refine"] is not None:
+            from seqsbi import refine
+            from seqsbi.simulators.galaxy import config as galaxy_config
+
+            refinement = refine.refinement_settings(name, block, blocks[block["estimator"]], galaxy)
+            estimator = estimators[block["estimator"]]
+            n = (estimator.simulations_per_round if blocks[block["estimator"]]["source"] == "simulate"
+                 else galaxy_config.library_size(galaxy))
+            refine.check_round_zero_rows(name, refinement, n - held_out_count(n, blocks[block["estimator"]]
+                                                                                ["test_fraction"]))
         catalogue = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path")
-        catalogues[name] = CataloguePlan(name, block, len(catalogue.ids), chunk_count(len(catalogue.ids), block))
+        catalogues[name] = CataloguePlan(name, block, len(catalogue.ids), chunk_count(len(catalogue.ids), block),
+                                         refinement)
     return CataloguesPlan(estimators, blocks, catalogues)

@@ -52,12 +52,22 @@ def galaxy(theta: np.ndarray, rng: np.random.Generator, library: str, svo_filter
     ``flux_scale_njy``: divisor of flux features (all filters or per filter); ``grid_dir``: the SPS
     grid's directory when it is not the one the library records (``galaxy.library.grid_dir``).
     """
+    flux = _rebuilt_simulator(library, svo_filter_cache, backend, grid_dir)(theta)
+    return features_from_flux(flux, rng, len(filters), features, noise, sigma_njy, bands, flux_scale_njy)
+
+
+def features_from_flux(flux: np.ndarray, rng: np.random.Generator, n_filters: int, features: str = "ab_magnitude",
+                       noise: dict | None = None, sigma_njy: list[float | None] | None = None,
+                       bands: list[int] | None = None, flux_scale_njy: float | list[float] | None = None
+                       ) -> np.ndarray:
+    """Features (n, k) of noise-free model fluxes (n, n_filters) in nJy: what :func:`galaxy` does after the SPS
+    model (the observation's noise from ``sigma_njy`` or ``noise``, the ``bands`` kept, then the features).
+    A refinement re-noises an amortized training set's stored fluxes with it for one galaxy."""
     from seqsbi.simulators.galaxy.features import noise_for_observation, simulate_features
 
-    flux = _rebuilt_simulator(library, svo_filter_cache, backend, grid_dir)(theta)
     errors = None if sigma_njy is None else np.array([np.nan if s is None else s for s in sigma_njy], dtype=float)
-    model = noise_for_observation(noise, len(filters), errors)
-    scale = None if flux_scale_njy is None else np.broadcast_to(np.asarray(flux_scale_njy, float), (len(filters),))
+    model = noise_for_observation(noise, n_filters, errors)
+    scale = None if flux_scale_njy is None else np.broadcast_to(np.asarray(flux_scale_njy, float), (n_filters,))
     if bands is not None:
         keep = np.asarray(bands, dtype=int)
         flux = flux[:, keep]

@@ -1,0 +1,311 @@
+"""Refinement of flagged catalogue galaxies: sequential rounds whose round 0 is the shared amortized estimator.
+
+A catalogue's amortized posteriors (seqsbi.amortized) are flagged where they may not be trusted. Each flagged
+galaxy (``catalogues.<name>.refine``) then gets rounds 1..K of a sequential run (``refine.run``: SNPE, TSNPE,
+SNLE or SNRE with any run setting) that start from what the catalogue already has, with no new round-0
+simulations and no per-galaxy retraining of round 0:
+
+- round 0's simulations are the amortized estimator's own training rows (their theta and noise-free model
+  fluxes, ``training_set.npz``), re-noised with the galaxy's own flux errors (the noise its online
+  simulations use too, as an observation with errors gets: seqsbi.simulators.galaxy.photometry);
+- round 0's posterior is the amortized estimator at the galaxy's x_o, and its samples are the catalogue's;
+- the engines' proposal bookkeeping (seqsbi.engines) then runs unchanged: SNPE (NPE-C) records round 0 as
+  drawn from the prior and round 1 as drawn from the amortized posterior (its atomic loss corrects for it);
+  TSNPE truncates the prior to the amortized posterior's highest-density region at x_o; SNLE and SNRE train
+  on every simulation, round 0's included, and round 1 starts from the amortized posterior's samples.
+
+Rounds 1..K are :func:`seqsbi.rounds.train_round` itself (seeded from the refinement run's name, the galaxy's
+id and the round), so everything a round reports (invalid simulations, x_o coverage, feature floors,
+training, posterior mass inside the prior) is reported per galaxy here too.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from seqsbi.errors import ConfigError
+
+if TYPE_CHECKING:
+    from seqsbi.config import RunSettings
+
+logger = logging.getLogger(__name__)
+
+#: Flags that can send a galaxy to refinement (``invalid_x``, a non-finite x_o, cannot: there is no x_o).
+REFINE_FLAGS = ("ood", "ppc", "prior_edge")
+#: Sequential engines a refinement can use (NPE draws every round from the prior: nothing to refine).
+REFINE_ENGINES = ("SNPE", "TSNPE", "SNLE", "SNRE")
+#: refine.run's defaults where they differ from a run's: round 0 (amortized) and two rounds of 5,000 new
+#: simulations (the catalogue issue's budget: at most 2 x 5,000 new simulations a galaxy).
+RUN_DEFAULTS = {"engine": "SNPE", "rounds": 3, "simulations_per_round": 5000}
+#: Keys refine.run may not set: the simulator and prior are the estimator's, the galaxies the flagged rows,
+#: the sample count the catalogue's; a batch job simulates in process.
+FIXED_KEYS = ("simulator", "simulator_settings", "prior", "observations", "posterior_samples", "reference",
+              "simulation_chunks", "diagnostics", "nested_sampling")
+
+
+def run_name(catalogue: str) -> str:
+    """The refinement run's name (in seeds, logs and round summaries)."""
+    return f"{catalogue}.refine"
+
+
+def refinement_settings(catalogue: str, block: dict, estimator_block: dict, galaxy: dict) -> RunSettings:
+    """:class:`RunSettings` of catalogue ``catalogue``'s refinement: ``refine.run`` (RUN_DEFAULTS, then a
+    run's schema defaults) with the estimator's simulator and prior and the catalogue's posterior_samples.
+
+    Raises:
+        ConfigError: naming ``catalogues.<catalogue>.refine.run.<key>``: a key from FIXED_KEYS, a bad value
+            (the runs schema's checks), an engine not in REFINE_ENGINES, fewer than 2 rounds.
+    """
+    from seqsbi.config import run_settings, validate_config
+    from seqsbi.simulators.galaxy import config as galaxy_config
+
+    key = f"catalogues.{catalogue}.refine.run"
+    given = dict(block["refine"]["run"])
+    fixed = sorted(set(given) & set(FIXED_KEYS))
+    if fixed:
+        raise ConfigError(f"{key}: {', '.join(fixed)} cannot be set here: a refinement simulates with the "
+                          f"estimator's simulator and prior and draws the catalogue's posterior_samples in one job "
+                          f"per batch of galaxies; drop {'them' if len(fixed) > 1 else 'it'}")
+    name = run_name(catalogue)
+    run = {**RUN_DEFAULTS, **given, "simulator": estimator_block["simulator"],
+           "simulator_settings": copy.deepcopy(estimator_block["simulator_settings"]),
+           "prior": copy.deepcopy(estimator_block["prior"]), "posterior_samples": block["posterior_samples"]}
+    try:
+        filled = validate_config({"runs": {name: run}})["runs"][name]
+        filled = galaxy_config.resolve_galaxy_run(key, filled, galaxy)
+        settings = run_settings(name, filled, [])
+    except ConfigError as error:
+        raise ConfigError(str(error).replace(f"runs.{name}", key)) from None
+    if settings.engine not in REFINE_ENGINES:
+        raise ConfigError(f"{key}.engine: {settings.engine!r} cannot refine (round 1 onwards must draw from a "
+                          f"proposal built at the galaxy's x_o); use one of {', '.join(REFINE_ENGINES)}")
+    if settings.rounds < 2:
+        raise ConfigError(f"{key}.rounds: {settings.rounds}; round 0 is the amortized estimator, so a refinement "
+                          f"needs at least 2 rounds (round 0 and one sequential round)")
+    return dataclasses.replace(settings, simulation_chunks=1)
+
+
+def check_round_zero_rows(catalogue: str, settings: RunSettings, training_rows: int) -> None:
+    """Round 0 reuses the first ``simulations_per_round`` of the estimator's ``training_rows`` training rows.
+
+    Raises:
+        ConfigError: the estimator has fewer training rows than that.
+    """
+    if training_rows < settings.simulations_per_round:
+        raise ConfigError(f"catalogues.{catalogue}.refine.run.simulations_per_round: {settings.simulations_per_round}"
+                          f" but round 0 reuses the amortized estimator's training rows and it has only "
+                          f"{training_rows}; lower simulations_per_round or raise the estimator's simulations")
+
+
+# --- which galaxies ---------------------------------------------------------------------------------------------
+
+
+def selection(flags: np.ndarray, refine: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(rows refined, rows flagged for refinement but beyond ``max_galaxies``) of a catalogue's summary table.
+
+    ``flags``: (n,) comma-separated raised flags per row (the table's ``flags`` column). A row is flagged for
+    refinement when one of its flags is in ``refine.flags``; the first ``refine.max_galaxies`` of those in table
+    order are refined (None: all), the rest are reported as not refined.
+    """
+    wanted = set(refine["flags"])
+    flagged = np.array([bool(wanted & set(filter(None, str(text).split(",")))) for text in flags], dtype=bool)
+    rows = np.flatnonzero(flagged)
+    limit = refine.get("max_galaxies")
+    return (rows, rows[:0]) if limit is None else (rows[:limit], rows[limit:])
+
+
+def read_flags(path: str) -> np.ndarray:
+    """(n,) the ``flags`` column of a catalogue's summary table (FITS), as text."""
+    from astropy.table import Table
+
+    return np.asarray(Table.read(path, format="fits")["flags"]).astype(str)
+
+
+def batches(rows: np.ndarray, galaxies_per_job: int) -> list[np.ndarray]:
+    """``rows`` in consecutive batches of ``galaxies_per_job`` (one refine_batch job each)."""
+    return [rows[start:start + galaxies_per_job] for start in range(0, len(rows), galaxies_per_job)]
+
+
+# --- one galaxy -------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Refinement:
+    """One galaxy's refinement: its final samples (posterior_samples, d) and each round's summary (round 0,
+    the amortized posterior, first)."""
+
+    galaxy: str
+    samples: np.ndarray
+    rounds: list[dict[str, Any]]
+    seconds: float
+
+
+def galaxy_settings(settings: RunSettings, error_njy: np.ndarray) -> RunSettings:
+    """``settings`` whose galaxy simulator uses one galaxy's 1-sigma flux errors (n_filters,) nJy (its
+    ``sigma_njy``: with the configured ``max_snr`` floor, as an observation with errors)."""
+    simulator_settings = {**settings.simulator_settings, "sigma_njy": [float(e) for e in error_njy]}
+    return dataclasses.replace(settings, simulator_settings=simulator_settings)
+
+
+def round_zero_x(settings: RunSettings, galaxy: str, flux_njy: np.ndarray) -> np.ndarray:
+    """x (n, k) of round 0: the amortized training rows' noise-free fluxes (n, n_filters) nJy with the galaxy's
+    own noise and the configured features (``settings`` from :func:`galaxy_settings`), seeded per galaxy."""
+    from seqsbi.seeds import round_seed
+    from seqsbi.simulators.galaxy.simulator import features_from_flux
+
+    configured = settings.simulator_settings
+    rng = np.random.default_rng(round_seed(settings.seed, settings.name, galaxy, 0))
+    return features_from_flux(flux_njy, rng, len(configured["filters"]), configured["features"],
+                              configured.get("noise"), configured["sigma_njy"],
+                              flux_scale_njy=configured.get("flux_scale_njy"))
+
+
+def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy: np.ndarray,
+                  amortized_posterior: Any, amortized_samples: np.ndarray, theta0: np.ndarray,
+                  flux0_njy: np.ndarray) -> Refinement:
+    """Rounds 1..rounds-1 of ``settings`` for one galaxy, round 0 being the amortized estimator.
+
+    Args:
+        settings: the refinement run (:func:`refinement_settings`).
+        galaxy: the galaxy's id (seeds and logs).
+        x_o: (k,) the galaxy's features.
+        error_njy: (n_filters,) its 1-sigma flux errors, nJy.
+        amortized_posterior: the amortized sbi DirectPosterior (no default x; bounded to the prior).
+        amortized_samples: (S, d) its samples at x_o (the catalogue's).
+        theta0, flux0_njy: (n, d), (n, n_filters) round 0's rows: the estimator's training theta and noise-free
+            fluxes (n = simulations_per_round).
+
+    Raises:
+        ValueError: round-0 rows that are not simulations_per_round, or shapes that do not match.
+    """
+    import torch
+
+    from seqsbi import engines
+    from seqsbi.observations import Observation
+    from seqsbi.rounds import RoundResult, Simulations, propose, seed_everything, simulate_chunk, train_round
+    from seqsbi.seeds import round_seed
+
+    start = time.perf_counter()
+    n = settings.simulations_per_round
+    if len(theta0) != n or len(flux0_njy) != n:
+        raise ValueError(f"round 0 needs {n} training rows (simulations_per_round); got {len(theta0)} theta and "
+                         f"{len(flux0_njy)} flux rows")
+    own = galaxy_settings(settings, error_njy)
+    observation = Observation(name=galaxy, x_o=np.asarray(x_o, dtype=float))
+    x0 = round_zero_x(own, galaxy, flux0_njy)
+    seed_everything(round_seed(own.seed, own.name, galaxy, 0))
+    prior = engines.make_prior(own.prior, own.device)
+    inference = engines.new_inference(own, prior, show_progress_bars=False)
+    engines.append_round(inference, own, theta0, x0, None, 0)  # drawn from the prior: recorded as such
+    posterior = amortized_posterior.set_default_x(torch.as_tensor(x_o, dtype=torch.float32)[None, :])
+    samples = np.asarray(amortized_samples, dtype=float)
+    rounds = [{"round": 0, "source": "amortized estimator", "simulations_this_round": n, "new_simulations": 0,
+               "posterior_mean": samples.mean(axis=0).tolist(), "posterior_std": samples.std(axis=0).tolist()}]
+    previous = RoundResult(0, theta0, x0, inference, None, posterior, samples, [], rounds[0])
+    for index in range(1, settings.rounds):
+        proposal_start = time.perf_counter()
+        theta = propose(own, galaxy, index, previous)
+        proposal_s = time.perf_counter() - proposal_start
+        simulate_start = time.perf_counter()
+        _, x = simulate_chunk(own, galaxy, index, theta, 0, 1)
+        simulations = Simulations(theta, x, {"proposal_s": proposal_s,
+                                             "simulate_s": time.perf_counter() - simulate_start})
+        previous = train_round(own, observation, index, previous, simulations)
+        trained_on = len(previous.inference.get_simulations()[0])  # every round's simulations it holds
+        rounds.append({**previous.summary, "new_simulations": n, "training_simulations": trained_on,
+                       "proposal": engines.ENGINES[own.engine].proposal + (" (amortized estimator at x_o)"
+                                                                           if index == 1 else "")})
+        logger.info("galaxy %s round %d: %d epochs, %.1f s; posterior mean %s", galaxy, index,
+                    previous.summary["epochs"], sum(previous.summary["timings"].values()),
+                    np.round(previous.samples.mean(axis=0), 3).tolist())
+    return Refinement(galaxy, previous.samples, rounds, time.perf_counter() - start)
+
+
+def method_name(settings: RunSettings) -> str:
+    """What a refined galaxy's ``method`` column says: the engine and the rounds after the amortized round 0."""
+    return (f"{settings.engine} ({settings.density_estimator}), {settings.rounds - 1} round(s) of "
+            f"{settings.simulations_per_round} simulations after the amortized estimator as round 0")
+
+
+# --- the merged catalogue ---------------------------------------------------------------------------------------
+
+#: Galaxies copied from the amortized samples to the merged HDF5 at a time.
+_MERGE_ROWS = 1024
+
+
+def merge_refinements(table_path: str, samples_path: str, batch_paths: list[str], block: dict, catalogue: str,
+                      outputs: dict[str, str]) -> dict[str, int]:
+    """Write a refined catalogue's merged samples (HDF5, as the amortized one) and summary table (FITS, CSV).
+
+    Every galaxy keeps its amortized row, except that a refined galaxy's samples, percentile columns and
+    ``method`` are its refinement's. Two columns say what happened: ``refined`` (bool) and ``refine_note``
+    ("refined for <flags>" or "flagged (<flags>), not refined: beyond refine.max_galaxies = N"; "" otherwise).
+    The flag columns stay those of the amortized posterior (what sent the galaxy to refinement).
+
+    Raises:
+        ArtifactError: batch files whose galaxies are not the ones the summary table flags (stale files).
+    """
+    import h5py
+    from astropy.table import Table
+
+    from seqsbi import artifacts
+    from seqsbi.catalogue_table import PERCENTILES, summary_table, write_samples_in_parts, write_table
+    from seqsbi.errors import ArtifactError
+
+    table = Table.read(table_path, format="fits")
+    flags = np.asarray(table["flags"]).astype(str)
+    rows, beyond = selection(flags, block["refine"])
+    refined_rows, refined_samples, methods = [], [], []
+    for path in batch_paths:
+        part = artifacts.read_npz(path, required=("rows", "ids", "samples", "method"))
+        refined_rows.append(part["rows"].astype(int))
+        refined_samples.append(part["samples"])
+        methods.append(str(part["method"]))
+    found = np.concatenate(refined_rows) if refined_rows else np.empty(0, dtype=int)
+    if not np.array_equal(found, rows):
+        raise ArtifactError(f"catalogue {catalogue!r}: the refined batches hold rows {found.tolist()[:10]}... but "
+                            f"the summary table flags rows {rows.tolist()[:10]}... for refinement; delete "
+                            f"{', '.join(batch_paths) or 'the refined batches'} and run snakemake again")
+    names, units = table.meta["PARAMS"].split(","), table.meta["UNITS"].split(",")
+    samples_by_row = dict(zip(found.tolist(), np.concatenate(refined_samples) if refined_samples else []))
+    method = methods[0] if methods else ""
+    if len(found):
+        refined_table = summary_table(table["id"][found], np.stack([samples_by_row[r] for r in found.tolist()]),
+                                      tuple(names), tuple(units), method, {}, flags[found])
+        for name in names:
+            for suffix in PERCENTILES:
+                table[f"{name}_{suffix}"][found] = refined_table[f"{name}_{suffix}"]
+    method_column = np.asarray(table["method"]).astype(str).astype(object)
+    method_column[found] = method
+    table["method"] = method_column.astype(str)
+    table["refined"] = np.isin(np.arange(len(table)), found)
+    note = np.full(len(table), "", dtype=object)
+    for row in found:
+        note[row] = f"refined for {flags[row]}"
+    for row in beyond:
+        note[row] = (f"flagged ({flags[row]}), not refined: beyond refine.max_galaxies = "
+                     f"{block['refine']['max_galaxies']}")
+    table["refine_note"] = note.astype(str)
+    write_table(table, outputs["fits"])
+    write_table(table, outputs["csv"])
+
+    with h5py.File(samples_path) as hf:
+        amortized_method = str(hf.attrs["method"])
+
+        def parts():
+            for start in range(0, hf["samples"].shape[0], _MERGE_ROWS):
+                stop = min(start + _MERGE_ROWS, hf["samples"].shape[0])
+                samples = hf["samples"][start:stop]
+                for row in found[(found >= start) & (found < stop)]:
+                    samples[row - start] = samples_by_row[int(row)]
+                yield hf["ids"].asstr()[start:stop], samples, hf["x"][start:stop] if "x" in hf else None
+
+        merged_method = amortized_method + (f"; flagged galaxies refined: {method}" if method else "")
+        write_samples_in_parts(outputs["samples"], parts(), tuple(names), tuple(units), merged_method)
+    return {"galaxies": len(table), "refined": len(found), "not_refined": len(beyond)}
