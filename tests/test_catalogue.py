@@ -12,7 +12,7 @@ import yaml
 from astropy import units as u
 from astropy.table import Table
 
-from conftest import snakemake
+from conftest import ROOT, snakemake
 from seqsbi import amortized, scatter
 from seqsbi.catalogue_config import plan_catalogues
 from seqsbi.catalogue_table import read_catalogue, summary_table, write_samples, write_samples_in_parts, write_table
@@ -105,14 +105,40 @@ def test_bad_catalogues_are_refused_naming_file_row_column_and_fix(tmp_path):
     assert "does not convert to nJy" in _refused(tmp_path / "metres.fits", "column 'F115W' has unit 'm'")
 
     table = catalogue_table()
-    table["F444W"][2] = np.nan
-    table.write(tmp_path / "nan.fits")
-    _refused(tmp_path / "nan.fits", "column 'F444W' row 3 .id 'gal002'.: flux nan")
+    table["F444W"][2] = np.inf
+    table.write(tmp_path / "inf.fits")
+    _refused(tmp_path / "inf.fits", "column 'F444W' row 3 .id 'gal002'.: flux inf .* or leave it empty")
 
+    table = catalogue_table()
+    table["F444W_err"][2] = np.nan  # an error must be given where the flux is
+    table.write(tmp_path / "nan_error.fits")
+    _refused(tmp_path / "nan_error.fits", "column 'F444W_err' row 3 .id 'gal002'.: error nan nJy .* where the flux")
+
+    table = catalogue_table()
+    table["F200W"] = np.nan
+    table.write(tmp_path / "no_band.fits")
+    _refused(tmp_path / "no_band.fits", r"column 'F200W' .JWST/NIRCam.F200W. is missing .* in every row; drop")
+
+    table = catalogue_table()
+    for code in FILTERS:
+        table[code.rsplit(".", 1)[-1]][6] = np.nan
+    table.write(tmp_path / "no_data.fits")
+    _refused(tmp_path / "no_data.fits", r"row 7 .id 'gal006'. has every band missing")
+
+
+def test_missing_bands_are_nan_and_say_so(tmp_path):
     table = Table(catalogue_table(), masked=True)
-    table["F200W"].mask[4] = True  # a masked (blank) value reads as missing
-    table.write(tmp_path / "masked.ecsv")
-    _refused(tmp_path / "masked.ecsv", "column 'F200W' row 5 .id 'gal004'.: flux nan")
+    table["F444W"][2] = np.nan
+    table["F200W"].mask[4] = True  # a masked (blank) value reads as missing too
+    table["F200W_err"].mask[4] = True  # and its error need not be given
+    table["F115W"][5], table["F115W_err"][5] = 99.0, -1.0  # synference's sentinel, with galaxy.missing_value 99
+    table.write(tmp_path / "gaps.ecsv")
+    catalogue = read_catalogue(tmp_path / "gaps.ecsv", FILTERS, missing_value=99.0)
+    missing = np.isnan(catalogue.flux_njy)
+    assert np.argwhere(missing).tolist() == [[2, 2], [4, 1], [5, 0]]  # FILTERS order: F115W, F200W, F444W
+    np.testing.assert_array_equal(np.isnan(catalogue.error_njy), missing)
+    with pytest.raises(ConfigError, match=r"row 6 .id 'gal005'.: error -1.0 nJy"):  # without the sentinel: a flux
+        read_catalogue(tmp_path / "gaps.ecsv", FILTERS)
 
 
 def test_training_blocks_do_not_depend_on_chunks_and_split_is_seeded():
@@ -168,6 +194,17 @@ def test_ppc_settings_that_cannot_run_or_flag_are_refused(flags, samples, match)
     with pytest.raises(ConfigError, match=match):
         check_ppc_flags("catalogues.field", block)
     check_ppc_flags("catalogues.field", {**block, "flags": {**block["flags"], "ppc_draws": 0}})  # 0: skipped
+
+
+def test_an_ood_threshold_the_held_out_split_cannot_reach_is_refused():
+    from seqsbi.catalogue_config import check_ood_flag
+
+    block = {"flags": {"ood_min_p_value": 0.01}}
+    with pytest.raises(ConfigError, match=r"catalogues.field.flags.ood_min_p_value: 0.01 can never flag: estimator "
+                                          r"'npe' holds out 40 simulations.* hold out at least 100"):
+        check_ood_flag("catalogues.field", block, "npe", 40)
+    check_ood_flag("catalogues.field", block, "npe", 100)  # p-values down to 1/101 < 0.01
+    check_ood_flag("catalogues.field", {"flags": {"ood_min_p_value": 0.0}}, "npe", 40)  # 0: never flags, on purpose
 
 
 @pytest.mark.parametrize("samples, draws", [(1000, 50), (50, 50)])
@@ -394,6 +431,7 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     catalogue_table(filters=filters).write(workdir / "field.ecsv")
     config["amortized"] = {"galaxy_npe": {
         "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 2,
+        "test_fraction": 0.3,  # 120 held out: OOD p-values reach 1/121, below the default ood_min_p_value 0.01
         "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
         # The 12-row library's own rows and features as the training set (rule features).
         "library_npe": {"prior": {"from_library": True}, "source": "library", "test_fraction": 0.5,
@@ -401,16 +439,35 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     config["catalogues"] = {"field": {"path": str(workdir / "field.ecsv"), "estimator": "galaxy_npe",
                                       "posterior_samples": 50, "chunks": 2, "sampling_block_size": 8}}
     # The same rows refined by each engine family (ood_min_p_value 1 flags nearly every row): round 0 from the
-    # amortized estimator's 360 training rows, one new round of 100 simulations.
+    # amortized estimator's 280 training rows, one new round of 100 simulations.
     tiny = {"simulations_per_round": 100, "rounds": 2, "training": {"max_num_epochs": 3},
             "network": {"hidden_features": 8, "num_transforms": 1},
             "mcmc": {"num_chains": 4, "warmup_steps": 5, "thin": 1}}
+    # Row 1 lacks F444W: no amortized posterior (flag missing_bands); SNPE's refinement fits it without the band.
+    gaps = catalogue_table(filters=filters)
+    gaps["F444W"][1] = np.nan
+    gaps.write(workdir / "gaps.ecsv")
     for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
         config["catalogues"][f"field_{engine.lower()}"] = {
             **config["catalogues"]["field"], "chunks": 1, "flags": {"ood_min_p_value": 1.0},
             "refine": {"max_galaxies": limit, "galaxies_per_job": 2, "run": {**tiny, "engine": engine}}}
+    config["catalogues"]["field_snpe"]["path"] = str(workdir / "gaps.ecsv")
+    # config/examples/catalogue.yaml's catalogue and refinement on tiny budgets, beside them (its galaxy block is
+    # the demo's, checked below; the test's tiny library has the same filters and parameters).
+    example = yaml.safe_load((ROOT / "config/examples/catalogue.yaml").read_text())
+    config["catalogues"]["example"] = {
+        **example["catalogues"]["field"], "path": str(ROOT / example["catalogues"]["field"]["path"]),
+        "posterior_samples": 50, "refine": {**example["catalogues"]["field"]["refine"], "max_galaxies": 2,
+                                            "run": {**example["catalogues"]["field"]["refine"]["run"], **tiny}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "--cores", "2")
+    assert example["galaxy"] == yaml.safe_load((ROOT / "config/config.yaml").read_text())["galaxy"]
+    assert set(example["amortized"]["galaxy_npe"]) <= set(config["amortized"]["galaxy_npe"])
+    mock = Table.read(ROOT / example["catalogues"]["field"]["path"], format="ascii.csv")
+    merged = Table.read(workdir / "results/catalogues/example/merged_summary.csv", format="ascii.csv")
+    assert list(merged["id"]) == list(mock["id"]) and (np.asarray(merged["refined"]).astype(str) == "True").sum() == 2
+    bright = np.asarray(mock["injected"].filled("")).astype(str) == "bright"
+    assert bright.sum() == 2 and np.asarray(merged["flag_ood"])[bright].all()  # 10x any model: far from training x
     out = workdir / "results/catalogues/field"
     with h5py.File(out / "samples.hdf5") as hf:
         assert hf["samples"].shape == (20, 50, 6)
@@ -419,35 +476,48 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     assert len(table) == 20 and "log_mass_median" in table.colnames and "flag_ood" in table.colnames
     assert len(Table.read(out / "summary.csv")) == 20
     summary = json.loads((workdir / "results/amortized/galaxy_npe/amortized.json").read_text())
-    assert summary["training_rows"] == 360 and summary["held_out_rows"] == 40
+    assert summary["training_rows"] == 280 and summary["held_out_rows"] == 120
     assert (workdir / "results/logs/amortized_simulate/galaxy_npe/chunk_1.log").exists()
     library = json.loads((workdir / "results/amortized/library_npe/amortized.json").read_text())
     assert library["training_rows"] == 6 and library["held_out_rows"] == 6
     assert not (out / "merged_summary.fits").exists()  # no refine block: no refinement
     training = np.load(workdir / "results/amortized/galaxy_npe/training_set.npz")
-    assert training["theta"].shape == (360, 6) and training["flux"].shape == (360, len(filters))
+    assert training["theta"].shape == (280, 6) and training["flux"].shape == (280, len(filters))
 
     for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
         out = workdir / f"results/catalogues/field_{engine.lower()}"
         amortized_table, merged = Table.read(out / "summary.fits"), Table.read(out / "merged_summary.fits")
-        flagged = np.flatnonzero(np.asarray(amortized_table["flag_ood"]))
-        assert len(flagged) > limit
+        gap = engine == "SNPE"  # row 1 (flagged missing_bands, not ood) has no F444W
+        flagged = np.flatnonzero(np.asarray(amortized_table["flag_ood"]) | np.asarray(
+            amortized_table["flag_missing_bands"]))
+        assert len(flagged) > limit and (1 in flagged[:limit]) == gap
+        assert list(amortized_table["n_missing_bands"]) == [0, int(gap)] + [0] * 18
         refined = np.flatnonzero(np.asarray(merged["refined"]))
         np.testing.assert_array_equal(refined, flagged[:limit])  # the first flagged rows, in table order
-        assert all(note.startswith("refined for ood") for note in merged["refine_note"][refined])
+        assert [merged["refine_note"][r] for r in refined] == [f"refined for {amortized_table['flags'][r]}"
+                                                                for r in refined]
+        if gap:
+            assert merged["refine_note"][1] == "refined for missing_bands" and amortized_table["flags"][1] == \
+                "missing_bands" and amortized_table["method"][1].startswith("none: bands missing")
         assert all("beyond refine.max_galaxies = " + str(limit) in note for note in merged["refine_note"][
             flagged[limit:]])
         assert all(m.startswith(engine) for m in merged["method"][refined])
-        assert set(np.delete(np.asarray(merged["method"]).astype(str), refined)) == {amortized_table["method"][0]}
+        assert set(np.delete(np.asarray(merged["method"]).astype(str), refined)) == {amortized_table["method"][2]}
         batches = sorted((out / "refined").glob("batch_*.npz"))
         assert len(batches) == -(-limit // 2)  # galaxies_per_job 2
         rounds = [r for path in batches for r in json.loads(str(np.load(path)["rounds"]))]
-        for galaxy in rounds:
-            assert galaxy[0]["source"] == "amortized estimator" and galaxy[0]["new_simulations"] == 0
+        ids = [str(i) for path in batches for i in np.load(path)["ids"]]
+        for galaxy_id, galaxy in zip(ids, rounds):
             # Round 1 trains on round 0's 100 re-noised training rows and its own 100: nothing new for round 0.
             assert galaxy[1]["training_simulations"] == 200 and galaxy[1]["new_simulations"] == 100
-            assert galaxy[1]["proposal"].endswith("(amortized estimator at x_o)")
             assert galaxy[1]["proposal"].startswith("truncated_prior" if engine == "TSNPE" else "posterior")
+            if galaxy_id == "gal001" and gap:  # round 0 trained on the training rows without F444W
+                assert galaxy[0]["source"].startswith("amortized training rows, missing bands dropped")
+                assert galaxy[0]["training_simulations"] == 100 and galaxy[0]["epochs"] >= 1
+                assert "amortized" not in galaxy[1]["proposal"]
+                continue
+            assert galaxy[0]["source"] == "amortized estimator" and galaxy[0]["new_simulations"] == 0
+            assert galaxy[1]["proposal"].endswith("(amortized estimator at x_o)")
         with h5py.File(out / "merged_samples.hdf5") as hf, h5py.File(out / "samples.hdf5") as amortized_hf:
             merged_samples, amortized_samples = hf["samples"][...], amortized_hf["samples"][...]
             assert merged_samples.shape == (20, 50, 6) and engine in hf.attrs["method"]
@@ -455,6 +525,7 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
         np.testing.assert_array_equal(np.delete(merged_samples, refined, axis=0),
                                       np.delete(amortized_samples, refined, axis=0))
         assert not np.array_equal(merged_samples[refined], amortized_samples[refined])
+        assert np.isfinite(merged_samples[refined]).all() and np.isnan(amortized_samples[1]).all() == gap
         np.testing.assert_allclose(merged["log_mass_median"][refined],
                                    np.median(merged_samples[refined, :, 1], axis=1), rtol=1e-5)
 

@@ -182,3 +182,15 @@ def test_first_round_restarts_keep_the_network_with_the_lowest_validation_loss(t
 def test_first_round_restarts_must_be_at_least_one():
     with pytest.raises(ConfigError, match=r"first_round_restarts: 0 is less than the minimum of 1"):
         settings_for("SNLE", training={"first_round_restarts": 0})
+
+
+def test_proposals_at_an_upper_bound_move_one_float32_step_below_it():
+    from seqsbi.rounds import below_upper_bounds
+
+    high = np.array([1000.0, 5.0])
+    theta = np.array([[np.float32(1000.0), 1.0], [999.0, 5.0], [10.0, 4.9999]])
+    moved = below_upper_bounds(theta, high)
+    assert moved[0, 0] < 1000 and np.float32(moved[0, 0]) == np.nextafter(np.float32(1000), np.float32(0))
+    assert moved[1, 1] < 5 and (np.asarray(moved, dtype=np.float32) < high.astype(np.float32)).all()
+    np.testing.assert_array_equal(np.delete(moved.ravel(), [0, 3]), np.delete(theta.ravel(), [0, 3]))
+    np.testing.assert_array_equal(below_upper_bounds(theta[2:], high), theta[2:])  # nothing at a bound

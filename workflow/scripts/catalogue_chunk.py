@@ -30,7 +30,8 @@ with log_to_file(snakemake.log[0]) as logger:
     torch.set_num_threads(snakemake.threads)
     block, galaxy = snakemake.params.block, snakemake.params.galaxy
     catalogue = read_catalogue(snakemake.input.catalogue, galaxy["filters"], block["id_column"],
-                               key=f"catalogues.{snakemake.wildcards.catalogue}.path")
+                               key=f"catalogues.{snakemake.wildcards.catalogue}.path",
+                               missing_value=galaxy.get("missing_value"))
     chunk = int(snakemake.wildcards.chunk)
     rows = sampling_rows(len(catalogue.ids), block, chunk)
     x = catalogue_features(catalogue, galaxy)[rows]
@@ -43,7 +44,7 @@ with log_to_file(snakemake.log[0]) as logger:
     start = time.perf_counter()
     result = catalogue_posteriors(estimator, ood, x, prior, block["posterior_samples"], seed, block["flags"],
                                   block["sampling_block_size"], rows.start // block["sampling_block_size"],
-                                  predictive=predictive)
+                                  predictive=predictive, missing=np.isnan(catalogue.flux_njy[rows]))
     seconds = time.perf_counter() - start
     ppc_s = result.seconds.get("ppc", 0.0)
     artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), ids=catalogue.ids[rows],

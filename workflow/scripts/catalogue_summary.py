@@ -13,7 +13,7 @@ with log_to_file(snakemake.log[0]) as logger:
     from astropy.table import vstack
 
     from seqsbi import artifacts
-    from seqsbi.catalogue_table import summary_table, write_samples_in_parts, write_table
+    from seqsbi.catalogue_table import MISSING_BANDS_METHOD, summary_table, write_samples_in_parts, write_table
 
     held_out = artifacts.read_npz(snakemake.input.held_out, required=("parameter_names", "parameter_units"))
     names = tuple(held_out["parameter_names"].tolist())
@@ -32,6 +32,11 @@ with log_to_file(snakemake.log[0]) as logger:
 
     write_samples_in_parts(snakemake.output.samples, parts(), names, units, method)
     table = vstack(tables, metadata_conflicts="silent")
+    missing = np.asarray(table["flag_missing_bands"])
+    if missing.any():  # no amortized posterior: the estimator needs every band
+        method_column = np.asarray(table["method"]).astype(object)
+        method_column[missing] = MISSING_BANDS_METHOD
+        table["method"] = method_column.astype(str)
     write_table(table, snakemake.output.fits)
     write_table(table, snakemake.output.csv)
     flags = np.asarray(table["flags"])

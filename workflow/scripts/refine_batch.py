@@ -30,7 +30,7 @@ with log_to_file(snakemake.log[0]) as logger:
     rows, _ = refine.selection(refine.read_flags(snakemake.input.table), block["refine"])
     rows = refine.batches(rows, block["refine"]["galaxies_per_job"])[batch]
     catalogue = read_catalogue(snakemake.input.catalogue, galaxy["filters"], block["id_column"],
-                               key=f"catalogues.{name}.path")
+                               key=f"catalogues.{name}.path", missing_value=galaxy.get("missing_value"))
     x = catalogue_features(catalogue, galaxy)
     training = artifacts.read_npz(snakemake.input.training_set, required=("theta", "flux"))
     n = settings.simulations_per_round

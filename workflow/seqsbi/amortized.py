@@ -504,7 +504,8 @@ class ChunkPosteriors:
 
 def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: ParameterSpace, n_samples: int,
                          seed: int, flags: dict, batch_galaxies: int = 256, first_block: int = 0,
-                         predictive: PredictiveSimulator | None = None) -> ChunkPosteriors:
+                         predictive: PredictiveSimulator | None = None,
+                         missing: np.ndarray | None = None) -> ChunkPosteriors:
     """Batched posterior samples at every row of x (n, k) and the trust flags of each row.
 
     Flags (thresholds from the catalogue's ``flags`` config; values always in the columns):
@@ -515,7 +516,10 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
       - ``ppc``: ``ppc_p_value`` < ``ppc_min_p_value``, the posterior predictive p-value of x with
         ``ppc_chi2`` its discrepancy (:func:`posterior_predictive_check`, ``ppc_draws`` draws simulated with
         ``predictive``); without ``predictive`` or with ``ppc_draws: 0`` the columns are NaN, never raised;
-      - ``invalid_x``: a non-finite feature (no samples; NaN in the table).
+      - ``missing_bands``: a band missing from the catalogue (``missing`` (n, k) True there; ``n_missing_bands``
+        counts them): the estimator needs every band, so the row has no samples (NaN in the table) and a
+        refinement (seqsbi.refine) fits it without those bands;
+      - ``invalid_x``: any other non-finite feature (no samples; NaN in the table).
     """
     start = time.perf_counter()
     samples = sample_batched(estimator, x, n_samples, seed, batch_galaxies, first_block)
@@ -544,7 +548,9 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
     raised = {"ood": finite & (p_value < flags["ood_min_p_value"]),
               "prior_edge": finite & (columns["prior_edge_share"] > flags["prior_edge_max_share"]),
               "ppc": np.nan_to_num(columns["ppc_p_value"], nan=1.0) < flags.get("ppc_min_p_value", 0.0),
-              "invalid_x": ~finite}
+              "missing_bands": np.zeros(len(x), dtype=bool) if missing is None else np.any(missing, axis=1)}
+    raised["invalid_x"] = ~finite & ~raised["missing_bands"]
+    columns["n_missing_bands"] = np.zeros(len(x), dtype=int) if missing is None else np.sum(missing, axis=1)
     for name, mask in raised.items():
         columns[f"flag_{name}"] = mask
     names = np.array([",".join(name for name, mask in raised.items() if mask[i]) for i in range(len(x))])

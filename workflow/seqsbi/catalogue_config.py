@@ -81,6 +81,22 @@ def check_ppc_flags(key: str, block: dict) -> None:
                           f"(0 keeps the values without the flag; ppc_draws: 0 skips the check)")
 
 
+def check_ood_flag(key: str, block: dict, estimator: str, held_out: int) -> None:
+    """``flags.ood_min_p_value`` can flag: the OOD p-value, (1 + count) / (1 + held_out), is at least
+    1 / (1 + held_out), so a threshold at or below that never flags.
+
+    Raises:
+        ConfigError: naming the threshold, the held-out count and the fixes.
+    """
+    threshold = block["flags"]["ood_min_p_value"]
+    if 0 < threshold <= 1 / (1 + held_out):
+        raise ConfigError(f"{key}.flags.ood_min_p_value: {threshold:g} can never flag: estimator {estimator!r} holds "
+                          f"out {held_out} simulations, so OOD p-values are at least 1 / (1 + {held_out}) = "
+                          f"{1 / (1 + held_out):.4g}; hold out at least {int(np.floor(1 / threshold - 1)) + 1} "
+                          f"(amortized.{estimator}.simulations or test_fraction) or raise the threshold (0 keeps "
+                          f"the values without the flag)")
+
+
 def plan_catalogues(config: dict) -> CataloguesPlan:
     """Check every amortized estimator and catalogue of a validated (defaults-filled) config.
 
@@ -89,6 +105,8 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
             the galaxy model, ``source: library`` without the galaxy simulator, or any problem of the catalogue
             file (see :func:`seqsbi.catalogue_table.read_catalogue`).
     """
+    from seqsbi.simulators.galaxy import config as galaxy_config
+
     galaxy = config["galaxy"]
     blocks = dict(config.get("amortized") or {})
     estimators = {}
@@ -109,20 +127,20 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
                               f"{blocks[block['estimator']]['simulator']!r}; a catalogue of fluxes per filter needs "
                               f"an estimator with simulator: galaxy")
         check_ppc_flags(key, block)
+        estimator_block = blocks[block["estimator"]]
+        n = (estimators[block["estimator"]].simulations_per_round if estimator_block["source"] == "simulate"
+             else galaxy_config.library_size(galaxy))
+        check_ood_flag(key, block, block["estimator"], held_out_count(n, estimator_block["test_fraction"]))
         from seqsbi.catalogue_table import read_catalogue
 
         refinement = None
         if block["refine"] is not None:
             from seqsbi import refine
-            from seqsbi.simulators.galaxy import config as galaxy_config
 
-            refinement = refine.refinement_settings(name, block, blocks[block["estimator"]], galaxy)
-            estimator = estimators[block["estimator"]]
-            n = (estimator.simulations_per_round if blocks[block["estimator"]]["source"] == "simulate"
-                 else galaxy_config.library_size(galaxy))
-            refine.check_round_zero_rows(name, refinement, n - held_out_count(n, blocks[block["estimator"]]
-                                                                                ["test_fraction"]))
-        catalogue = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path")
+            refinement = refine.refinement_settings(name, block, estimator_block, galaxy)
+            refine.check_round_zero_rows(name, refinement, n - held_out_count(n, estimator_block["test_fraction"]))
+        catalogue = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path",
+                                   missing_value=galaxy.get("missing_value"))
         catalogues[name] = CataloguePlan(name, block, len(catalogue.ids), chunk_count(len(catalogue.ids), block),
                                          refinement)
     return CataloguesPlan(estimators, blocks, catalogues)

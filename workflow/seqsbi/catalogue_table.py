@@ -26,6 +26,8 @@ from seqsbi.simulators.galaxy.catalogue import flux_column
 #: Percentiles in the summary table: column suffix -> percentile.
 PERCENTILES = {"p2_5": 2.5, "p16": 16.0, "median": 50.0, "p84": 84.0, "p97_5": 97.5}
 ERROR_SUFFIX = "_err"
+#: The summary table's ``method`` for a galaxy with a band missing (flag missing_bands): no amortized posterior.
+MISSING_BANDS_METHOD = "none: bands missing (the amortized estimator needs every band); refine fits without them"
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,10 @@ def _read_table(path: Path, key: str):
                           f"file with an id column and a flux and {ERROR_SUFFIX} column per filter") from None
 
 
-def _column_njy(table, column: str, path: str, key: str, ids: np.ndarray) -> np.ndarray:
-    """One column as float nJy (n,), masked entries as NaN; ConfigError naming the first non-number or a
-    unit that does not convert."""
+def _column_njy(table, column: str, path: str, key: str, ids: np.ndarray, convert: bool = True) -> np.ndarray:
+    """One column as float nJy (n,), masked entries as NaN (``convert`` False: in the column's own unit, to
+    compare with galaxy.missing_value); ConfigError naming the first non-number or a unit that does not
+    convert."""
     import astropy.units as u
 
     data = table[column]
@@ -71,7 +74,7 @@ def _column_njy(table, column: str, path: str, key: str, ids: np.ndarray) -> np.
         values = parsed
     values = np.asarray(values, dtype=float)
     unit = data.unit
-    if unit is None or str(unit) == "":
+    if unit is None or str(unit) == "" or not convert:
         return values
     try:
         if isinstance(unit, u.UnrecognizedUnit):
@@ -95,13 +98,17 @@ def _to_float(text: str) -> float:
 
 
 def read_catalogue(path: str | Path, filters: list[str] | tuple[str, ...], id_column: str = "id",
-                   key: str = "catalogue") -> Catalogue:
+                   key: str = "catalogue", missing_value: float | None = None) -> Catalogue:
     """Read and check a catalogue; fluxes and errors per filter in nJy.
+
+    A flux that is empty, masked, NaN or ``missing_value`` (``galaxy.missing_value``, e.g. synference's 99)
+    marks that band missing for that galaxy: its flux and error become NaN (whatever the error column holds).
 
     Raises:
         ConfigError: naming ``key``, the file, and the column and first bad row: no id column, missing
-            flux/error columns for a filter, empty or repeated ids, values that are not numbers, non-finite
-            fluxes, errors that are not positive, units that do not convert to nJy.
+            flux/error columns for a filter, empty or repeated ids, values that are not numbers, infinite
+            fluxes, errors that are not positive and finite where the flux is given, a filter missing in every
+            row, a row with every band missing, units that do not convert to nJy.
     """
     path = Path(path)
     table = _read_table(path, key)
@@ -130,11 +137,28 @@ def read_catalogue(path: str | Path, filters: list[str] | tuple[str, ...], id_co
                           f"of {len(filters)} filters found); name them by the filter code or band (e.g. "
                           f"{missing[0].rsplit('.', 1)[-1]} and {missing[0].rsplit('.', 1)[-1]}{ERROR_SUFFIX}); "
                           f"columns: {columns}")
+    from seqsbi.simulators.galaxy.photometry import missing_mask
+
+    raw = np.stack([_column_njy(table, flux_columns[c], name, key, ids, convert=False) for c in filters], axis=1)
+    missing = missing_mask(raw, missing_value)
     flux = np.stack([_column_njy(table, flux_columns[c], name, key, ids) for c in filters], axis=1)
     error = np.stack([_column_njy(table, flux_columns[c] + ERROR_SUFFIX, name, key, ids) for c in filters], axis=1)
+    marked = "empty, masked or nan" + ("" if missing_value is None else f" or {missing_value:g}")
+    everywhere = np.flatnonzero(missing.all(axis=0))
+    if len(everywhere):
+        code = filters[everywhere[0]]
+        raise ConfigError(f"{key}: {name!r} column {flux_columns[code]!r} ({code}) is missing ({marked}) in every "
+                          f"row; drop {code} from galaxy.filters (and the library), or give its fluxes")
+    empty = np.flatnonzero(missing.all(axis=1))
+    if len(empty):
+        raise ConfigError(f"{key}: {name!r} row {empty[0] + 1} (id {str(ids[empty[0]])!r}) has every band missing "
+                          f"({marked}; {len(empty)} such row(s)); drop it from the catalogue")
+    flux[missing], error[missing] = np.nan, np.nan
     for values, what, bad_mask, fix in (
-        (flux, "flux", ~np.isfinite(flux), "give a finite flux (a measured, possibly negative, value)"),
-        (error, "error", ~(np.isfinite(error) & (error > 0)), "give a positive, finite flux error"),
+        (flux, "flux", ~missing & ~np.isfinite(flux), "give a finite flux (a measured, possibly negative, value), "
+                                                      "or leave it empty to mark the band missing"),
+        (error, "error", ~missing & ~(np.isfinite(error) & (error > 0)),
+         "give a positive, finite flux error where the flux is given"),
     ):
         if bad_mask.any():
             row, band = np.argwhere(bad_mask)[0]

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Flags that can send a galaxy to refinement (``invalid_x``, a non-finite x_o, cannot: there is no x_o).
-REFINE_FLAGS = ("ood", "ppc", "prior_edge")
+REFINE_FLAGS = ("ood", "ppc", "prior_edge", "missing_bands")
 #: Sequential engines a refinement can use (NPE draws every round from the prior: nothing to refine).
 REFINE_ENGINES = ("SNPE", "TSNPE", "SNLE", "SNRE")
 #: refine.run's defaults where they differ from a run's: round 0 (amortized) and two rounds of 5,000 new
@@ -148,8 +148,14 @@ class Refinement:
 
 def galaxy_settings(settings: RunSettings, error_njy: np.ndarray) -> RunSettings:
     """``settings`` whose galaxy simulator uses one galaxy's 1-sigma flux errors (n_filters,) nJy (its
-    ``sigma_njy``: with the configured ``max_snr`` floor, as an observation with errors)."""
-    simulator_settings = {**settings.simulator_settings, "sigma_njy": [float(e) for e in error_njy]}
+    ``sigma_njy``: with the configured ``max_snr`` floor, as an observation with errors) and simulates only
+    its bands (``bands``; NaN errors mark the missing ones), as seqsbi.simulators.galaxy.photometry does for
+    an observation."""
+    present = np.isfinite(error_njy)
+    simulator_settings = {**settings.simulator_settings,
+                          "sigma_njy": [float(e) if ok else None for e, ok in zip(error_njy, present)]}
+    if not present.all():
+        simulator_settings["bands"] = np.flatnonzero(present).tolist()
     return dataclasses.replace(settings, simulator_settings=simulator_settings)
 
 
@@ -162,8 +168,8 @@ def round_zero_x(settings: RunSettings, galaxy: str, flux_njy: np.ndarray) -> np
     configured = settings.simulator_settings
     rng = np.random.default_rng(round_seed(settings.seed, settings.name, galaxy, 0))
     return features_from_flux(flux_njy, rng, len(configured["filters"]), configured["features"],
-                              configured.get("noise"), configured["sigma_njy"],
-                              flux_scale_njy=configured.get("flux_scale_njy"))
+                              configured.get("noise"), configured["sigma_njy"], configured.get("bands"),
+                              configured.get("flux_scale_njy"))
 
 
 def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy: np.ndarray,
@@ -171,11 +177,16 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
                   flux0_njy: np.ndarray) -> Refinement:
     """Rounds 1..rounds-1 of ``settings`` for one galaxy, round 0 being the amortized estimator.
 
+    A galaxy with missing bands (NaN in ``x_o`` and ``error_njy``) is fitted without them: its simulations
+    (round 0's re-noised rows included) have only its bands, and since the amortized estimator needs every
+    band, round 0 trains the engine on those re-noised training rows (still no new simulations) instead of
+    using the amortized posterior.
+
     Args:
         settings: the refinement run (:func:`refinement_settings`).
         galaxy: the galaxy's id (seeds and logs).
-        x_o: (k,) the galaxy's features.
-        error_njy: (n_filters,) its 1-sigma flux errors, nJy.
+        x_o: (k,) the galaxy's features, NaN for a missing band.
+        error_njy: (n_filters,) its 1-sigma flux errors, nJy, NaN for a missing band.
         amortized_posterior: the amortized sbi DirectPosterior (no default x; bounded to the prior).
         amortized_samples: (S, d) its samples at x_o (the catalogue's).
         theta0, flux0_njy: (n, d), (n, n_filters) round 0's rows: the estimator's training theta and noise-free
@@ -188,7 +199,15 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
 
     from seqsbi import engines
     from seqsbi.observations import Observation
-    from seqsbi.rounds import RoundResult, Simulations, propose, seed_everything, simulate_chunk, train_round
+    from seqsbi.rounds import (
+        RoundResult,
+        Simulations,
+        below_upper_bounds,
+        propose,
+        seed_everything,
+        simulate_chunk,
+        train_round,
+    )
     from seqsbi.seeds import round_seed
 
     start = time.perf_counter()
@@ -196,18 +215,28 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
     if len(theta0) != n or len(flux0_njy) != n:
         raise ValueError(f"round 0 needs {n} training rows (simulations_per_round); got {len(theta0)} theta and "
                          f"{len(flux0_njy)} flux rows")
+    theta0 = below_upper_bounds(theta0, settings.prior.high)
     own = galaxy_settings(settings, error_njy)
-    observation = Observation(name=galaxy, x_o=np.asarray(x_o, dtype=float))
+    present = np.isfinite(np.asarray(error_njy, dtype=float))
+    x_o = np.asarray(x_o, dtype=float)[present]
+    observation = Observation(name=galaxy, x_o=x_o)
     x0 = round_zero_x(own, galaxy, flux0_njy)
-    seed_everything(round_seed(own.seed, own.name, galaxy, 0))
-    prior = engines.make_prior(own.prior, own.device)
-    inference = engines.new_inference(own, prior, show_progress_bars=False)
-    engines.append_round(inference, own, theta0, x0, None, 0)  # drawn from the prior: recorded as such
-    posterior = amortized_posterior.set_default_x(torch.as_tensor(x_o, dtype=torch.float32)[None, :])
-    samples = np.asarray(amortized_samples, dtype=float)
-    rounds = [{"round": 0, "source": "amortized estimator", "simulations_this_round": n, "new_simulations": 0,
-               "posterior_mean": samples.mean(axis=0).tolist(), "posterior_std": samples.std(axis=0).tolist()}]
-    previous = RoundResult(0, theta0, x0, inference, None, posterior, samples, [], rounds[0])
+    if not present.all():
+        logger.info("galaxy %s: bands %s missing; round 0 trains on the amortized training rows without them",
+                    galaxy, np.flatnonzero(~present).tolist())
+        previous = train_round(own, observation, 0, None, Simulations(theta0, x0, {}))
+        rounds = [{**previous.summary, "source": "amortized training rows, missing bands dropped", "new_simulations": 0,
+                   "training_simulations": len(previous.inference.get_simulations()[0]), "proposal": "prior"}]
+    else:
+        seed_everything(round_seed(own.seed, own.name, galaxy, 0))
+        prior = engines.make_prior(own.prior, own.device)
+        inference = engines.new_inference(own, prior, show_progress_bars=False)
+        engines.append_round(inference, own, theta0, x0, None, 0)  # drawn from the prior: recorded as such
+        posterior = amortized_posterior.set_default_x(torch.as_tensor(x_o, dtype=torch.float32)[None, :])
+        samples = np.asarray(amortized_samples, dtype=float)
+        rounds = [{"round": 0, "source": "amortized estimator", "simulations_this_round": n, "new_simulations": 0,
+                   "posterior_mean": samples.mean(axis=0).tolist(), "posterior_std": samples.std(axis=0).tolist()}]
+        previous = RoundResult(0, theta0, x0, inference, None, posterior, samples, [], rounds[0])
     for index in range(1, settings.rounds):
         proposal_start = time.perf_counter()
         theta = propose(own, galaxy, index, previous)
@@ -218,9 +247,10 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
                                              "simulate_s": time.perf_counter() - simulate_start})
         previous = train_round(own, observation, index, previous, simulations)
         trained_on = len(previous.inference.get_simulations()[0])  # every round's simulations it holds
+        amortized = index == 1 and present.all()
         rounds.append({**previous.summary, "new_simulations": n, "training_simulations": trained_on,
                        "proposal": engines.ENGINES[own.engine].proposal + (" (amortized estimator at x_o)"
-                                                                           if index == 1 else "")})
+                                                                           if amortized else "")})
         logger.info("galaxy %s round %d: %d epochs, %.1f s; posterior mean %s", galaxy, index,
                     previous.summary["epochs"], sum(previous.summary["timings"].values()),
                     np.round(previous.samples.mean(axis=0), 3).tolist())

@@ -90,9 +90,28 @@ def propose(settings: RunSettings, observation: str, round_index: int,
     if len(reused):
         logger.info("reusing %d of round %d's posterior samples; drawing %d more", len(reused), round_index - 1,
                     n - len(reused))
-    if len(reused) == n:
-        return reused
-    return np.concatenate([reused, engines.draw(source, n - len(reused), settings)], axis=0)
+    theta = reused if len(reused) == n else np.concatenate([reused, engines.draw(source, n - len(reused), settings)])
+    return below_upper_bounds(theta, settings.prior.high)
+
+
+def below_upper_bounds(theta: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """theta (n, d) with every value equal to its parameter's upper bound moved down to the largest float32
+    below it (one float32 step), logged.
+
+    A flow bounded to the prior (a sigmoid in float32) saturates at a bound for a posterior piled against it,
+    and sbi's rejection accepts such draws (the box support is closed) while torch's Uniform gives them zero
+    density (it is half-open: low <= theta < high): SNPE's atomic loss, which evaluates the prior at every
+    theta, would stop with "NaN/Inf present in prior eval". One float32 step is below the precision the
+    networks and simulators work at.
+    """
+    high32 = np.asarray(high, dtype=np.float32)
+    at_bound = np.asarray(theta, dtype=np.float32) >= high32
+    if not at_bound.any():
+        return theta
+    logger.info("%d proposed value(s) at a parameter's upper bound moved one float32 step below it (the prior's "
+                "density is zero exactly there)", int(at_bound.sum()))
+    below = np.nextafter(high32, np.float32(-np.inf)).astype(float)
+    return np.where(at_bound, np.broadcast_to(below, theta.shape), theta)
 
 
 def simulate_chunk(settings: RunSettings, observation: str, round_index: int, theta: np.ndarray,

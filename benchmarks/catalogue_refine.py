@@ -1,0 +1,114 @@
+"""Does refining a flagged catalogue galaxy bring its posterior closer to the exact one? (issue 16, item 6)
+
+Runs after a refined catalogue exists (``snakemake --cores 2 --configfile config/examples/catalogue.yaml``, or a
+config of the same shape). For ``--flagged`` flagged and ``--unflagged`` unflagged normal rows (the mock's
+``injected`` column empty; the first in table order), in one process on one torch thread:
+
+- the exact-likelihood reference posterior of the galaxy (seqsbi.reference, nautilus; the galaxy's own errors,
+  as its refinement simulates them);
+- the amortized posterior (the catalogue's samples) and, per ``--engines`` entry, the refinement of
+  seqsbi.refine.refine_galaxy with ``--rounds`` rounds of ``--simulations`` (round 0 the amortized estimator);
+- C2ST of each against the reference (seqsbi.diagnostics.c2st, sbi's classifier test; 0.5 = indistinguishable),
+  and the wall time of each refinement and reference.
+
+Prints one row per galaxy and engine, then means. Measured numbers only.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/catalogue_refine.py --flagged 5 --unflagged 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "config/examples/catalogue.yaml")
+    parser.add_argument("--catalogue", default="field")
+    parser.add_argument("--flagged", type=int, default=5)
+    parser.add_argument("--unflagged", type=int, default=5)
+    parser.add_argument("--engines", nargs="+", default=["TSNPE"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--simulations", type=int, default=5000)
+    parser.add_argument("--max-epochs", type=int, default=None, help="training.max_num_epochs (default: the run's)")
+    parser.add_argument("--skip-rows", type=int, nargs="*", default=[], help="table rows to leave out")
+    args = parser.parse_args()
+
+    import h5py
+    import torch
+    import yaml
+    from astropy.table import Table
+
+    from seqsbi import artifacts, engines, refine
+    from seqsbi.catalogue_table import catalogue_features, read_catalogue
+    from seqsbi.config import validate_config
+    from seqsbi.diagnostics import c2st
+    from seqsbi.reference import reference_posterior
+
+    torch.set_num_threads(1)
+    config = validate_config(yaml.safe_load(args.config.read_text()))
+    block = config["catalogues"][args.catalogue]
+    estimator_block = config["amortized"][block["estimator"]]
+    galaxy = config["galaxy"]
+    results = ROOT / "results/catalogues" / args.catalogue
+    amortized_dir = ROOT / "results/amortized" / block["estimator"]
+    table = Table.read(results / "summary.fits")
+    mock = Table.read(ROOT / block["path"], format="ascii.csv")
+    normal = np.asarray(mock["injected"].filled("") if hasattr(mock["injected"], "filled") else mock["injected"]
+                        ).astype(str) == ""
+    flagged = np.asarray(table["flags"]).astype(str) != ""
+    usable = normal & np.isin(np.arange(len(table)), args.skip_rows, invert=True)
+    rows = np.concatenate([np.flatnonzero(usable & flagged)[:args.flagged],
+                           np.flatnonzero(usable & ~flagged)[:args.unflagged]])
+    catalogue = read_catalogue(ROOT / block["path"], galaxy["filters"], block["id_column"],
+                               missing_value=galaxy.get("missing_value"))
+    x = catalogue_features(catalogue, galaxy)
+    training = artifacts.read_npz(amortized_dir / "training_set.npz", required=("theta", "flux"))
+    posterior = engines.load(amortized_dir / "posterior.pt")
+    with h5py.File(results / "samples.hdf5") as hf:
+        amortized_samples = hf["samples"][np.sort(rows)]
+    amortized_samples = dict(zip(np.sort(rows).tolist(), amortized_samples))
+
+    print("row | id | flags | engine | C2ST amortized | C2ST refined | refine s | reference s")
+    summary: dict[str, list] = {}
+    for row in rows.tolist():
+        galaxy_id = str(catalogue.ids[row])
+        base = {**block, "refine": {**(block["refine"] or {}), "run": {
+            "engine": args.engines[0], "rounds": args.rounds, "simulations_per_round": args.simulations,
+            **({"training": {"max_num_epochs": args.max_epochs}} if args.max_epochs else {})}}}
+        settings = refine.refinement_settings(args.catalogue, base, estimator_block, galaxy)
+        start = time.perf_counter()
+        reference = reference_posterior(refine.galaxy_settings(settings, catalogue.error_njy[row]), x[row],
+                                        seed=row).samples
+        reference_s = time.perf_counter() - start
+        amortized_c2st = c2st(amortized_samples[row], reference)
+        for engine in args.engines:
+            settings_e = dataclasses.replace(settings, engine=engines.engine_named(engine).name)
+            n = settings_e.simulations_per_round
+            result = refine.refine_galaxy(settings_e, galaxy_id, x[row], catalogue.error_njy[row], posterior,
+                                          amortized_samples[row], training["theta"][:n], training["flux"][:n])
+            refined_c2st = c2st(result.samples, reference)
+            summary.setdefault(engine, []).append((bool(flagged[row]), amortized_c2st, refined_c2st, result.seconds))
+            print(f"{row} | {galaxy_id} | {table['flags'][row] or '-'} | {engine} | {amortized_c2st:.3f} | "
+                  f"{refined_c2st:.3f} | {result.seconds:.1f} | {reference_s:.1f}", flush=True)
+    for engine, values in summary.items():
+        for label, keep in (("flagged", True), ("unflagged", False)):
+            chosen = [v for v in values if v[0] == keep]
+            if chosen:
+                a, r, s = (np.mean([v[i] for v in chosen]) for i in (1, 2, 3))
+                better = sum(v[2] <= v[1] for v in chosen)
+                print(f"{engine} {label} ({len(chosen)}): mean C2ST amortized {a:.3f}, refined {r:.3f}; refined <= "
+                      f"amortized in {better}/{len(chosen)}; mean refine time {s:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
