@@ -9,7 +9,8 @@ config of the same shape). For ``--flagged`` flagged and ``--unflagged`` unflagg
 - the amortized posterior (the catalogue's samples) and, per ``--engines`` entry, the refinement of
   seqsbi.refine.refine_galaxy with ``--rounds`` rounds of ``--simulations`` (round 0 the amortized estimator);
 - C2ST of each against the reference (seqsbi.diagnostics.c2st, sbi's classifier test; 0.5 = indistinguishable),
-  and the wall time of each refinement and reference.
+  and the wall time of each refinement and reference (``--no-reference``: the refinements' times only;
+  ``--live-points``, ``--effective-samples``: cheaper references than the engine's defaults).
 
 Prints one row per galaxy and engine, then means. Measured numbers only.
 
@@ -41,7 +42,14 @@ def main() -> None:
     parser.add_argument("--simulations", type=int, default=5000)
     parser.add_argument("--max-epochs", type=int, default=None, help="training.max_num_epochs (default: the run's)")
     parser.add_argument("--skip-rows", type=int, nargs="*", default=[], help="table rows to leave out")
+    parser.add_argument("--no-reference", action="store_true", help="time the refinements only (no C2ST)")
+    parser.add_argument("--live-points", type=int, default=None, help="nested_sampling.live_points")
+    parser.add_argument("--effective-samples", type=int, default=None,
+                        help="nested_sampling.effective_samples (min_ess: half of it)")
     args = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
 
     import h5py
     import torch
@@ -86,17 +94,22 @@ def main() -> None:
             "engine": args.engines[0], "rounds": args.rounds, "simulations_per_round": args.simulations,
             **({"training": {"max_num_epochs": args.max_epochs}} if args.max_epochs else {})}}}
         settings = refine.refinement_settings(args.catalogue, base, estimator_block, galaxy)
+        sampler = {**settings.nested_sampling,
+                   **({"live_points": args.live_points} if args.live_points else {}),
+                   **({"effective_samples": args.effective_samples, "min_ess": args.effective_samples // 2}
+                      if args.effective_samples else {})}
+        settings = dataclasses.replace(settings, nested_sampling=sampler)
         start = time.perf_counter()
-        reference = reference_posterior(refine.galaxy_settings(settings, catalogue.error_njy[row]), x[row],
-                                        seed=row).samples
+        reference = None if args.no_reference else reference_posterior(
+            refine.galaxy_settings(settings, catalogue.error_njy[row]), x[row], seed=row).samples
         reference_s = time.perf_counter() - start
-        amortized_c2st = c2st(amortized_samples[row], reference)
+        amortized_c2st = np.nan if reference is None else c2st(amortized_samples[row], reference)
         for engine in args.engines:
             settings_e = dataclasses.replace(settings, engine=engines.engine_named(engine).name)
             n = settings_e.simulations_per_round
             result = refine.refine_galaxy(settings_e, galaxy_id, x[row], catalogue.error_njy[row], posterior,
                                           amortized_samples[row], training["theta"][:n], training["flux"][:n])
-            refined_c2st = c2st(result.samples, reference)
+            refined_c2st = np.nan if reference is None else c2st(result.samples, reference)
             summary.setdefault(engine, []).append((bool(flagged[row]), amortized_c2st, refined_c2st, result.seconds))
             print(f"{row} | {galaxy_id} | {table['flags'][row] or '-'} | {engine} | {amortized_c2st:.3f} | "
                   f"{refined_c2st:.3f} | {result.seconds:.1f} | {reference_s:.1f}", flush=True)

@@ -235,7 +235,10 @@ def test_refinement_settings_name_the_key(run, match):
     block["refine"]["run"] = {"engine": "TSNPE"}
     settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
     assert (settings.engine, settings.rounds, settings.simulations_per_round, settings.posterior_samples) == (
-        "TSNPE", 3, 5000, 100)
+        "TSNPE", 3, 5000, 100) and settings.training["max_num_epochs"] == 100
+    block["refine"]["run"] = {"training": {"learning_rate": 0.002}}  # training keys merge with the defaults
+    settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
+    assert (settings.training["learning_rate"], settings.training["max_num_epochs"]) == (0.002, 100)
     with pytest.raises(ConfigError, match=r"simulations_per_round: 5000 but round 0 reuses the amortized "
                                           r"estimator's training rows and it has only 480"):
         refine.check_round_zero_rows("field", settings, 480)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqsbi.errors import ConfigError
+from seqsbi.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
     from seqsbi.config import RunSettings
@@ -41,8 +41,11 @@ REFINE_FLAGS = ("ood", "ppc", "prior_edge", "missing_bands")
 #: Sequential engines a refinement can use (NPE draws every round from the prior: nothing to refine).
 REFINE_ENGINES = ("SNPE", "TSNPE", "SNLE", "SNRE")
 #: refine.run's defaults where they differ from a run's: round 0 (amortized) and two rounds of 5,000 new
-#: simulations (the catalogue issue's budget: at most 2 x 5,000 new simulations a galaxy).
-RUN_DEFAULTS = {"engine": "SNPE", "rounds": 3, "simulations_per_round": 5000}
+#: simulations (the catalogue issue's budget: at most 2 x 5,000 new simulations a galaxy), TSNPE with at most
+#: 100 epochs a round. Measured on one flagged galaxy of the example catalogue (2 cores shared with other work,
+#: benchmarks/README.md "Refinement"): TSNPE without a cap trained round 1 for 355 epochs (294 s) and the
+#: galaxy took 366 s; SNPE's atomic loss had not finished round 1's training after 4.5 min.
+RUN_DEFAULTS = {"engine": "TSNPE", "rounds": 3, "simulations_per_round": 5000, "training": {"max_num_epochs": 100}}
 #: Keys refine.run may not set: the simulator and prior are the estimator's, the galaxies the flagged rows,
 #: the sample count the catalogue's; a batch job simulates in process.
 FIXED_KEYS = ("simulator", "simulator_settings", "prior", "observations", "posterior_samples", "reference",
@@ -73,7 +76,8 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
                           f"estimator's simulator and prior and draws the catalogue's posterior_samples in one job "
                           f"per batch of galaxies; drop {'them' if len(fixed) > 1 else 'it'}")
     name = run_name(catalogue)
-    run = {**RUN_DEFAULTS, **given, "simulator": estimator_block["simulator"],
+    run = {**RUN_DEFAULTS, **given, "training": {**RUN_DEFAULTS["training"], **given.get("training", {})},
+           "simulator": estimator_block["simulator"],
            "simulator_settings": copy.deepcopy(estimator_block["simulator_settings"]),
            "prior": copy.deepcopy(estimator_block["prior"]), "posterior_samples": block["posterior_samples"]}
     try:
@@ -286,7 +290,6 @@ def merge_refinements(table_path: str, samples_path: str, batch_paths: list[str]
 
     from seqsbi import artifacts
     from seqsbi.catalogue_table import PERCENTILES, summary_table, write_samples_in_parts, write_table
-    from seqsbi.errors import ArtifactError
 
     table = Table.read(table_path, format="fits")
     flags = np.asarray(table["flags"]).astype(str)
