@@ -462,8 +462,26 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
         **example["catalogues"]["field"], "path": str(ROOT / example["catalogues"]["field"]["path"]),
         "posterior_samples": 50, "refine": {**example["catalogues"]["field"]["refine"], "max_galaxies": 2,
                                             "run": {**example["catalogues"]["field"]["refine"]["run"], **tiny}}}
+    # A run whose round 0 is the amortized estimator at library row 3 (runs.<run>.round0_amortized).
+    (workdir / "observations.tsv").write_text("observation\tx_o\tlibrary_index\nrow3\t\t3\n")
+    config["runs"] = {"warm": {"simulator": "galaxy", "prior": {"from_library": True}, "engine": "SNLE", "rounds": 2,
+                               "simulations_per_round": 100, "posterior_samples": 50, "round0_amortized": "galaxy_npe",
+                               **{k: v for k, v in tiny.items() if k != "simulations_per_round" and k != "rounds"}}}
+    bad = {**config, "runs": {"warm": {**config["runs"]["warm"], "engine": "NPE"}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(bad))
+    refused = snakemake(workdir, "-n", check=False)
+    assert "runs.warm.round0_amortized: engine 'NPE' cannot continue" in refused.stdout + refused.stderr
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "--cores", "2")
+    warm = workdir / "results/runs/warm/row3"
+    round0 = json.loads((warm / "round_0/round.json").read_text())
+    assert round0["source"] == "amortized estimator" and round0["new_simulations"] == 0 and round0["epochs"] == 0
+    np.testing.assert_array_equal(np.load(warm / "round_0/simulations.npz")["theta"], np.load(
+        workdir / "results/amortized/galaxy_npe/training_set.npz")["theta"][:100])
+    assert json.loads((warm / "round_1/round.json").read_text())["simulations_this_round"] == 100
+    assert (warm / "pairplot.png").exists() and (warm / "training_curves.png").exists()
+    assert "round 0 from amortized estimator galaxy_npe: 100 of its training rows, no simulations" in (
+        workdir / "results/logs/train_round/warm/row3/round_0.log").read_text()
     assert example["galaxy"] == yaml.safe_load((ROOT / "config/config.yaml").read_text())["galaxy"]
     assert set(example["amortized"]["galaxy_npe"]) <= set(config["amortized"]["galaxy_npe"])
     mock = Table.read(ROOT / example["catalogues"]["field"]["path"], format="ascii.csv")

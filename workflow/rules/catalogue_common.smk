@@ -2,10 +2,11 @@
 # checked at parse time (every catalogue read and checked in full). Included before rule all, which takes
 # catalogue_targets(); a config without those blocks adds no jobs.
 from seqsbi.amortized import AMORTIZED_FILES
-from seqsbi.catalogue_config import AMORTIZED_DIR, CATALOGUE_DIR, plan_catalogues
+from seqsbi.catalogue_config import AMORTIZED_DIR, CATALOGUE_DIR, check_amortized_round_zero, plan_catalogues
 
 try:
     CATALOGUES = plan_catalogues(PLAN.config)
+    check_amortized_round_zero(PLAN, CATALOGUES)
 except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
 
@@ -105,7 +106,12 @@ def catalogue_chunks(wildcards):
 
 def refine_inputs(wildcards):
     """A refinement's round 0: the amortized posterior (its proposal) and training set (its simulations)."""
-    directory = AMORTIZED_DIR.format(estimator=CATALOGUES.catalogues[wildcards.catalogue].block["estimator"])
+    return amortized_round_zero_files(CATALOGUES.catalogues[wildcards.catalogue].block["estimator"])
+
+
+def amortized_round_zero_files(estimator):
+    """What a round 0 from amortized estimator ``estimator`` reads: its posterior and training set."""
+    directory = AMORTIZED_DIR.format(estimator=estimator)
     return {key: f"{directory}/{AMORTIZED_FILES[key]}" for key in ("posterior", "training_set")}
 
 

@@ -151,13 +151,28 @@ def train_round_inputs(wildcards):
         **galaxy_inputs(wildcards),
         **simulator_inputs(wildcards),
         **scattered_simulations(wildcards),
+        **amortized_round_zero_inputs(wildcards),
     }
 
 
+def round_zero_estimator(wildcards):
+    """The amortized estimator round 0 of this run starts from (runs.<run>.round0_amortized), else None."""
+    if int(wildcards.round) != 0:
+        return None
+    return PLAN.config["runs"][wildcards.run].get("round0_amortized")
+
+
+def amortized_round_zero_inputs(wildcards):
+    """Round 0 from an amortized estimator: its posterior and training set (amortized_round_zero_files)."""
+    estimator = round_zero_estimator(wildcards)
+    return {} if estimator is None else amortized_round_zero_files(estimator)
+
+
 def scattered_simulations(wildcards):
-    """A scattered round's proposal and chunk files; nothing when the round simulates itself."""
+    """A scattered round's proposal and chunk files; nothing when the round simulates itself or is an
+    amortized estimator's round 0 (no simulations)."""
     chunks = PLAN.runs[wildcards.run].simulation_chunks
-    if chunks == 1:
+    if chunks == 1 or round_zero_estimator(wildcards) is not None:
         return {}
     round_dir = ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, round=wildcards.round)
     return {
@@ -172,7 +187,10 @@ def previous_round(wildcards):
     if round_index == 0:
         return {}
     previous = ROUND_DIR.format(run=wildcards.run, obs=wildcards.obs, round=round_index - 1)
-    return {key: f"{previous}/{ROUND_FILES[key]}" for key in ("inference", "posterior", "samples")}
+    files = {key: f"{previous}/{ROUND_FILES[key]}" for key in ("inference", "posterior", "samples")}
+    if round_index == 1 and PLAN.config["runs"][wildcards.run].get("round0_amortized"):
+        files["round0_simulations"] = f"{previous}/{ROUND_FILES['simulations']}"  # its trainer is rebuilt
+    return files
 
 
 def reference_file(run, obs, key):

@@ -31,6 +31,12 @@ with log_to_file(snakemake.log[0]) as logger:
         # Chunk jobs already proposed (from round k-1's samples): this job needs no samples then.
         previous = read_previous_round(snakemake.input.inference, snakemake.input.posterior, settings,
                                        None if chunked else snakemake.input.samples)
+        if "round0_simulations" in snakemake.input.keys():  # round 0 was an amortized estimator's: no network yet
+            from seqsbi import artifacts
+            from seqsbi.refine import round_zero_trainer
+
+            round0 = artifacts.read_npz(snakemake.input.round0_simulations, required=("theta", "x"))
+            previous.inference = round_zero_trainer(settings, round0["theta"], round0["x"])
     logger.info("run %s, observation %s, round %d (engine %s, %d torch thread(s))", settings.name,
                 observation.name, round_index, settings.engine, torch.get_num_threads())
     simulations = None
@@ -38,6 +44,17 @@ with log_to_file(snakemake.log[0]) as logger:
         simulations = gather_chunks(snakemake.input.proposal, list(snakemake.input.chunks))
         logger.info("gathered %d simulations from %d chunk job(s)", simulations.theta.shape[0],
                     len(snakemake.input.chunks))
-    result = train_round(settings, observation, round_index, previous, simulations)
+    if round_index == 0 and "training_set" in snakemake.input.keys():  # runs.<run>.round0_amortized
+        from seqsbi import artifacts, engines
+        from seqsbi.refine import amortized_round_zero
+
+        training = artifacts.read_npz(snakemake.input.training_set, required=("theta", "flux"))
+        n = settings.simulations_per_round
+        logger.info("round 0 from amortized estimator %s: %d of its training rows, no simulations",
+                    snakemake.params.run["round0_amortized"], n)
+        result = amortized_round_zero(settings, observation, engines.load(snakemake.input.posterior),
+                                      training["theta"][:n], training["flux"][:n])
+    else:
+        result = train_round(settings, observation, round_index, previous, simulations)
     write_round(result, settings, dict(snakemake.output.items()))
     logger.info("round %d done: %s", round_index, result.summary["timings"])

@@ -144,3 +144,53 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
         catalogues[name] = CataloguePlan(name, block, len(catalogue.ids), chunk_count(len(catalogue.ids), block),
                                          refinement)
     return CataloguesPlan(estimators, blocks, catalogues)
+
+
+def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
+    """Runs with ``round0_amortized``: the estimator exists and fits the run at every observation.
+
+    Raises:
+        ConfigError: naming ``runs.<run>.round0_amortized``: an estimator not under amortized, an engine that
+            cannot continue from it (seqsbi.refine.REFINE_ENGINES), another simulator, filters or features, a
+            prior (the observation's own, where it has prior columns) other than the estimator's, or more
+            simulations_per_round than the estimator has training rows.
+    """
+    from seqsbi import refine
+    from seqsbi.simulators.galaxy import config as galaxy_config
+
+    for name, run in plan.config["runs"].items():
+        estimator = run.get("round0_amortized")
+        if estimator is None:
+            continue
+        key = f"runs.{name}.round0_amortized"
+        if estimator not in catalogues.estimators:
+            raise ConfigError(f"{key}: {estimator!r} is not under amortized; defined: "
+                              f"{', '.join(catalogues.estimators) or 'none'}")
+        settings, trained = plan.runs[name], catalogues.estimators[estimator]
+        if settings.engine not in refine.REFINE_ENGINES:
+            raise ConfigError(f"{key}: engine {settings.engine!r} cannot continue from an amortized round 0 (rounds "
+                              f"1 onwards draw from a proposal built at x_o); use one of "
+                              f"{', '.join(refine.REFINE_ENGINES)}")
+        if settings.simulator_name != "galaxy" or trained.simulator_name != "galaxy":
+            raise ConfigError(f"{key}: round 0 re-noises the estimator's galaxy fluxes; run and estimator need "
+                              f"simulator: galaxy (run: {settings.simulator_name!r}, estimator: "
+                              f"{trained.simulator_name!r})")
+        for part in ("filters", "features"):
+            if settings.simulator_settings[part] != trained.simulator_settings[part]:
+                raise ConfigError(f"{key}: the run's {part} {settings.simulator_settings[part]} differ from estimator "
+                                  f"{estimator!r}'s {trained.simulator_settings[part]}")
+        n = trained.simulations_per_round if catalogues.estimator_blocks[estimator]["source"] == "simulate" else \
+            galaxy_config.library_size(plan.config["galaxy"])
+        rows = n - held_out_count(n, catalogues.estimator_blocks[estimator]["test_fraction"])
+        if settings.simulations_per_round > rows:
+            raise ConfigError(f"{key}: simulations_per_round {settings.simulations_per_round} but round 0 reuses "
+                              f"estimator {estimator!r}'s training rows and it has {rows}; lower "
+                              f"runs.{name}.simulations_per_round or raise amortized.{estimator}.simulations")
+        for obs in settings.observation_names:
+            prior = plan.settings(name, obs).prior
+            if (prior.names, prior.low.tolist(), prior.high.tolist(), prior.is_box) != (
+                    trained.prior.names, trained.prior.low.tolist(), trained.prior.high.tolist(), trained.prior.is_box):
+                raise ConfigError(f"{key}: at observation {obs!r} the run's prior ({prior.describe()[0]} ...) is not "
+                                  f"estimator {estimator!r}'s ({trained.prior.describe()[0]} ...): the amortized "
+                                  f"posterior is over its own prior; give the run the estimator's prior (same "
+                                  f"parameters, ranges, uniform) or drop round0_amortized")

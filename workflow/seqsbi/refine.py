@@ -164,16 +164,87 @@ def galaxy_settings(settings: RunSettings, error_njy: np.ndarray) -> RunSettings
 
 
 def round_zero_x(settings: RunSettings, galaxy: str, flux_njy: np.ndarray) -> np.ndarray:
-    """x (n, k) of round 0: the amortized training rows' noise-free fluxes (n, n_filters) nJy with the galaxy's
-    own noise and the configured features (``settings`` from :func:`galaxy_settings`), seeded per galaxy."""
+    """x (n, k) of round 0: the amortized training rows' noise-free fluxes (n, n_filters) nJy with the
+    observation's noise (its ``sigma_njy`` and ``bands`` in ``settings``, else the configured depth) and the
+    configured features, seeded per (run, observation)."""
     from seqsbi.seeds import round_seed
     from seqsbi.simulators.galaxy.simulator import features_from_flux
 
     configured = settings.simulator_settings
     rng = np.random.default_rng(round_seed(settings.seed, settings.name, galaxy, 0))
     return features_from_flux(flux_njy, rng, len(configured["filters"]), configured["features"],
-                              configured.get("noise"), configured["sigma_njy"], configured.get("bands"),
+                              configured.get("noise"), configured.get("sigma_njy"), configured.get("bands"),
                               configured.get("flux_scale_njy"))
+
+
+#: Round 0's ``source`` in its summary: the amortized estimator, or (bands missing) its training rows trained on.
+AMORTIZED_SOURCE = "amortized estimator"
+TRAINED_SOURCE = "amortized training rows, missing bands dropped"
+
+
+def amortized_round_zero(settings: RunSettings, observation: Any, amortized_posterior: Any, theta0: np.ndarray,
+                         flux0_njy: np.ndarray, samples: np.ndarray | None = None) -> Any:
+    """Round 0 of a sequential fit at ``observation`` from an amortized estimator, with no new simulations.
+
+    Its simulations are the estimator's training rows ``theta0`` (n, d) and their noise-free fluxes ``flux0_njy``
+    (n, n_filters) nJy (n = simulations_per_round) with the observation's noise and features (``settings``'
+    simulator settings: its own ``sigma_njy`` and ``bands``, or the configured depth), recorded as drawn from the
+    prior. Its posterior is the amortized estimator at x_o, its samples ``samples`` (S, d) when given, else
+    ``posterior_samples`` drawn from it. An observation without every band (``bands`` set) cannot use the
+    amortized estimator (it conditions on every band): round 0 then trains the engine on those rows instead.
+
+    Returns:
+        seqsbi.rounds.RoundResult of round 0 (its trainer holds the round-0 rows, untrained unless bands are
+        missing); its summary says which (``source``).
+
+    Raises:
+        ValueError: round-0 rows that are not simulations_per_round.
+    """
+    import torch
+
+    from seqsbi import engines
+    from seqsbi.rounds import RoundResult, Simulations, below_upper_bounds, seed_everything, train_round
+    from seqsbi.seeds import round_seed
+
+    n = settings.simulations_per_round
+    if len(theta0) != n or len(flux0_njy) != n:
+        raise ValueError(f"round 0 needs {n} training rows (simulations_per_round); got {len(theta0)} theta and "
+                         f"{len(flux0_njy)} flux rows")
+    theta0 = below_upper_bounds(theta0, settings.prior.high)
+    x0 = round_zero_x(settings, observation.name, flux0_njy)
+    bands = settings.simulator_settings.get("bands")
+    if bands is not None and len(bands) < len(settings.simulator_settings["filters"]):
+        logger.info("%s: bands %s only; round 0 trains on the amortized training rows without the others",
+                    observation.name, bands)
+        result = train_round(settings, observation, 0, None, Simulations(theta0, x0, {}))
+        result.summary.update(source=TRAINED_SOURCE, new_simulations=0, proposal="prior",
+                              training_simulations=len(result.inference.get_simulations()[0]))
+        return result
+    seed_everything(round_seed(settings.seed, settings.name, observation.name, 0))
+    inference = round_zero_trainer(settings, theta0, x0)
+    posterior = amortized_posterior.set_default_x(torch.as_tensor(observation.x_o, dtype=torch.float32)[None, :])
+    start = time.perf_counter()
+    samples = engines.draw(posterior, settings.posterior_samples, settings) if samples is None else np.asarray(
+        samples, dtype=float)
+    summary = {"run": settings.name, "observation": observation.name, "round": 0, "engine": settings.engine,
+               "source": AMORTIZED_SOURCE, "simulations_this_round": n, "simulations_total": n, "new_simulations": 0,
+               "epochs": 0, "posterior_mean": samples.mean(axis=0).tolist(),
+               "posterior_std": samples.std(axis=0).tolist(), "timings": {"sample_s": time.perf_counter() - start}}
+    # The network behind round 0 is the amortized one (estimator.pt of a run's round 0 holds it).
+    return RoundResult(0, theta0, x0, inference, posterior.posterior_estimator, posterior, samples, [], summary)
+
+
+def round_zero_trainer(settings: RunSettings, theta0: np.ndarray, x0: np.ndarray) -> Any:
+    """A new sbi trainer of ``settings``' engine holding round 0's simulations (theta0 (n, d), x0 (n, k)),
+    recorded as drawn from the prior, with no network yet: round 1's training builds it. A run's round 1 makes
+    it again from round 0's simulations.npz (a trainer saved before its network exists cannot build one
+    after loading: sbi does not pickle the network builder)."""
+    from seqsbi import engines
+
+    inference = engines.new_inference(settings, engines.make_prior(settings.prior, settings.device),
+                                      show_progress_bars=False)
+    engines.append_round(inference, settings, theta0, x0, None, 0)
+    return inference
 
 
 def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy: np.ndarray,
@@ -199,48 +270,18 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
     Raises:
         ValueError: round-0 rows that are not simulations_per_round, or shapes that do not match.
     """
-    import torch
-
     from seqsbi import engines
     from seqsbi.observations import Observation
-    from seqsbi.rounds import (
-        RoundResult,
-        Simulations,
-        below_upper_bounds,
-        propose,
-        seed_everything,
-        simulate_chunk,
-        train_round,
-    )
-    from seqsbi.seeds import round_seed
+    from seqsbi.rounds import Simulations, propose, simulate_chunk, train_round
 
     start = time.perf_counter()
-    n = settings.simulations_per_round
-    if len(theta0) != n or len(flux0_njy) != n:
-        raise ValueError(f"round 0 needs {n} training rows (simulations_per_round); got {len(theta0)} theta and "
-                         f"{len(flux0_njy)} flux rows")
-    theta0 = below_upper_bounds(theta0, settings.prior.high)
     own = galaxy_settings(settings, error_njy)
     present = np.isfinite(np.asarray(error_njy, dtype=float))
-    x_o = np.asarray(x_o, dtype=float)[present]
-    observation = Observation(name=galaxy, x_o=x_o)
-    x0 = round_zero_x(own, galaxy, flux0_njy)
-    if not present.all():
-        logger.info("galaxy %s: bands %s missing; round 0 trains on the amortized training rows without them",
-                    galaxy, np.flatnonzero(~present).tolist())
-        previous = train_round(own, observation, 0, None, Simulations(theta0, x0, {}))
-        rounds = [{**previous.summary, "source": "amortized training rows, missing bands dropped", "new_simulations": 0,
-                   "training_simulations": len(previous.inference.get_simulations()[0]), "proposal": "prior"}]
-    else:
-        seed_everything(round_seed(own.seed, own.name, galaxy, 0))
-        prior = engines.make_prior(own.prior, own.device)
-        inference = engines.new_inference(own, prior, show_progress_bars=False)
-        engines.append_round(inference, own, theta0, x0, None, 0)  # drawn from the prior: recorded as such
-        posterior = amortized_posterior.set_default_x(torch.as_tensor(x_o, dtype=torch.float32)[None, :])
-        samples = np.asarray(amortized_samples, dtype=float)
-        rounds = [{"round": 0, "source": "amortized estimator", "simulations_this_round": n, "new_simulations": 0,
-                   "posterior_mean": samples.mean(axis=0).tolist(), "posterior_std": samples.std(axis=0).tolist()}]
-        previous = RoundResult(0, theta0, x0, inference, None, posterior, samples, [], rounds[0])
+    observation = Observation(name=galaxy, x_o=np.asarray(x_o, dtype=float)[present])
+    previous = amortized_round_zero(own, observation, amortized_posterior, theta0, flux0_njy,
+                                    amortized_samples if present.all() else None)
+    rounds = [previous.summary]
+    n = settings.simulations_per_round
     for index in range(1, settings.rounds):
         proposal_start = time.perf_counter()
         theta = propose(own, galaxy, index, previous)
@@ -251,7 +292,7 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
                                              "simulate_s": time.perf_counter() - simulate_start})
         previous = train_round(own, observation, index, previous, simulations)
         trained_on = len(previous.inference.get_simulations()[0])  # every round's simulations it holds
-        amortized = index == 1 and present.all()
+        amortized = index == 1 and rounds[0]["source"] == AMORTIZED_SOURCE
         rounds.append({**previous.summary, "new_simulations": n, "training_simulations": trained_on,
                        "proposal": engines.ENGINES[own.engine].proposal + (" (amortized estimator at x_o)"
                                                                            if amortized else "")})
