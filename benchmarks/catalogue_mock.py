@@ -19,6 +19,10 @@ appends ``--injected`` rows that no model in the prior can produce, in four kind
 It writes a CSV readable as a catalogue (``id``, per filter ``<band>`` and ``<band>_err`` in nJy) with the
 truth (``true_<parameter>``) and ``injected`` (the kind, empty for normal rows) beside.
 
+``calibration``: SBC and TARP (sbi.diagnostics) on the estimator's held-out split, with sbi's plots.
+
+``throughput``: galaxies/s of the batched sampling and of a one-galaxy-at-a-time loop, same estimator.
+
 ``evaluate``: reads a finished catalogue's summary table and samples (``results/catalogues/<name>``) with the
 mock's truth, and prints per parameter the 68%/95% coverage of normal rows, R^2, bias, outlier fraction
 (|median - truth| > 3 x the 16-84 half width), the flag recall on injected rows, the false-flag rate on normal
@@ -136,6 +140,69 @@ def evaluate(mock_path: Path, results: Path) -> None:
             print(f"refined rows: {int(np.sum(table['refined']))}")
 
 
+def throughput(mock_path: Path, estimator_dir: Path, config_path: Path, galaxies: int, loop_galaxies: int) -> None:
+    """Galaxies/s at 1,000 samples each on one torch thread: seqsbi's batched sampling of ``galaxies`` catalogue
+    rows against a one-galaxy-at-a-time loop (``posterior.sample`` per row) over ``loop_galaxies`` of them, with
+    the same trained estimator, in this process."""
+    import time
+
+    import torch
+
+    from seqsbi import engines
+    from seqsbi.amortized import sample_batched, sample_loop
+    from seqsbi.catalogue_table import catalogue_features, read_catalogue
+
+    torch.set_num_threads(1)
+    _, galaxy = _galaxy_settings(config_path)
+    catalogue = read_catalogue(mock_path, galaxy["filters"])
+    x = catalogue_features(catalogue, galaxy)[:galaxies]
+    estimator = engines.load(estimator_dir / "estimator.pt")
+    posterior = engines.load(estimator_dir / "posterior.pt")
+    start = time.perf_counter()
+    sample_batched(estimator, x, 1000, seed=1)
+    batched = len(x) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    sample_loop(posterior, x[:loop_galaxies], 1000)
+    loop = loop_galaxies / (time.perf_counter() - start)
+    print(f"batched: {len(x)} galaxies, {batched:.1f} galaxies/s; loop: {loop_galaxies} galaxies, {loop:.1f} "
+          f"galaxies/s; ratio {batched / loop:.2f}")
+
+
+def calibration(estimator_dir: Path, out: Path, rows: int, samples: int) -> None:
+    """SBC and TARP (sbi.diagnostics.run_sbc / run_tarp, with sbi's checks and plots) of an amortized estimator
+    on the first ``rows`` of its held-out split, ``samples`` posterior samples each; plots to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+    from sbi.analysis import plot_tarp, sbc_rank_plot
+    from sbi.diagnostics import check_sbc, check_tarp, run_sbc, run_tarp
+
+    from seqsbi import artifacts, engines
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    held_out = artifacts.read_npz(estimator_dir / "held_out.npz", required=("theta", "x", "parameter_names"))
+    names = [str(n) for n in held_out["parameter_names"]]
+    theta = torch.as_tensor(held_out["theta"][:rows], dtype=torch.float32)
+    x = torch.as_tensor(held_out["x"][:rows], dtype=torch.float32)
+    posterior = engines.load(estimator_dir / "posterior.pt")
+    out.mkdir(parents=True, exist_ok=True)
+    ranks, dap = run_sbc(theta, x, posterior, num_posterior_samples=samples, show_progress_bar=False)
+    checks = check_sbc(ranks, theta, dap, num_posterior_samples=samples)
+    print("SBC per parameter: KS p-value of uniform ranks, C2ST of data-averaged posterior vs prior (0.5 ideal)")
+    for j, name in enumerate(names):
+        print(f"  {name}: KS p {float(checks['ks_pvals'][j]):.3f}, C2ST {float(checks['c2st_dap'][j]):.3f}")
+    fig, _ = sbc_rank_plot(ranks, samples, plot_type="cdf", parameter_labels=names)
+    fig.savefig(out / "sbc_ranks.png", dpi=120)
+    ecp, alpha = run_tarp(theta, x, posterior, num_posterior_samples=samples, show_progress_bar=False)
+    atc, ks_p = check_tarp(ecp, alpha)
+    print(f"TARP: area to curve {atc:.4f} (0 ideal), KS p {ks_p:.3f}")
+    fig, _ = plot_tarp(ecp, alpha, title=f"TARP, {rows} held-out simulations")
+    fig.savefig(out / "tarp.png", dpi=120)
+    print(f"plots: {out / 'sbc_ranks.png'}, {out / 'tarp.png'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,8 +216,23 @@ def main() -> None:
     ev = sub.add_parser("evaluate", help="score a finished catalogue against the mock's truth")
     ev.add_argument("mock", type=Path)
     ev.add_argument("results", type=Path, help="results/catalogues/<name>")
+    tp = sub.add_parser("throughput", help="batched vs per-galaxy loop sampling, galaxies/s on one thread")
+    tp.add_argument("mock", type=Path)
+    tp.add_argument("estimator", type=Path, help="results/amortized/<name>")
+    tp.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
+    tp.add_argument("--galaxies", type=int, default=2000)
+    tp.add_argument("--loop-galaxies", type=int, default=100)
+    cal = sub.add_parser("calibration", help="SBC and TARP on the estimator's held-out split, with plots")
+    cal.add_argument("estimator", type=Path, help="results/amortized/<name>")
+    cal.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/catalogue_calibration")
+    cal.add_argument("--rows", type=int, default=1000)
+    cal.add_argument("--samples", type=int, default=1000)
     args = parser.parse_args()
-    if args.command == "make":
+    if args.command == "calibration":
+        calibration(args.estimator, args.out, args.rows, args.samples)
+    elif args.command == "throughput":
+        throughput(args.mock, args.estimator, args.config, args.galaxies, args.loop_galaxies)
+    elif args.command == "make":
         settings, _ = _galaxy_settings(args.config)
         table, kinds = make_mock(settings, args.galaxies, args.injected, tuple(args.depth), args.seed)
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["TSNPE"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--simulations", type=int, default=5000)
-    parser.add_argument("--max-epochs", type=int, default=None, help="training.max_num_epochs (default: the run's)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="training.max_num_epochs (default: refine's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="training.training_batch_size")
     parser.add_argument("--skip-rows", type=int, nargs="*", default=[], help="table rows to leave out")
     parser.add_argument("--no-reference", action="store_true", help="time the refinements only (no C2ST)")
     parser.add_argument("--live-points", type=int, default=None, help="nested_sampling.live_points")
@@ -92,7 +93,8 @@ def main() -> None:
         galaxy_id = str(catalogue.ids[row])
         base = {**block, "refine": {**(block["refine"] or {}), "run": {
             "engine": args.engines[0], "rounds": args.rounds, "simulations_per_round": args.simulations,
-            **({"training": {"max_num_epochs": args.max_epochs}} if args.max_epochs else {})}}}
+            "training": {**({"max_num_epochs": args.max_epochs} if args.max_epochs else {}),
+                         **({"training_batch_size": args.batch_size} if args.batch_size else {})}}}}
         settings = refine.refinement_settings(args.catalogue, base, estimator_block, galaxy)
         sampler = {**settings.nested_sampling,
                    **({"live_points": args.live_points} if args.live_points else {}),
