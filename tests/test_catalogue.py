@@ -224,6 +224,9 @@ def test_unset_ppc_draws_take_at_most_fifty_of_the_samples(samples, draws):
     ({"engine": "NPE"}, r"catalogues.field.refine.run.engine: 'NPE' cannot refine .* SNPE, TSNPE, SNLE, SNRE"),
     ({"rounds": 1}, r"catalogues.field.refine.run.rounds: 1; round 0 is the amortized estimator"),
     ({"simulations_per_round": "many"}, r"catalogues.field.refine.run.simulations_per_round"),
+    ({"round0_amortized": "x", "observations": ["a"]}, r"observations, round0_amortized cannot be set here "
+                                                        r"\(observations: the galaxies are the catalogue's flagged"),
+    ({"engine": "SNRE", "training": {"training_batch_size": 1}}, r"catalogues.field.refine.run.training: .*SNRE"),
 ])
 def test_refinement_settings_name_the_key(run, match):
     from seqsbi import refine
@@ -242,6 +245,34 @@ def test_refinement_settings_name_the_key(run, match):
     with pytest.raises(ConfigError, match=r"simulations_per_round: 5000 but round 0 reuses the amortized "
                                           r"estimator's training rows and it has only 480"):
         refine.check_round_zero_rows("field", settings, 480)
+
+
+def test_refine_flags_that_can_never_be_raised_are_refused():
+    from seqsbi.catalogue_config import check_refine_flags
+
+    flags = validate_config({"amortized": {"a": {"prior": {"from_library": True}}}, "catalogues": {"field": {
+        "path": "x.fits", "estimator": "a"}}})["catalogues"]["field"]["flags"]
+    check_refine_flags("catalogues.field", {"flags": flags, "refine": None})
+    for refine_flag, off in (("ood", {"ood_min_p_value": 0}), ("ppc", {"ppc_draws": 0}),
+                             ("prior_edge", {"prior_edge_max_share": 1})):
+        block = {"flags": {**flags, **off}, "refine": {"flags": ["missing_bands", refine_flag]}}
+        with pytest.raises(ConfigError, match=rf"catalogues.field.refine.flags: '{refine_flag}' can never be raised"):
+            check_refine_flags("catalogues.field", block)
+        check_refine_flags("catalogues.field", {**block, "refine": {"flags": ["missing_bands"]}})
+
+
+def test_a_prior_difference_names_the_parameter_that_differs():
+    from seqsbi.catalogue_config import prior_difference
+    from seqsbi.priors import ParameterSpace
+
+    box = [{"name": "z", "low": 0, "high": 5}, {"name": "m", "low": 8, "high": 12}]
+    same, other = ParameterSpace.from_config({"parameters": box}), ParameterSpace.from_config({"parameters": box})
+    assert prior_difference(same, other) == ""
+    gaussian = ParameterSpace.from_config({"parameters": [box[0], {**box[1], "distribution": "gaussian", "mean": 10,
+                                                                   "std": 1}]})
+    assert "prior m: Gaussian mean 10 std 1" in prior_difference(gaussian, same)
+    narrower = ParameterSpace.from_config({"parameters": [box[0], {**box[1], "high": 11}]})
+    assert prior_difference(narrower, same) == "run: 'prior m: uniform 8 to 11'; estimator: 'prior m: uniform 8 to 12'"
 
 
 def test_refinement_selects_flagged_rows_in_table_order():

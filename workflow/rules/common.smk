@@ -29,6 +29,12 @@ onstart:
         try:
             for settings in PLAN.runs.values():
                 check_device(settings)
+            # Amortized estimators and catalogue refinements (catalogue_common.smk) train here too.
+            for settings in CATALOGUES.estimators.values():
+                check_device(settings)
+            for catalogue in CATALOGUES.catalogues.values():
+                if catalogue.refinement is not None:
+                    check_device(catalogue.refinement)
         except ConfigError as error:
             raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
 

@@ -21,12 +21,14 @@ with log_to_file(snakemake.log[0]) as logger:
     from seqsbi import artifacts, engines, refine
     from seqsbi.amortized import complete_block
     from seqsbi.catalogue_table import catalogue_features, read_catalogue
+    from seqsbi.config import check_device
 
     torch.set_num_threads(snakemake.threads)
     name, batch = snakemake.wildcards.catalogue, int(snakemake.wildcards.batch)
     block, galaxy = snakemake.params.block, snakemake.params.galaxy
     settings = refine.refinement_settings(name, block, complete_block(block["estimator"],
                                                                       snakemake.params.estimator_block), galaxy)
+    check_device(settings)  # before any work: a job may run on another machine than the Snakefile
     rows, _ = refine.selection(refine.read_flags(snakemake.input.table), block["refine"])
     rows = refine.batches(rows, block["refine"]["galaxies_per_job"])[batch]
     catalogue = read_catalogue(snakemake.input.catalogue, galaxy["filters"], block["id_column"],

@@ -81,6 +81,26 @@ def check_ppc_flags(key: str, block: dict) -> None:
                           f"(0 keeps the values without the flag; ppc_draws: 0 skips the check)")
 
 
+def check_refine_flags(key: str, block: dict) -> None:
+    """Every flag in ``refine.flags`` can be raised with the catalogue's thresholds.
+
+    Raises:
+        ConfigError: a refine flag switched off: ``ood`` with ``ood_min_p_value: 0``, ``ppc`` with ``ppc_draws: 0``
+            or ``ppc_min_p_value: 0``, ``prior_edge`` with ``prior_edge_max_share: 1``.
+    """
+    if block["refine"] is None:
+        return
+    flags = block["flags"]
+    off = {"ood": flags["ood_min_p_value"] == 0 and "flags.ood_min_p_value is 0",
+           "ppc": (flags["ppc_draws"] == 0 and "flags.ppc_draws is 0") or (
+               flags["ppc_min_p_value"] == 0 and "flags.ppc_min_p_value is 0"),
+           "prior_edge": flags["prior_edge_max_share"] >= 1 and "flags.prior_edge_max_share is 1"}
+    for name in block["refine"]["flags"]:
+        if off.get(name):
+            raise ConfigError(f"{key}.refine.flags: {name!r} can never be raised ({off[name]}); drop it from "
+                              f"refine.flags or give the flag a threshold")
+
+
 def check_ood_flag(key: str, block: dict, estimator: str, held_out: int) -> None:
     """``flags.ood_min_p_value`` can flag: the OOD p-value, (1 + count) / (1 + held_out), is at least
     1 / (1 + held_out), so a threshold at or below that never flags.
@@ -131,6 +151,7 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
         n = (estimators[block["estimator"]].simulations_per_round if estimator_block["source"] == "simulate"
              else galaxy_config.library_size(galaxy))
         check_ood_flag(key, block, block["estimator"], held_out_count(n, estimator_block["test_fraction"]))
+        check_refine_flags(key, block)
         from seqsbi.catalogue_table import read_catalogue
 
         refinement = None
@@ -138,7 +159,8 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
             from seqsbi import refine
 
             refinement = refine.refinement_settings(name, block, estimator_block, galaxy)
-            refine.check_round_zero_rows(name, refinement, n - held_out_count(n, estimator_block["test_fraction"]))
+            refine.check_round_zero_rows(name, refinement, n - held_out_count(n, estimator_block["test_fraction"]),
+                                         more_rows_key(estimator_block["source"], block["estimator"]))
         catalogue = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path",
                                    missing_value=galaxy.get("missing_value"))
         catalogues[name] = CataloguePlan(name, block, len(catalogue.ids), chunk_count(len(catalogue.ids), block),
@@ -156,7 +178,6 @@ def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
             simulations_per_round than the estimator has training rows.
     """
     from seqsbi import refine
-    from seqsbi.simulators.galaxy import config as galaxy_config
 
     for name, run in plan.config["runs"].items():
         estimator = run.get("round0_amortized")
@@ -179,18 +200,47 @@ def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
             if settings.simulator_settings[part] != trained.simulator_settings[part]:
                 raise ConfigError(f"{key}: the run's {part} {settings.simulator_settings[part]} differ from estimator "
                                   f"{estimator!r}'s {trained.simulator_settings[part]}")
-        n = trained.simulations_per_round if catalogues.estimator_blocks[estimator]["source"] == "simulate" else \
-            galaxy_config.library_size(plan.config["galaxy"])
-        rows = n - held_out_count(n, catalogues.estimator_blocks[estimator]["test_fraction"])
+        rows = training_rows(catalogues, estimator, plan.config["galaxy"])
         if settings.simulations_per_round > rows:
             raise ConfigError(f"{key}: simulations_per_round {settings.simulations_per_round} but round 0 reuses "
                               f"estimator {estimator!r}'s training rows and it has {rows}; lower "
-                              f"runs.{name}.simulations_per_round or raise amortized.{estimator}.simulations")
+                              f"runs.{name}.simulations_per_round or raise "
+                              f"{more_rows_key(catalogues.estimator_blocks[estimator]['source'], estimator)}")
         for obs in settings.observation_names:
-            prior = plan.settings(name, obs).prior
-            if (prior.names, prior.low.tolist(), prior.high.tolist(), prior.is_box) != (
-                    trained.prior.names, trained.prior.low.tolist(), trained.prior.high.tolist(), trained.prior.is_box):
-                raise ConfigError(f"{key}: at observation {obs!r} the run's prior ({prior.describe()[0]} ...) is not "
-                                  f"estimator {estimator!r}'s ({trained.prior.describe()[0]} ...): the amortized "
-                                  f"posterior is over its own prior; give the run the estimator's prior (same "
-                                  f"parameters, ranges, uniform) or drop round0_amortized")
+            difference = prior_difference(plan.settings(name, obs).prior, trained.prior)
+            if difference:
+                raise ConfigError(f"{key}: at observation {obs!r} the run's prior differs from the estimator's "
+                                  f"({difference}): the amortized posterior is over the estimator's prior; give the "
+                                  f"run the same prior (parameters, ranges, distributions, fixed values) or drop "
+                                  f"round0_amortized")
+
+
+def training_rows(catalogues: CataloguesPlan, estimator: str, galaxy: dict) -> int:
+    """Rows amortized estimator ``estimator`` trains on (its training set less the held-out split)."""
+    from seqsbi.simulators.galaxy import config as galaxy_config
+
+    block = catalogues.estimator_blocks[estimator]
+    n = catalogues.estimators[estimator].simulations_per_round if block["source"] == "simulate" else \
+        galaxy_config.library_size(galaxy)
+    return n - held_out_count(n, block["test_fraction"])
+
+
+def more_rows_key(source: str, estimator: str) -> str:
+    """The key that gives estimator ``estimator`` (its ``source``) more training rows."""
+    if source == "library":
+        return "galaxy.library.n_galaxies (its training set is the library)"
+    return f"amortized.{estimator}.simulations"
+
+
+def prior_difference(prior, reference) -> str:
+    """'' when two ParameterSpaces are the same prior; else the first difference, both sides' lines."""
+    ours, theirs = prior.describe(), reference.describe()
+    for mine, other in zip(ours, theirs):
+        if mine != other:
+            return f"run: {mine!r}; estimator: {other!r}"
+    if len(ours) != len(theirs):
+        return f"run: {len(ours)} parameter line(s); estimator: {len(theirs)}"
+    if (prior.low.tolist(), prior.high.tolist()) != (reference.low.tolist(), reference.high.tolist()):
+        return f"run's ranges {prior.low.tolist()} to {prior.high.tolist()}, estimator's {reference.low.tolist()} " \
+               f"to {reference.high.tolist()}"
+    return ""

@@ -27,7 +27,7 @@ from seqsbi.simulators.galaxy.catalogue import flux_column
 PERCENTILES = {"p2_5": 2.5, "p16": 16.0, "median": 50.0, "p84": 84.0, "p97_5": 97.5}
 ERROR_SUFFIX = "_err"
 #: The summary table's ``method`` for a galaxy with a band missing (flag missing_bands): no amortized posterior.
-MISSING_BANDS_METHOD = "none: bands missing (the amortized estimator needs every band); refine fits without them"
+MISSING_BANDS_METHOD = "none: bands missing (the amortized estimator needs every band)"
 
 
 @dataclass(frozen=True)

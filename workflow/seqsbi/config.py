@@ -278,7 +278,7 @@ def check_device(settings: RunSettings) -> None:
                           f"use device: cpu")
 
 
-def _check_training_budget(settings: RunSettings) -> None:
+def check_training_budget(settings: RunSettings) -> None:
     """The round with the fewest simulations must fill sbi 0.27's training and validation batches.
 
     sbi (base.py get_dataloaders) trains on int((1 - validation_fraction) * n) of n simulations and validates
@@ -370,7 +370,7 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
     observation_runs = {}
     for settings in runs.values():
         _check_simulation_chunks(settings)
-        _check_training_budget(settings)
+        check_training_budget(settings)
         if check_devices:
             check_device(settings)
         _check_reference(settings, runs)  # before the observations: a custom simulator is called there

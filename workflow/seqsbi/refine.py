@@ -46,10 +46,19 @@ REFINE_ENGINES = ("SNPE", "TSNPE", "SNLE", "SNRE")
 #: benchmarks/README.md "Refinement"): TSNPE without a cap trained round 1 for 355 epochs (294 s) and the
 #: galaxy took 366 s; SNPE's atomic loss had not finished round 1's training after 4.5 min.
 RUN_DEFAULTS = {"engine": "TSNPE", "rounds": 3, "simulations_per_round": 5000, "training": {"max_num_epochs": 100}}
-#: Keys refine.run may not set: the simulator and prior are the estimator's, the galaxies the flagged rows,
-#: the sample count the catalogue's; a batch job simulates in process.
-FIXED_KEYS = ("simulator", "simulator_settings", "prior", "observations", "posterior_samples", "reference",
-              "simulation_chunks", "diagnostics", "nested_sampling")
+#: Keys refine.run may not set, and why.
+FIXED_KEYS = {
+    "simulator": "the refinement simulates with the estimator's simulator",
+    "simulator_settings": "the refinement simulates with the estimator's simulator settings",
+    "prior": "the refinement's prior is the estimator's (round 0 is its training set)",
+    "observations": "the galaxies are the catalogue's flagged rows",
+    "posterior_samples": "the catalogue's posterior_samples apply (set catalogues.<name>.posterior_samples)",
+    "reference": "refinements have no reference runs",
+    "simulation_chunks": "a refine_batch job simulates in process",
+    "diagnostics": "refinements write no per-galaxy diagnostics",
+    "nested_sampling": "it configures reference runs only",
+    "round0_amortized": "a refinement's round 0 is always the catalogue's estimator",
+}
 
 
 def run_name(catalogue: str) -> str:
@@ -65,16 +74,15 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
         ConfigError: naming ``catalogues.<catalogue>.refine.run.<key>``: a key from FIXED_KEYS, a bad value
             (the runs schema's checks), an engine not in REFINE_ENGINES, fewer than 2 rounds.
     """
-    from seqsbi.config import run_settings, validate_config
+    from seqsbi.config import check_training_budget, run_settings, validate_config
     from seqsbi.simulators.galaxy import config as galaxy_config
 
     key = f"catalogues.{catalogue}.refine.run"
     given = dict(block["refine"]["run"])
     fixed = sorted(set(given) & set(FIXED_KEYS))
     if fixed:
-        raise ConfigError(f"{key}: {', '.join(fixed)} cannot be set here: a refinement simulates with the "
-                          f"estimator's simulator and prior and draws the catalogue's posterior_samples in one job "
-                          f"per batch of galaxies; drop {'them' if len(fixed) > 1 else 'it'}")
+        raise ConfigError(f"{key}: {', '.join(fixed)} cannot be set here (" + "; ".join(
+            f"{k}: {FIXED_KEYS[k]}" for k in fixed) + f"); drop {'them' if len(fixed) > 1 else 'it'}")
     name = run_name(catalogue)
     run = {**RUN_DEFAULTS, **given, "training": {**RUN_DEFAULTS["training"], **given.get("training", {})},
            "simulator": estimator_block["simulator"],
@@ -84,6 +92,7 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
         filled = validate_config({"runs": {name: run}})["runs"][name]
         filled = galaxy_config.resolve_galaxy_run(key, filled, galaxy)
         settings = run_settings(name, filled, [])
+        check_training_budget(settings)  # the batches sbi needs, as for a run
     except ConfigError as error:
         raise ConfigError(str(error).replace(f"runs.{name}", key)) from None
     if settings.engine not in REFINE_ENGINES:
@@ -95,16 +104,17 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
     return dataclasses.replace(settings, simulation_chunks=1)
 
 
-def check_round_zero_rows(catalogue: str, settings: RunSettings, training_rows: int) -> None:
+def check_round_zero_rows(catalogue: str, settings: RunSettings, training_rows: int,
+                          more_rows: str = "the estimator's simulations") -> None:
     """Round 0 reuses the first ``simulations_per_round`` of the estimator's ``training_rows`` training rows.
 
     Raises:
-        ConfigError: the estimator has fewer training rows than that.
+        ConfigError: the estimator has fewer training rows than that (``more_rows``: the key that adds rows).
     """
     if training_rows < settings.simulations_per_round:
         raise ConfigError(f"catalogues.{catalogue}.refine.run.simulations_per_round: {settings.simulations_per_round}"
                           f" but round 0 reuses the amortized estimator's training rows and it has only "
-                          f"{training_rows}; lower simulations_per_round or raise the estimator's simulations")
+                          f"{training_rows}; lower simulations_per_round or raise {more_rows}")
 
 
 # --- which galaxies ---------------------------------------------------------------------------------------------
