@@ -42,9 +42,10 @@ REFINE_FLAGS = ("ood", "ppc", "prior_edge", "missing_bands")
 REFINE_ENGINES = ("SNPE", "TSNPE", "SNLE", "SNRE")
 #: refine.run's defaults where they differ from a run's: round 0 (amortized) and two rounds of 5,000 new
 #: simulations (the catalogue issue's budget: at most 2 x 5,000 new simulations a galaxy), TSNPE with at most
-#: 100 epochs a round. Measured on one flagged galaxy of the example catalogue (2 cores shared with other work,
-#: benchmarks/README.md "Refinement"): TSNPE without a cap trained round 1 for 355 epochs (294 s) and the
-#: galaxy took 366 s; SNPE's atomic loss had not finished round 1's training after 4.5 min.
+#: 100 epochs a round. Measured on flagged galaxies of the example catalogue (2 cores shared with other work):
+#: TSNPE without a cap trained round 1 for 355 epochs (294 s) and the galaxy took 366 s; SNPE's atomic loss had not
+#: finished round 1's training after 4.5 min; with the cap, both rounds reached it and a galaxy took 304-309 s
+#: (benchmarks/README.md, "Catalogues end to end"): still 2.5x the catalogue issue's 2 minutes.
 RUN_DEFAULTS = {"engine": "TSNPE", "rounds": 3, "simulations_per_round": 5000, "training": {"max_num_epochs": 100}}
 #: Keys refine.run may not set, and why.
 FIXED_KEYS = {
