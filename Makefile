@@ -45,7 +45,7 @@ demo: venv
 	$(BIN)/snakemake --cores $(CORES)
 
 test: venv synference-venv
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -v -rs --durations=25
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -v -rs
 
 # Style (pyproject.toml: one line length, 120) and Snakemake's own checks, of the workflow and of .test/.
 lint: venv
