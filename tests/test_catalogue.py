@@ -242,9 +242,12 @@ def test_refinement_settings_name_the_key(run, match):
     block["refine"]["run"] = {"training": {"learning_rate": 0.002}}  # training keys merge with the defaults
     settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
     assert (settings.training["learning_rate"], settings.training["max_num_epochs"]) == (0.002, 100)
+    from seqsbi.catalogue_config import check_round_zero_rows
+
     with pytest.raises(ConfigError, match=r"simulations_per_round: 5000 but round 0 reuses the amortized "
-                                          r"estimator's training rows and it has only 480"):
-        refine.check_round_zero_rows("field", settings, 480)
+                                          r"estimator's training rows and 'toy' has only 480"):
+        check_round_zero_rows("catalogues.field.refine.run.simulations_per_round", settings.simulations_per_round,
+                              "toy", config["amortized"]["toy"], 600)
 
 
 def test_refine_flags_that_can_never_be_raised_are_refused():

@@ -125,7 +125,6 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
             the galaxy model, ``source: library`` without the galaxy simulator, or any problem of the catalogue
             file (see :func:`seqsbi.catalogue_table.read_catalogue`).
     """
-    from seqsbi.simulators.galaxy import config as galaxy_config
 
     galaxy = config["galaxy"]
     blocks = dict(config.get("amortized") or {})
@@ -148,8 +147,7 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
                               f"an estimator with simulator: galaxy")
         check_ppc_flags(key, block)
         estimator_block = blocks[block["estimator"]]
-        n = (estimators[block["estimator"]].simulations_per_round if estimator_block["source"] == "simulate"
-             else galaxy_config.library_size(galaxy))
+        n = training_set_size(estimators[block["estimator"]], estimator_block, galaxy)
         check_ood_flag(key, block, block["estimator"], held_out_count(n, estimator_block["test_fraction"]))
         check_refine_flags(key, block)
         from seqsbi.catalogue_table import read_catalogue
@@ -159,8 +157,8 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
             from seqsbi import refine
 
             refinement = refine.refinement_settings(name, block, estimator_block, galaxy)
-            refine.check_round_zero_rows(name, refinement, n - held_out_count(n, estimator_block["test_fraction"]),
-                                         more_rows_key(estimator_block["source"], block["estimator"]))
+            check_round_zero_rows(f"{key}.refine.run.simulations_per_round", refinement.simulations_per_round,
+                                  block["estimator"], estimator_block, n)
         catalogue = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path",
                                    missing_value=galaxy.get("missing_value"))
         catalogues[name] = CataloguePlan(name, block, len(catalogue.ids), chunk_count(len(catalogue.ids), block),
@@ -200,12 +198,9 @@ def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
             if settings.simulator_settings[part] != trained.simulator_settings[part]:
                 raise ConfigError(f"{key}: the run's {part} {settings.simulator_settings[part]} differ from estimator "
                                   f"{estimator!r}'s {trained.simulator_settings[part]}")
-        rows = training_rows(catalogues, estimator, plan.config["galaxy"])
-        if settings.simulations_per_round > rows:
-            raise ConfigError(f"{key}: simulations_per_round {settings.simulations_per_round} but round 0 reuses "
-                              f"estimator {estimator!r}'s training rows and it has {rows}; lower "
-                              f"runs.{name}.simulations_per_round or raise "
-                              f"{more_rows_key(catalogues.estimator_blocks[estimator]['source'], estimator)}")
+        block = catalogues.estimator_blocks[estimator]
+        check_round_zero_rows(f"runs.{name}.simulations_per_round", settings.simulations_per_round, estimator, block,
+                              training_set_size(trained, block, plan.config["galaxy"]))
         for obs in settings.observation_names:
             difference = prior_difference(plan.settings(name, obs).prior, trained.prior)
             if difference:
@@ -215,21 +210,27 @@ def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
                                   f"round0_amortized")
 
 
-def training_rows(catalogues: CataloguesPlan, estimator: str, galaxy: dict) -> int:
-    """Rows amortized estimator ``estimator`` trains on (its training set less the held-out split)."""
+def training_set_size(settings: RunSettings, block: dict, galaxy: dict) -> int:
+    """Rows of an amortized estimator's training set (held-out split included): its simulations, or the
+    library's rows for ``source: library``."""
     from seqsbi.simulators.galaxy import config as galaxy_config
 
-    block = catalogues.estimator_blocks[estimator]
-    n = catalogues.estimators[estimator].simulations_per_round if block["source"] == "simulate" else \
-        galaxy_config.library_size(galaxy)
-    return n - held_out_count(n, block["test_fraction"])
+    return settings.simulations_per_round if block["source"] == "simulate" else galaxy_config.library_size(galaxy)
 
 
-def more_rows_key(source: str, estimator: str) -> str:
-    """The key that gives estimator ``estimator`` (its ``source``) more training rows."""
-    if source == "library":
-        return "galaxy.library.n_galaxies (its training set is the library)"
-    return f"amortized.{estimator}.simulations"
+def check_round_zero_rows(key: str, simulations: int, estimator: str, block: dict, size: int) -> None:
+    """A round 0 from amortized estimator ``estimator`` (its validated ``block``, a training set of ``size``
+    rows) reuses the first ``simulations`` of its training rows.
+
+    Raises:
+        ConfigError: naming ``key``, when the estimator trains on fewer rows, with the key that adds rows.
+    """
+    rows = size - held_out_count(size, block["test_fraction"])
+    if simulations > rows:
+        more = ("galaxy.library.n_galaxies (its training set is the library)" if block["source"] == "library"
+                else f"amortized.{estimator}.simulations")
+        raise ConfigError(f"{key}: {simulations} but round 0 reuses the amortized estimator's training rows and "
+                          f"{estimator!r} has only {rows}; lower it or raise {more}")
 
 
 def prior_difference(prior, reference) -> str:

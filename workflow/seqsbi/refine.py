@@ -105,19 +105,6 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
     return dataclasses.replace(settings, simulation_chunks=1)
 
 
-def check_round_zero_rows(catalogue: str, settings: RunSettings, training_rows: int,
-                          more_rows: str = "the estimator's simulations") -> None:
-    """Round 0 reuses the first ``simulations_per_round`` of the estimator's ``training_rows`` training rows.
-
-    Raises:
-        ConfigError: the estimator has fewer training rows than that (``more_rows``: the key that adds rows).
-    """
-    if training_rows < settings.simulations_per_round:
-        raise ConfigError(f"catalogues.{catalogue}.refine.run.simulations_per_round: {settings.simulations_per_round}"
-                          f" but round 0 reuses the amortized estimator's training rows and it has only "
-                          f"{training_rows}; lower simulations_per_round or raise {more_rows}")
-
-
 # --- which galaxies ---------------------------------------------------------------------------------------------
 
 
