@@ -7,8 +7,8 @@ Two sub-commands, run from the repository root with the project's venv, after th
 ``config/config.yaml`` galaxy block), simulates their noise-free NIRCam fluxes with the galaxy model, adds
 Gaussian noise with each galaxy's own 1-sigma errors (5-sigma depth drawn uniformly in ``--depth`` AB per
 galaxy and band; the default 29 29 is the demo's, so the amortized estimator's training noise matches) and
-appends ``--injected`` rows meant to be unlike any model in the prior, in four kinds taking turns (at the demo's
-depth the model reproduces the power laws within the noise: benchmarks/README.md):
+appends ``--injected`` rows meant to be unlike any model in the prior, in four kinds taking turns (``producible``
+checks that no galaxy in the prior fits them):
 
 - ``stellar``: a Rayleigh-Jeans-like power law f_nu ~ nu^2 (a cool star's near-IR slope), scaled to 25 AB at
   F200W;
@@ -22,6 +22,18 @@ truth (``true_<parameter>``) and ``injected`` (the kind, empty for normal rows) 
 ``calibration``: SBC and TARP (sbi.diagnostics) on the estimator's held-out split, with sbi's plots.
 
 ``throughput``: galaxies/s of the batched sampling and of a one-galaxy-at-a-time loop, same estimator.
+
+``producible``: for each injected row (and ``--normal`` normal rows, as a check of the method), the best
+chi^2 any galaxy in the prior reaches against it with the row's own errors, and its p-value for n_bands - d
+degrees of freedom: the best of ``--draws`` prior draws (the mass fitted as a free amplitude within its prior
+range: flux scales as 10^log_mass), then Nelder-Mead (scipy) from the best ``--starts`` of them. A row with
+p > 0.001 is one the model can produce within the noise, so no flag should be expected to catch it. Normal rows'
+p-values should spread over (0, 1); p-values piling near 0 for them would mean the search misses the optimum.
+
+``realized``: on a finished catalogue of the mock, a posterior predictive p-value with a discrepancy that depends
+on theta (Gelman, Meng & Stern 1996's realized chi^2: x_o against each of ``--draws`` posterior draws' noise-free
+fluxes, with the row's own errors, beside the chi^2 of a replicate with the same noise), per injected kind and per
+S/N bin of normal rows: what a theta-dependent check would flag, which the catalogue's ``ppc`` does not do.
 
 ``evaluate``: reads a finished catalogue's summary table and samples (``results/catalogues/<name>``) with the
 mock's truth, and prints per parameter the 68%/95% coverage of normal rows, R^2, bias, outlier fraction
@@ -93,6 +105,97 @@ def make_mock(settings, galaxies: int, injected: int, depth: tuple[float, float]
         table[f"true_{name}"] = np.where(kinds == "", theta[:, j], np.nan)
     table["injected"] = kinds
     return table, kinds
+
+
+def producible(mock_path: Path, config_path: Path, draws: int, starts: int, normal_rows: int, seed: int) -> None:
+    from astropy.table import Table
+    from scipy.optimize import minimize
+    from scipy.stats import chi2
+
+    from seqsbi.amortized import galaxy_flux_simulator
+    from seqsbi.simulators.galaxy.catalogue import band_name
+
+    settings, _ = _galaxy_settings(config_path)
+    mock = Table.read(mock_path, format="ascii.csv")
+    kinds = np.asarray(mock["injected"].filled("") if hasattr(mock["injected"], "filled") else mock["injected"])
+    kinds = kinds.astype(str)
+    bands = [band_name(code) for code in settings.simulator_settings["filters"]]
+    data = np.stack([np.asarray(mock[b], dtype=float) for b in bands], axis=1)
+    error = np.stack([np.asarray(mock[f"{b}_err"], dtype=float) for b in bands], axis=1)
+    prior, names = settings.prior, list(settings.prior.names)
+    mass = names.index("log_mass")
+    rng = np.random.default_rng(seed)
+    simulate = galaxy_flux_simulator(settings)
+    theta = prior.draw(draws, rng)
+    theta[:, mass] = 10.0  # the amplitude is fitted below
+    model = simulate(theta, rng)  # (draws, n_bands) nJy at log_mass 10
+    dof = len(bands) - prior.dim
+
+    def best_amplitude_chi2(shapes, row):
+        """chi^2 (m,) of shapes (m, n_bands) at log_mass 10, each scaled by its best amplitude within the prior."""
+        w = 1 / error[row] ** 2
+        amplitude = (shapes * data[row] * w).sum(axis=1) / np.maximum((shapes ** 2 * w).sum(axis=1), 1e-300)
+        amplitude = np.clip(amplitude, 10 ** (prior.low[mass] - 10), 10 ** (prior.high[mass] - 10))
+        return (((amplitude[:, None] * shapes - data[row]) ** 2) * w).sum(axis=1)
+
+    others = [j for j in range(prior.dim) if j != mass]
+
+    def objective(free, row):
+        if np.any(free < prior.low[others]) or np.any(free > prior.high[others]):
+            return np.inf
+        point = np.full((1, prior.dim), 10.0)
+        point[0, others] = free
+        return float(best_amplitude_chi2(simulate(point, rng), row)[0])
+
+    rows = np.concatenate([np.flatnonzero(kinds != ""), np.flatnonzero(kinds == "")[:normal_rows]])
+    print(f"best chi^2 of {draws} prior draws (mass fitted), then Nelder-Mead from the best {starts}; "
+          f"p-value for {dof} degrees of freedom")
+    print("row | kind | best chi^2 (draws) | best chi^2 (optimised) | p | producible (p > 0.001)")
+    for row in rows.tolist():
+        chi = best_amplitude_chi2(model, row)
+        best = float(chi.min())
+        for start in np.argsort(chi)[:starts]:
+            result = minimize(objective, theta[start, others], args=(row,), method="Nelder-Mead",
+                              options={"maxfev": 400, "xatol": 1e-4, "fatol": 1e-3})
+            best = min(best, float(result.fun))
+        p = float(chi2.sf(best, dof))
+        print(f"{row} | {kinds[row] or 'normal'} | {chi.min():.4g} | {best:.4g} | {p:.3g} | {p > 1e-3}", flush=True)
+
+
+def realized(mock_path: Path, samples_path: Path, config_path: Path, draws: int, threshold: float) -> None:
+    import h5py
+    from astropy.table import Table
+
+    from seqsbi.amortized import galaxy_flux_simulator
+    from seqsbi.simulators.galaxy.catalogue import band_name
+
+    settings, _ = _galaxy_settings(config_path)
+    mock = Table.read(mock_path, format="ascii.csv")
+    kinds = np.asarray(mock["injected"].filled("") if hasattr(mock["injected"], "filled") else mock["injected"])
+    kinds = kinds.astype(str)
+    bands = [band_name(code) for code in settings.simulator_settings["filters"]]
+    data = np.stack([np.asarray(mock[b], dtype=float) for b in bands], axis=1)
+    error = np.stack([np.asarray(mock[f"{b}_err"], dtype=float) for b in bands], axis=1)
+    with h5py.File(samples_path) as hf:
+        samples = hf["samples"][:, :draws]
+    rng = np.random.default_rng(0)
+    flux = galaxy_flux_simulator(settings)(samples.reshape(-1, samples.shape[-1]), rng).reshape(
+        len(samples), draws, -1)
+    observed = (((data[:, None] - flux) / error[:, None]) ** 2).sum(axis=-1)  # (n, draws)
+    replicated = (rng.standard_normal(flux.shape) ** 2).sum(axis=-1)  # the same draws' noise: chi^2, n_bands dof
+    p = (1 + (replicated >= observed).sum(axis=1)) / (1 + draws)
+    normal, snr = kinds == "", np.median(data / error, axis=1)
+    print(f"realized chi^2 posterior predictive p-value, {draws} draws a galaxy; flagged: p <= {threshold}")
+    print(f"normal rows flagged: {np.mean(p[normal] <= threshold):.3f} of {int(normal.sum())}")
+    for kind in INJECTED_KINDS:
+        if (kinds == kind).any():
+            print(f"{kind}: flagged {int(np.sum(p[kinds == kind] <= threshold))}/{int((kinds == kind).sum())}")
+    print("median S/N bin | normal rows | flagged | median of each galaxy's best chi^2 per band")
+    for low, high in ((0, 20), (20, 100), (100, 1000), (1000, np.inf)):
+        rows = normal & (snr >= low) & (snr < high)
+        if rows.any():
+            print(f"{low}-{high} | {int(rows.sum())} | {np.mean(p[rows] <= threshold):.3f} | "
+                  f"{np.median(observed[rows].min(axis=1) / len(bands)):.3g}")
 
 
 def _coverage(samples: np.ndarray, truth: np.ndarray, level: float) -> np.ndarray:
@@ -222,6 +325,19 @@ def main() -> None:
     tp.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
     tp.add_argument("--galaxies", type=int, default=2000)
     tp.add_argument("--loop-galaxies", type=int, default=100)
+    pr = sub.add_parser("producible", help="best chi^2 any model in the prior reaches on the injected rows")
+    pr.add_argument("mock", type=Path)
+    pr.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
+    pr.add_argument("--draws", type=int, default=200_000)
+    pr.add_argument("--starts", type=int, default=5)
+    pr.add_argument("--normal", type=int, default=10, help="normal rows scored too (a check of the search)")
+    pr.add_argument("--seed", type=int, default=0)
+    re = sub.add_parser("realized", help="a theta-dependent predictive check on a finished catalogue")
+    re.add_argument("mock", type=Path)
+    re.add_argument("samples", type=Path, help="results/catalogues/<name>/samples.hdf5")
+    re.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
+    re.add_argument("--draws", type=int, default=50)
+    re.add_argument("--threshold", type=float, default=0.02)
     cal = sub.add_parser("calibration", help="SBC and TARP on the estimator's held-out split, with plots")
     cal.add_argument("estimator", type=Path, help="results/amortized/<name>")
     cal.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/catalogue_calibration")
@@ -230,6 +346,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "calibration":
         calibration(args.estimator, args.out, args.rows, args.samples)
+    elif args.command == "realized":
+        realized(args.mock, args.samples, args.config, args.draws, args.threshold)
+    elif args.command == "producible":
+        producible(args.mock, args.config, args.draws, args.starts, args.normal, args.seed)
     elif args.command == "throughput":
         throughput(args.mock, args.estimator, args.config, args.galaxies, args.loop_galaxies)
     elif args.command == "make":

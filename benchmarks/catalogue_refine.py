@@ -43,6 +43,15 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=None, help="training.max_num_epochs (default: refine's)")
     parser.add_argument("--batch-size", type=int, default=None, help="training.training_batch_size")
     parser.add_argument("--skip-rows", type=int, nargs="*", default=[], help="table rows to leave out")
+    parser.add_argument("--network", choices=("both", "continued", "new"), default="both",
+                        help="round 1 continues the amortized network (refine.warm_start), builds a new one, or both "
+                             "in turn (SNLE/SNRE: always new)")
+    parser.add_argument("--tuned", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="also refine with these training settings (e.g. stop_after_epochs=10 "
+                             "learning_rate=0.001), as one more variant: a new network with --network new, else the "
+                             "amortized network continued")
+    parser.add_argument("--reference-dir", type=Path, default=ROOT / "results/benchmarks/catalogue_refine",
+                        help="reference posteriors are kept here (reference_<id>.npz) and reused when present")
     parser.add_argument("--no-reference", action="store_true", help="time the refinements only (no C2ST)")
     parser.add_argument("--live-points", type=int, default=None, help="nested_sampling.live_points")
     parser.add_argument("--effective-samples", type=int, default=None,
@@ -102,27 +111,49 @@ def main() -> None:
                       if args.effective_samples else {})}
         settings = dataclasses.replace(settings, nested_sampling=sampler)
         start = time.perf_counter()
-        reference = None if args.no_reference else reference_posterior(
-            refine.galaxy_settings(settings, catalogue.error_njy[row]), x[row], seed=row).samples
+        kept = args.reference_dir / f"reference_{galaxy_id}.npz"
+        if args.no_reference:
+            reference = None
+        elif kept.exists():
+            reference = np.load(kept)["samples"]
+        else:
+            reference = reference_posterior(refine.galaxy_settings(settings, catalogue.error_njy[row]), x[row],
+                                            seed=row).samples
+            artifacts.write_npz(kept, samples=reference)
         reference_s = time.perf_counter() - start
         amortized_c2st = np.nan if reference is None else c2st(amortized_samples[row], reference)
         for engine in args.engines:
             settings_e = dataclasses.replace(settings, engine=engines.engine_named(engine).name)
             n = settings_e.simulations_per_round
-            result = refine.refine_galaxy(settings_e, galaxy_id, x[row], catalogue.error_njy[row], posterior,
-                                          amortized_samples[row], training["theta"][:n], training["flux"][:n])
-            refined_c2st = np.nan if reference is None else c2st(result.samples, reference)
-            summary.setdefault(engine, []).append((bool(flagged[row]), amortized_c2st, refined_c2st, result.seconds))
-            print(f"{row} | {galaxy_id} | {table['flags'][row] or '-'} | {engine} | {amortized_c2st:.3f} | "
-                  f"{refined_c2st:.3f} | {result.seconds:.1f} | {reference_s:.1f}", flush=True)
+            variants = [(warm, {}) for warm in {"both": (True, False), "continued": (True,),
+                                                "new": (False,)}[args.network]]
+            if args.tuned:
+                variants.append((args.network != "new", {key: yaml.safe_load(value) for key, value in
+                                        (item.split("=", 1) for item in args.tuned)}))
+            if settings_e.engine not in refine.WARM_START_ENGINES:
+                variants = [(False, {})]
+            for warm, tuned in variants:
+                label = f"{engine} ({'continued' if warm else 'new'} network{', ' if tuned else ''}" + ", ".join(
+                    f"{k} {v}" for k, v in tuned.items()) + ")"
+                settings_v = dataclasses.replace(settings_e, training={**settings_e.training, **tuned})
+                result = refine.refine_galaxy(settings_v, galaxy_id, x[row], catalogue.error_njy[row], posterior,
+                                              amortized_samples[row], training["theta"][:n], training["flux"][:n],
+                                              warm)
+                refined_c2st = np.nan if reference is None else c2st(result.samples, reference)
+                epochs = "+".join(str(r["epochs"]) for r in result.rounds[1:])
+                summary.setdefault(label, []).append((bool(flagged[row]), amortized_c2st, refined_c2st,
+                                                      result.seconds))
+                print(f"{row} | {galaxy_id} | {table['flags'][row] or '-'} | {label} | {amortized_c2st:.3f} | "
+                      f"{refined_c2st:.3f} | {result.seconds:.1f} ({epochs} epochs) | {reference_s:.1f}", flush=True)
     for engine, values in summary.items():
         for label, keep in (("flagged", True), ("unflagged", False)):
             chosen = [v for v in values if v[0] == keep]
             if chosen:
                 a, r, s = (np.mean([v[i] for v in chosen]) for i in (1, 2, 3))
                 better = sum(v[2] <= v[1] for v in chosen)
-                print(f"{engine} {label} ({len(chosen)}): mean C2ST amortized {a:.3f}, refined {r:.3f}; refined <= "
-                      f"amortized in {better}/{len(chosen)}; mean refine time {s:.1f} s")
+                scores = "" if args.no_reference else (f"mean C2ST amortized {a:.3f}, refined {r:.3f}; refined <= "
+                                                       f"amortized in {better}/{len(chosen)}; ")
+                print(f"{engine} {label} ({len(chosen)}): {scores}mean refine time {s:.1f} s")
 
 
 if __name__ == "__main__":

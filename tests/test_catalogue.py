@@ -250,6 +250,28 @@ def test_refinement_settings_name_the_key(run, match):
                               "toy", config["amortized"]["toy"], 600)
 
 
+def test_warm_start_continues_the_amortized_network_only_where_it_can():
+    from seqsbi import refine
+
+    config = toy_block()
+
+    def resolve(warm, **run):
+        block = {"posterior_samples": 100, "refine": {"warm_start": warm, "run": run}}
+        settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
+        return refine.warm_start("field", block, settings)
+
+    assert resolve(None) and resolve(None, engine="SNPE") and resolve(True)  # default engine TSNPE
+    assert not resolve(None, engine="SNLE") and not resolve(False) and not resolve(False, engine="SNRE")
+    assert not resolve(None, network={"hidden_features": 8})  # the run chose a network: build it
+    with pytest.raises(ConfigError, match=r"catalogues.field.refine.warm_start: true, but engine SNRE learns a "
+                                          r"likelihood ratio.*use engine SNPE or TSNPE"):
+        resolve(True, engine="SNRE")
+    with pytest.raises(ConfigError, match=r"warm_start: true continues the amortized estimator's network, so "
+                                          r"catalogues.field.refine.run.constrain_to_prior, density_estimator cannot "
+                                          r"apply; drop them or set warm_start: false"):
+        resolve(True, density_estimator="maf", constrain_to_prior=True)
+
+
 def test_refine_flags_that_can_never_be_raised_are_refused():
     from seqsbi.catalogue_config import check_refine_flags
 
@@ -484,10 +506,14 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     gaps = catalogue_table(filters=filters)
     gaps["F444W"][1] = np.nan
     gaps.write(workdir / "gaps.ecsv")
+    # TSNPE's round 1 continues the amortized network (refine.warm_start); SNPE's run chooses a network, so its
+    # round 1 builds one (as SNLE's always does).
     for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
+        run = {**tiny, "engine": engine} if engine != "TSNPE" else {
+            **{k: v for k, v in tiny.items() if k != "network"}, "engine": engine}
         config["catalogues"][f"field_{engine.lower()}"] = {
             **config["catalogues"]["field"], "chunks": 1, "flags": {"ood_min_p_value": 1.0},
-            "refine": {"max_galaxies": limit, "galaxies_per_job": 2, "run": {**tiny, "engine": engine}}}
+            "refine": {"max_galaxies": limit, "galaxies_per_job": 2, "run": run}}
     config["catalogues"]["field_snpe"]["path"] = str(workdir / "gaps.ecsv")
     # config/examples/catalogue.yaml's catalogue and refinement on tiny budgets, beside them (its galaxy block is
     # the demo's, checked below; the test's tiny library has the same filters and parameters).
@@ -557,6 +583,7 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
         assert all("beyond refine.max_galaxies = " + str(limit) in note for note in merged["refine_note"][
             flagged[limit:]])
         assert all(m.startswith(engine) for m in merged["method"][refined])
+        assert all(("continuing the amortized network" in m) == (engine == "TSNPE") for m in merged["method"][refined])
         assert set(np.delete(np.asarray(merged["method"]).astype(str), refined)) == {amortized_table["method"][2]}
         batches = sorted((out / "refined").glob("batch_*.npz"))
         assert len(batches) == -(-limit // 2)  # galaxies_per_job 2
@@ -570,8 +597,10 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
                 assert galaxy[0]["source"].startswith("amortized training rows, missing bands dropped")
                 assert galaxy[0]["training_simulations"] == 100 and galaxy[0]["epochs"] >= 1
                 assert "amortized" not in galaxy[1]["proposal"]
+                assert galaxy[0]["round1_network"] == "round 0's, continued"
                 continue
             assert galaxy[0]["source"] == "amortized estimator" and galaxy[0]["new_simulations"] == 0
+            assert galaxy[0]["round1_network"] == ("amortized, continued" if engine == "TSNPE" else "new")
             assert galaxy[1]["proposal"].endswith("(amortized estimator at x_o)")
         with h5py.File(out / "merged_samples.hdf5") as hf, h5py.File(out / "samples.hdf5") as amortized_hf:
             merged_samples, amortized_samples = hf["samples"][...], amortized_hf["samples"][...]

@@ -28,6 +28,7 @@ with log_to_file(snakemake.log[0]) as logger:
     block, galaxy = snakemake.params.block, snakemake.params.galaxy
     settings = refine.refinement_settings(name, block, complete_block(block["estimator"],
                                                                       snakemake.params.estimator_block), galaxy)
+    warm = refine.warm_start(name, block, settings)
     check_device(settings)  # before any work: a job may run on another machine than the Snakefile
     rows, _ = refine.selection(refine.read_flags(snakemake.input.table), block["refine"])
     rows = refine.batches(rows, block["refine"]["galaxies_per_job"])[batch]
@@ -44,17 +45,18 @@ with log_to_file(snakemake.log[0]) as logger:
     if not np.array_equal(ids, catalogue.ids[rows]):
         raise ValueError(f"{snakemake.input.samples!r} rows {rows.tolist()} hold ids {ids.tolist()}, the catalogue "
                          f"{catalogue.ids[rows].tolist()}; the catalogue changed since it was sampled: rerun")
-    logger.info("refining %d galaxies (batch %d): %s, %d rounds of %d simulations after the amortized round 0",
-                len(rows), batch, settings.engine, settings.rounds - 1, n)
+    logger.info("refining %d galaxies (batch %d): %s, %d rounds of %d simulations after the amortized round 0%s",
+                len(rows), batch, settings.engine, settings.rounds - 1, n,
+                ", continuing its network" if warm else ", a new network")
     results = []
     for i, row in enumerate(rows):
         logger.info("galaxy %d of %d: %s", i + 1, len(rows), catalogue.ids[row])
         results.append(refine.refine_galaxy(settings, str(catalogue.ids[row]), x[row], catalogue.error_njy[row],
-                                            posterior, amortized_samples[i], theta0, flux0))
+                                            posterior, amortized_samples[i], theta0, flux0, warm))
         logger.info("galaxy %s refined in %.1f s", catalogue.ids[row], results[-1].seconds)
     artifacts.write_npz(snakemake.output.batch, rows=np.asarray(rows, dtype=int), ids=catalogue.ids[rows],
                         samples=np.array([r.samples for r in results], dtype=np.float32).reshape(
                             len(rows), block["posterior_samples"], settings.prior.dim),
-                        seconds=np.array([r.seconds for r in results]), method=np.array(refine.method_name(settings)),
+                        seconds=np.array([r.seconds for r in results]), method=np.array([r.method for r in results]),
                         rounds=np.array(json.dumps([r.rounds for r in results])))
     logger.info("done: %d galaxies in %.1f s", len(rows), sum(r.seconds for r in results))

@@ -60,6 +60,10 @@ FIXED_KEYS = {
     "nested_sampling": "it configures reference runs only",
     "round0_amortized": "a refinement's round 0 is always the catalogue's estimator",
 }
+#: Engines whose round 1 can continue training the amortized network (a posterior estimator, as theirs is).
+WARM_START_ENGINES = ("SNPE", "TSNPE")
+#: refine.run keys that choose the network, which a refinement continuing the amortized network cannot honour.
+NETWORK_KEYS = ("density_estimator", "network", "constrain_to_prior")
 
 
 def run_name(catalogue: str) -> str:
@@ -102,7 +106,40 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
     if settings.rounds < 2:
         raise ConfigError(f"{key}.rounds: {settings.rounds}; round 0 is the amortized estimator, so a refinement "
                           f"needs at least 2 rounds (round 0 and one sequential round)")
+    warm_start(catalogue, block, settings)  # its refusals, before any work
     return dataclasses.replace(settings, simulation_chunks=1)
+
+
+def warm_start(catalogue: str, block: dict, settings: RunSettings) -> bool:
+    """Whether round 1 of catalogue ``catalogue``'s refinements continues training the amortized network
+    (``refine.warm_start``; null: yes for SNPE and TSNPE unless refine.run chooses the network with a key of
+    NETWORK_KEYS, no for SNLE and SNRE) instead of building a new one.
+
+    sbi's own multi-round NPE continues one network from round to round (``retrain_from_scratch=False``), and
+    round 0 of a refinement is the amortized estimator: continuing it starts round 1 near the optimum, so early
+    stopping ends its training after fewer epochs (benchmarks/README.md, "Catalogues end to end"). A galaxy with
+    missing bands has fewer features than the amortized network takes: its round 1 builds a new network.
+
+    Raises:
+        ConfigError: naming ``catalogues.<catalogue>.refine.warm_start``: true with SNLE or SNRE (they learn a
+            likelihood or a ratio, not a posterior), or with refine.run keys that choose the network
+            (NETWORK_KEYS), which a continued network cannot follow.
+    """
+    key = f"catalogues.{catalogue}.refine"
+    wanted = block["refine"].get("warm_start")
+    chosen = sorted(set(block["refine"]["run"]) & set(NETWORK_KEYS))
+    if wanted is None:
+        return settings.engine in WARM_START_ENGINES and not chosen
+    if wanted and settings.engine not in WARM_START_ENGINES:
+        raise ConfigError(f"{key}.warm_start: true, but engine {settings.engine} learns a "
+                          f"{'likelihood' if settings.engine == 'SNLE' else 'likelihood ratio'}, and the amortized "
+                          f"network is a posterior; drop warm_start or use engine "
+                          f"{' or '.join(WARM_START_ENGINES)}")
+    if wanted and chosen:
+        raise ConfigError(f"{key}.warm_start: true continues the amortized estimator's network, so "
+                          f"{key}.run.{', '.join(chosen)} cannot apply; drop {'them' if len(chosen) > 1 else 'it'} "
+                          f"or set warm_start: false")
+    return bool(wanted)
 
 
 # --- which galaxies ---------------------------------------------------------------------------------------------
@@ -146,6 +183,7 @@ class Refinement:
     samples: np.ndarray
     rounds: list[dict[str, Any]]
     seconds: float
+    method: str = ""
 
 
 def galaxy_settings(settings: RunSettings, error_njy: np.ndarray) -> RunSettings:
@@ -181,7 +219,7 @@ TRAINED_SOURCE = "amortized training rows, missing bands dropped"
 
 
 def amortized_round_zero(settings: RunSettings, observation: Any, amortized_posterior: Any, theta0: np.ndarray,
-                         flux0_njy: np.ndarray, samples: np.ndarray | None = None) -> Any:
+                         flux0_njy: np.ndarray, samples: np.ndarray | None = None, warm_start: bool = False) -> Any:
     """Round 0 of a sequential fit at ``observation`` from an amortized estimator, with no new simulations.
 
     Its simulations are the estimator's training rows ``theta0`` (n, d) and their noise-free fluxes ``flux0_njy``
@@ -190,10 +228,13 @@ def amortized_round_zero(settings: RunSettings, observation: Any, amortized_post
     prior. Its posterior is the amortized estimator at x_o, its samples ``samples`` (S, d) when given, else
     ``posterior_samples`` drawn from it. An observation without every band (``bands`` set) cannot use the
     amortized estimator (it conditions on every band): round 0 then trains the engine on those rows instead.
+    ``warm_start`` (:func:`warm_start`): the trainer holds a copy of the amortized network, which round 1 then
+    continues training (sbi builds a new network for a trainer that holds none).
 
     Returns:
-        seqsbi.rounds.RoundResult of round 0 (its trainer holds the round-0 rows, untrained unless bands are
-        missing); its summary says which (``source``).
+        seqsbi.rounds.RoundResult of round 0 (its trainer holds the round-0 rows, and no network, the amortized
+        network's copy or, bands missing, the one trained on them); its summary says which (``source``,
+        ``round1_network``).
 
     Raises:
         ValueError: round-0 rows that are not simulations_per_round.
@@ -215,17 +256,21 @@ def amortized_round_zero(settings: RunSettings, observation: Any, amortized_post
         logger.info("%s: bands %s only; round 0 trains on the amortized training rows without the others",
                     observation.name, bands)
         result = train_round(settings, observation, 0, None, Simulations(theta0, x0, {}))
-        result.summary.update(source=TRAINED_SOURCE, new_simulations=0, proposal="prior",
+        result.summary.update(source=TRAINED_SOURCE, round1_network="round 0's, continued", new_simulations=0,
+                              proposal="prior",
                               training_simulations=len(result.inference.get_simulations()[0]))
         return result
     seed_everything(round_seed(settings.seed, settings.name, observation.name, 0))
     inference = round_zero_trainer(settings, theta0, x0)
+    if warm_start:  # a copy: every galaxy continues the same amortized network, none the one before it
+        inference._neural_net = copy.deepcopy(amortized_posterior.posterior_estimator)
     posterior = amortized_posterior.set_default_x(torch.as_tensor(observation.x_o, dtype=torch.float32)[None, :])
     start = time.perf_counter()
     samples = engines.draw(posterior, settings.posterior_samples, settings) if samples is None else np.asarray(
         samples, dtype=float)
     summary = {"run": settings.name, "observation": observation.name, "round": 0, "engine": settings.engine,
-               "source": AMORTIZED_SOURCE, "simulations_this_round": n, "simulations_total": n, "new_simulations": 0,
+               "source": AMORTIZED_SOURCE, "round1_network": "amortized, continued" if warm_start else "new",
+               "simulations_this_round": n, "simulations_total": n, "new_simulations": 0,
                "epochs": 0, "posterior_mean": samples.mean(axis=0).tolist(),
                "posterior_std": samples.std(axis=0).tolist(), "timings": {"sample_s": time.perf_counter() - start}}
     # The network behind round 0 is the amortized one (estimator.pt of a run's round 0 holds it).
@@ -247,7 +292,7 @@ def round_zero_trainer(settings: RunSettings, theta0: np.ndarray, x0: np.ndarray
 
 def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy: np.ndarray,
                   amortized_posterior: Any, amortized_samples: np.ndarray, theta0: np.ndarray,
-                  flux0_njy: np.ndarray) -> Refinement:
+                  flux0_njy: np.ndarray, warm_start: bool = False) -> Refinement:
     """Rounds 1..rounds-1 of ``settings`` for one galaxy, round 0 being the amortized estimator.
 
     A galaxy with missing bands (NaN in ``x_o`` and ``error_njy``) is fitted without them: its simulations
@@ -264,6 +309,7 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
         amortized_samples: (S, d) its samples at x_o (the catalogue's).
         theta0, flux0_njy: (n, d), (n, n_filters) round 0's rows: the estimator's training theta and noise-free
             fluxes (n = simulations_per_round).
+        warm_start: round 1 continues the amortized network (:func:`warm_start`; not for missing bands).
 
     Raises:
         ValueError: round-0 rows that are not simulations_per_round, or shapes that do not match.
@@ -277,7 +323,7 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
     present = np.isfinite(np.asarray(error_njy, dtype=float))
     observation = Observation(name=galaxy, x_o=np.asarray(x_o, dtype=float)[present])
     previous = amortized_round_zero(own, observation, amortized_posterior, theta0, flux0_njy,
-                                    amortized_samples if present.all() else None)
+                                    amortized_samples if present.all() else None, warm_start and present.all())
     rounds = [previous.summary]
     n = settings.simulations_per_round
     for index in range(1, settings.rounds):
@@ -297,12 +343,15 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
         logger.info("galaxy %s round %d: %d epochs, %.1f s; posterior mean %s", galaxy, index,
                     previous.summary["epochs"], sum(previous.summary["timings"].values()),
                     np.round(previous.samples.mean(axis=0), 3).tolist())
-    return Refinement(galaxy, previous.samples, rounds, time.perf_counter() - start)
+    return Refinement(galaxy, previous.samples, rounds, time.perf_counter() - start,
+                      method_name(settings, warm_start and bool(present.all())))
 
 
-def method_name(settings: RunSettings) -> str:
-    """What a refined galaxy's ``method`` column says: the engine and the rounds after the amortized round 0."""
-    return (f"{settings.engine} ({settings.density_estimator}), {settings.rounds - 1} round(s) of "
+def method_name(settings: RunSettings, warm_start: bool = False) -> str:
+    """What a refined galaxy's ``method`` column says: the engine, its network and the rounds after the
+    amortized round 0."""
+    network = "continuing the amortized network" if warm_start else settings.density_estimator
+    return (f"{settings.engine} ({network}), {settings.rounds - 1} round(s) of "
             f"{settings.simulations_per_round} simulations after the amortized estimator as round 0")
 
 
@@ -338,7 +387,8 @@ def merge_refinements(table_path: str, samples_path: str, batch_paths: list[str]
         part = artifacts.read_npz(path, required=("rows", "ids", "samples", "method"))
         refined_rows.append(part["rows"].astype(int))
         refined_samples.append(part["samples"])
-        methods.append(str(part["method"]))
+        # one method per galaxy (a galaxy with missing bands cannot continue the amortized network)
+        methods.extend(np.broadcast_to(np.atleast_1d(part["method"]).astype(str), part["rows"].shape).tolist())
     found = np.concatenate(refined_rows) if refined_rows else np.empty(0, dtype=int)
     if not np.array_equal(found, rows):
         raise ArtifactError(f"catalogue {catalogue!r}: the refined batches hold rows {found.tolist()[:10]}... but "
@@ -346,15 +396,15 @@ def merge_refinements(table_path: str, samples_path: str, batch_paths: list[str]
                             f"{', '.join(batch_paths) or 'the refined batches'} and run snakemake again")
     names, units = table.meta["PARAMS"].split(","), table.meta["UNITS"].split(",")
     samples_by_row = dict(zip(found.tolist(), np.concatenate(refined_samples) if refined_samples else []))
-    method = methods[0] if methods else ""
+    method = "; ".join(dict.fromkeys(methods))  # each distinct method once, in order
     if len(found):
         refined_table = summary_table(table["id"][found], np.stack([samples_by_row[r] for r in found.tolist()]),
-                                      tuple(names), tuple(units), method, {}, flags[found])
+                                      tuple(names), tuple(units), methods[0], {}, flags[found])
         for name in names:
             for suffix in PERCENTILES:
                 table[f"{name}_{suffix}"][found] = refined_table[f"{name}_{suffix}"]
     method_column = np.asarray(table["method"]).astype(str).astype(object)
-    method_column[found] = method
+    method_column[found] = methods
     table["method"] = method_column.astype(str)
     table["refined"] = np.isin(np.arange(len(table)), found)
     note = np.full(len(table), "", dtype=object)
