@@ -239,6 +239,7 @@ def test_refinement_settings_name_the_key(run, match):
     settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
     assert (settings.engine, settings.rounds, settings.simulations_per_round, settings.posterior_samples) == (
         "TSNPE", 3, 5000, 100) and settings.training["max_num_epochs"] == 100
+    assert (settings.training["stop_after_epochs"], settings.training["learning_rate"]) == (10, 0.001)
     block["refine"]["run"] = {"training": {"learning_rate": 0.002}}  # training keys merge with the defaults
     settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
     assert (settings.training["learning_rate"], settings.training["max_num_epochs"]) == (0.002, 100)
@@ -260,9 +261,10 @@ def test_warm_start_continues_the_amortized_network_only_where_it_can():
         settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
         return refine.warm_start("field", block, settings)
 
-    assert resolve(None) and resolve(None, engine="SNPE") and resolve(True)  # default engine TSNPE
-    assert not resolve(None, engine="SNLE") and not resolve(False) and not resolve(False, engine="SNRE")
-    assert not resolve(None, network={"hidden_features": 8})  # the run chose a network: build it
+    assert resolve(True) and resolve(True, engine="SNPE")  # default engine TSNPE
+    assert not resolve(False) and not resolve(False, engine="SNRE") and not resolve(False, network={})
+    assert validate_config({"amortized": {"a": {"prior": {"from_library": True}}}, "catalogues": {"field": {
+        "path": "x.fits", "estimator": "a", "refine": {}}}})["catalogues"]["field"]["refine"]["warm_start"] is False
     with pytest.raises(ConfigError, match=r"catalogues.field.refine.warm_start: true, but engine SNRE learns a "
                                           r"likelihood ratio.*use engine SNPE or TSNPE"):
         resolve(True, engine="SNRE")
@@ -506,14 +508,13 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     gaps = catalogue_table(filters=filters)
     gaps["F444W"][1] = np.nan
     gaps.write(workdir / "gaps.ecsv")
-    # TSNPE's round 1 continues the amortized network (refine.warm_start); SNPE's run chooses a network, so its
-    # round 1 builds one (as SNLE's always does).
+    # TSNPE's round 1 continues the amortized network (refine.warm_start); SNPE's and SNLE's build a new one.
     for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
         run = {**tiny, "engine": engine} if engine != "TSNPE" else {
             **{k: v for k, v in tiny.items() if k != "network"}, "engine": engine}
         config["catalogues"][f"field_{engine.lower()}"] = {
             **config["catalogues"]["field"], "chunks": 1, "flags": {"ood_min_p_value": 1.0},
-            "refine": {"max_galaxies": limit, "galaxies_per_job": 2, "run": run}}
+            "refine": {"max_galaxies": limit, "galaxies_per_job": 2, "run": run, "warm_start": engine == "TSNPE"}}
     config["catalogues"]["field_snpe"]["path"] = str(workdir / "gaps.ecsv")
     # config/examples/catalogue.yaml's catalogue and refinement on tiny budgets, beside them (its galaxy block is
     # the demo's, checked below; the test's tiny library has the same filters and parameters).
