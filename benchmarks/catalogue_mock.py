@@ -107,21 +107,28 @@ def make_mock(settings, galaxies: int, injected: int, depth: tuple[float, float]
     return table, kinds
 
 
-def producible(mock_path: Path, config_path: Path, draws: int, starts: int, normal_rows: int, seed: int) -> None:
+def _read_mock(mock_path: Path, config_path: Path):
+    """(galaxy settings, (n,) injected kinds, fluxes (n, n_bands) nJy, their 1-sigma errors) of a mock CSV."""
     from astropy.table import Table
-    from scipy.optimize import minimize
-    from scipy.stats import chi2
 
-    from seqsbi.amortized import galaxy_flux_simulator
     from seqsbi.simulators.galaxy.catalogue import band_name
 
     settings, _ = _galaxy_settings(config_path)
     mock = Table.read(mock_path, format="ascii.csv")
     kinds = np.asarray(mock["injected"].filled("") if hasattr(mock["injected"], "filled") else mock["injected"])
-    kinds = kinds.astype(str)
     bands = [band_name(code) for code in settings.simulator_settings["filters"]]
     data = np.stack([np.asarray(mock[b], dtype=float) for b in bands], axis=1)
     error = np.stack([np.asarray(mock[f"{b}_err"], dtype=float) for b in bands], axis=1)
+    return settings, kinds.astype(str), data, error
+
+
+def producible(mock_path: Path, config_path: Path, draws: int, starts: int, normal_rows: int, seed: int) -> None:
+    from scipy.optimize import minimize
+    from scipy.stats import chi2
+
+    from seqsbi.amortized import galaxy_flux_simulator
+
+    settings, kinds, data, error = _read_mock(mock_path, config_path)
     prior, names = settings.prior, list(settings.prior.names)
     mass = names.index("log_mass")
     rng = np.random.default_rng(seed)
@@ -129,7 +136,7 @@ def producible(mock_path: Path, config_path: Path, draws: int, starts: int, norm
     theta = prior.draw(draws, rng)
     theta[:, mass] = 10.0  # the amplitude is fitted below
     model = simulate(theta, rng)  # (draws, n_bands) nJy at log_mass 10
-    dof = len(bands) - prior.dim
+    dof = data.shape[1] - prior.dim
 
     def best_amplitude_chi2(shapes, row):
         """chi^2 (m,) of shapes (m, n_bands) at log_mass 10, each scaled by its best amplitude within the prior."""
@@ -164,18 +171,10 @@ def producible(mock_path: Path, config_path: Path, draws: int, starts: int, norm
 
 def realized(mock_path: Path, samples_path: Path, config_path: Path, draws: int, threshold: float) -> None:
     import h5py
-    from astropy.table import Table
 
     from seqsbi.amortized import galaxy_flux_simulator
-    from seqsbi.simulators.galaxy.catalogue import band_name
 
-    settings, _ = _galaxy_settings(config_path)
-    mock = Table.read(mock_path, format="ascii.csv")
-    kinds = np.asarray(mock["injected"].filled("") if hasattr(mock["injected"], "filled") else mock["injected"])
-    kinds = kinds.astype(str)
-    bands = [band_name(code) for code in settings.simulator_settings["filters"]]
-    data = np.stack([np.asarray(mock[b], dtype=float) for b in bands], axis=1)
-    error = np.stack([np.asarray(mock[f"{b}_err"], dtype=float) for b in bands], axis=1)
+    settings, kinds, data, error = _read_mock(mock_path, config_path)
     with h5py.File(samples_path) as hf:
         samples = hf["samples"][:, :draws]
     rng = np.random.default_rng(0)
@@ -195,7 +194,7 @@ def realized(mock_path: Path, samples_path: Path, config_path: Path, draws: int,
         rows = normal & (snr >= low) & (snr < high)
         if rows.any():
             print(f"{low}-{high} | {int(rows.sum())} | {np.mean(p[rows] <= threshold):.3f} | "
-                  f"{np.median(observed[rows].min(axis=1) / len(bands)):.3g}")
+                  f"{np.median(observed[rows].min(axis=1) / data.shape[1]):.3g}")
 
 
 def _coverage(samples: np.ndarray, truth: np.ndarray, level: float) -> np.ndarray:
