@@ -12,7 +12,8 @@ config of the same shape). For ``--flagged`` flagged and ``--unflagged`` unflagg
   and the wall time of each refinement and reference (``--no-reference``: the refinements' times only;
   ``--live-points``, ``--effective-samples``: cheaper references than the engine's defaults).
 
-Prints one row per galaxy and engine, then means. Measured numbers only.
+Prints one row per galaxy and variant (engine, new or continued network, ``--tuned`` training), then means.
+Measured numbers only.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/catalogue_refine.py --flagged 5 --unflagged 5
 """
@@ -47,9 +48,9 @@ def main() -> None:
                         help="round 1 continues the amortized network (refine.warm_start), builds a new one, or both "
                              "in turn (SNLE/SNRE: always new)")
     parser.add_argument("--tuned", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="also refine with these training settings (e.g. stop_after_epochs=10 "
-                             "learning_rate=0.001), as one more variant: a new network with --network new, else the "
-                             "amortized network continued")
+                        help="also refine with these training settings (e.g. stop_after_epochs=20 "
+                             "learning_rate=0.0005, sbi's defaults), as one more variant: a new network with "
+                             "--network new, else the amortized network continued")
     parser.add_argument("--reference-dir", type=Path, default=ROOT / "results/benchmarks/catalogue_refine",
                         help="reference posteriors are kept here (reference_<id>.npz) and reused when present")
     parser.add_argument("--no-reference", action="store_true", help="time the refinements only (no C2ST)")
@@ -111,10 +112,11 @@ def main() -> None:
                       if args.effective_samples else {})}
         settings = dataclasses.replace(settings, nested_sampling=sampler)
         start = time.perf_counter()
-        kept = args.reference_dir / f"reference_{galaxy_id}.npz"
+        kept = args.reference_dir / (f"reference_{args.catalogue}_{galaxy_id}_live{sampler['live_points']}"
+                                     f"_ess{sampler['effective_samples']}.npz")  # one file per galaxy and sampler
         if args.no_reference:
             reference = None
-        elif kept.exists():
+        elif kept.exists():  # reference_s is then the time to read it
             reference = np.load(kept)["samples"]
         else:
             reference = reference_posterior(refine.galaxy_settings(settings, catalogue.error_njy[row]), x[row],

@@ -47,7 +47,7 @@ with log_to_file(snakemake.log[0]) as logger:
                          f"{catalogue.ids[rows].tolist()}; the catalogue changed since it was sampled: rerun")
     logger.info("refining %d galaxies (batch %d): %s, %d rounds of %d simulations after the amortized round 0%s",
                 len(rows), batch, settings.engine, settings.rounds - 1, n,
-                ", continuing its network" if warm else ", a new network")
+                ", continuing its network (galaxies with missing bands: their own)" if warm else ", a new network")
     results = []
     for i, row in enumerate(rows):
         logger.info("galaxy %d of %d: %s", i + 1, len(rows), catalogue.ids[row])

@@ -45,8 +45,8 @@ REFINE_ENGINES = ("SNPE", "TSNPE", "SNLE", "SNRE")
 #: demo's galaxy run (stop after 10 epochs without improvement, learning rate 0.001), at most 100 epochs a round.
 #: Measured against exact posteriors (benchmarks/README.md, "Catalogues end to end", 2 galaxies, one core each):
 #: these settings gave C2ST 0.998 and 0.912 in 145 s and 116 s a galaxy; sbi's defaults (20 epochs, 0.0005)
-#: 0.998 and 0.949 in 198 s and 143 s (both rounds at the 100-epoch cap), and without the cap round 1 of another
-#: galaxy trained 355 epochs.
+#: 0.998 and 0.949 in 177-198 s and 143-162 s (both rounds at the 100-epoch cap), and without the cap round 1 of
+#: another galaxy trained 355 epochs.
 RUN_DEFAULTS = {"engine": "TSNPE", "rounds": 3, "simulations_per_round": 5000,
                 "training": {"max_num_epochs": 100, "stop_after_epochs": 10, "learning_rate": 0.001}}
 #: Keys refine.run may not set, and why.
@@ -79,7 +79,8 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
 
     Raises:
         ConfigError: naming ``catalogues.<catalogue>.refine.run.<key>``: a key from FIXED_KEYS, a bad value
-            (the runs schema's checks), an engine not in REFINE_ENGINES, fewer than 2 rounds.
+            (the runs schema's checks), an engine not in REFINE_ENGINES, fewer than 2 rounds; and
+            :func:`warm_start`'s refusals.
     """
     from seqsbi.config import check_training_budget, run_settings, validate_config
     from seqsbi.simulators.galaxy import config as galaxy_config
@@ -121,7 +122,7 @@ def warm_start(catalogue: str, block: dict, settings: RunSettings) -> bool:
     RUN_DEFAULTS' training (benchmarks/README.md, "Catalogues end to end"): continuing it takes 76 s a galaxy
     instead of 130 s, but its posterior stays near the amortized one (mean C2ST 0.995; amortized 0.997, a new
     network 0.955), hence off by default. A galaxy with missing bands has fewer features than the amortized
-    network takes: its round 1 builds a new network either way.
+    network takes: its round 0 trains a new network, which round 1 continues, either way.
 
     Raises:
         ConfigError: naming ``catalogues.<catalogue>.refine.warm_start``: true with SNLE or SNRE (they learn a
@@ -327,6 +328,7 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
     previous = amortized_round_zero(own, observation, amortized_posterior, theta0, flux0_njy,
                                     amortized_samples if present.all() else None, warm_start and present.all())
     rounds = [previous.summary]
+    amortized_net = warm_start and bool(present.all())
     n = settings.simulations_per_round
     for index in range(1, settings.rounds):
         proposal_start = time.perf_counter()
@@ -342,11 +344,13 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
         rounds.append({**previous.summary, "new_simulations": n, "training_simulations": trained_on,
                        "proposal": engines.ENGINES[own.engine].proposal + (" (amortized estimator at x_o)"
                                                                            if amortized else "")})
+        if amortized_net:  # what trained, not the run's density_estimator
+            rounds[-1].update(density_estimator="amortized network, continued", constrain_to_prior=True)
         logger.info("galaxy %s round %d: %d epochs, %.1f s; posterior mean %s", galaxy, index,
                     previous.summary["epochs"], sum(previous.summary["timings"].values()),
                     np.round(previous.samples.mean(axis=0), 3).tolist())
     return Refinement(galaxy, previous.samples, rounds, time.perf_counter() - start,
-                      method_name(settings, warm_start and bool(present.all())))
+                      method_name(settings, amortized_net))
 
 
 def method_name(settings: RunSettings, warm_start: bool = False) -> str:
