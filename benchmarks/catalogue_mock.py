@@ -35,6 +35,11 @@ on theta (Gelman, Meng & Stern 1996's realized chi^2: x_o against each of ``--dr
 fluxes, with the row's own errors, beside the chi^2 of a replicate with the same noise), per injected kind and per
 S/N bin of normal rows: what a theta-dependent check would flag, which the catalogue's ``ppc`` does not do.
 
+``fit``: the model-fit flag (``seqsbi.amortized.ModelFitScore``, the code a catalogue runs) on the mock with the
+estimator's training set and held-out split, for several ``--floors`` (``flags.fit_error_floor``): per injected kind
+its chi^2 and its ratio to the held-out 99.9th percentile, and per ``--thresholds`` p-value the injected rows
+flagged and the share of normal rows flagged (overall and by median S/N): how the default floor was chosen.
+
 ``evaluate``: reads a finished catalogue's summary table and samples (``results/catalogues/<name>``) with the
 mock's truth, and prints per parameter the 68%/95% coverage of normal rows, R^2, bias, outlier fraction
 (|median - truth| > 3 x the 16-84 half width), the flag recall on injected rows, the false-flag rate on normal
@@ -197,6 +202,35 @@ def realized(mock_path: Path, samples_path: Path, config_path: Path, draws: int,
                   f"{np.median(observed[rows].min(axis=1) / data.shape[1]):.3g}")
 
 
+def fit_floors(mock_path: Path, estimator_dir: Path, config_path: Path, floors: list[float],
+               thresholds: list[float]) -> None:
+    from seqsbi import artifacts
+    from seqsbi.amortized import galaxy_model_fit
+
+    settings, kinds, data, error = _read_mock(mock_path, config_path)
+    training = artifacts.read_npz(estimator_dir / "training_set.npz", required=("theta", "flux"))
+    held_out_theta = artifacts.read_npz(estimator_dir / "held_out.npz", required=("theta",))["theta"]
+    normal, snr = kinds == "", np.median(data / error, axis=1)
+    print(f"model-fit flag on {mock_path.name}: {int(normal.sum())} normal rows, {int((~normal).sum())} injected; "
+          f"{len(training['theta'])} training models, {len(held_out_theta)} held-out rows calibrate")
+    for floor in floors:
+        score, flux, sigma = galaxy_model_fit(settings, training, held_out_theta, floor, 0, data, error)
+        chi2, p = score.p_value(flux, sigma)
+        top = score.held_out_chi2[int(0.999 * (len(score.held_out_chi2) - 1))]
+        print(f"error floor {floor:g}: held-out chi^2 median {np.median(score.held_out_chi2):.3g}, "
+              f"99.9th percentile {top:.3g}")
+        for kind in INJECTED_KINDS:
+            if (kinds == kind).any():
+                ratio = chi2[kinds == kind] / top
+                print(f"  {kind}: chi^2 {np.array2string(chi2[kinds == kind], precision=0, floatmode='fixed')}, "
+                      f"/ 99.9th percentile {ratio.min():.2f}-{ratio.max():.2f}")
+        for threshold in thresholds:
+            print(f"  p < {threshold:g}: injected {int(np.sum(p[~normal] < threshold))}/{int((~normal).sum())}, normal "
+                  f"{np.mean(p[normal] < threshold):.4f} (S/N < 20: {np.mean(p[normal & (snr < 20)] < threshold):.4f}; "
+                  f"20-1000: {np.mean(p[normal & (snr >= 20) & (snr < 1000)] < threshold):.4f}; "
+                  f">= 1000: {np.mean(p[normal & (snr >= 1000)] < threshold):.4f})")
+
+
 def _coverage(samples: np.ndarray, truth: np.ndarray, level: float) -> np.ndarray:
     low, high = np.nanpercentile(samples, [50 - 50 * level, 50 + 50 * level], axis=1)
     return np.mean((truth >= low) & (truth <= high), axis=0)
@@ -337,13 +371,21 @@ def main() -> None:
     real.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
     real.add_argument("--draws", type=int, default=50)
     real.add_argument("--threshold", type=float, default=0.02)
+    fit = sub.add_parser("fit", help="the model-fit flag's recall and false flags for several error floors")
+    fit.add_argument("mock", type=Path)
+    fit.add_argument("estimator", type=Path, help="results/amortized/<name>")
+    fit.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
+    fit.add_argument("--floors", type=float, nargs="+", default=[0.0, 0.02, 0.05, 0.1])
+    fit.add_argument("--thresholds", type=float, nargs="+", default=[0.001, 0.01, 0.02])
     cal = sub.add_parser("calibration", help="SBC and TARP on the estimator's held-out split, with plots")
     cal.add_argument("estimator", type=Path, help="results/amortized/<name>")
     cal.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/catalogue_calibration")
     cal.add_argument("--rows", type=int, default=1000)
     cal.add_argument("--samples", type=int, default=1000)
     args = parser.parse_args()
-    if args.command == "calibration":
+    if args.command == "fit":
+        fit_floors(args.mock, args.estimator, args.config, args.floors, args.thresholds)
+    elif args.command == "calibration":
         calibration(args.estimator, args.out, args.rows, args.samples)
     elif args.command == "realized":
         realized(args.mock, args.samples, args.config, args.draws, args.threshold)

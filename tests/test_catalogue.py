@@ -196,15 +196,16 @@ def test_ppc_settings_that_cannot_run_or_flag_are_refused(flags, samples, match)
     check_ppc_flags("catalogues.field", {**block, "flags": {**block["flags"], "ppc_draws": 0}})  # 0: skipped
 
 
-def test_an_ood_threshold_the_held_out_split_cannot_reach_is_refused():
-    from seqsbi.catalogue_config import check_ood_flag
+@pytest.mark.parametrize("name", ["ood_min_p_value", "fit_min_p_value"])
+def test_a_threshold_the_held_out_split_cannot_reach_is_refused(name):
+    from seqsbi.catalogue_config import check_held_out_flags
 
-    block = {"flags": {"ood_min_p_value": 0.01}}
-    with pytest.raises(ConfigError, match=r"catalogues.field.flags.ood_min_p_value: 0.01 can never flag: estimator "
+    block = {"flags": {"ood_min_p_value": 0.0, "fit_min_p_value": 0.0, name: 0.01}}
+    with pytest.raises(ConfigError, match=rf"catalogues.field.flags.{name}: 0.01 can never flag: estimator "
                                           r"'npe' holds out 40 simulations.* hold out at least 100"):
-        check_ood_flag("catalogues.field", block, "npe", 40)
-    check_ood_flag("catalogues.field", block, "npe", 100)  # p-values down to 1/101 < 0.01
-    check_ood_flag("catalogues.field", {"flags": {"ood_min_p_value": 0.0}}, "npe", 40)  # 0: never flags, on purpose
+        check_held_out_flags("catalogues.field", block, "npe", 40)
+    check_held_out_flags("catalogues.field", block, "npe", 100)  # p-values down to 1/101 < 0.01
+    check_held_out_flags("catalogues.field", {"flags": {**block["flags"], name: 0.0}}, "npe", 40)  # 0: on purpose
 
 
 @pytest.mark.parametrize("samples, draws", [(1000, 50), (50, 50)])
@@ -281,7 +282,7 @@ def test_refine_flags_that_can_never_be_raised_are_refused():
         "path": "x.fits", "estimator": "a"}}})["catalogues"]["field"]["flags"]
     check_refine_flags("catalogues.field", {"flags": flags, "refine": None})
     for refine_flag, off in (("ood", {"ood_min_p_value": 0}), ("ppc", {"ppc_draws": 0}),
-                             ("prior_edge", {"prior_edge_max_share": 1})):
+                             ("prior_edge", {"prior_edge_max_share": 1}), ("fit", {"fit_min_p_value": 0})):
         block = {"flags": {**flags, **off}, "refine": {"flags": ["missing_bands", refine_flag]}}
         with pytest.raises(ConfigError, match=rf"catalogues.field.refine.flags: '{refine_flag}' can never be raised"):
             check_refine_flags("catalogues.field", block)
@@ -405,6 +406,76 @@ def test_posterior_predictive_check_flags_what_the_model_cannot_reproduce(traine
                                              {**flags, "ppc_draws": 0}, 8, predictive=toy_predictive(settings))
     assert np.isnan(skipped.columns["ppc_p_value"]).all() and not skipped.columns["flag_ppc"].any()
     np.testing.assert_array_equal(skipped.samples, whole.samples)
+
+
+def power_law_models(n: int, rng: np.random.Generator, slope=(-1.0, 1.0), log_mass=(8.0, 10.0)):
+    """A stand-in for the galaxy model: theta (n, 2) = (slope, log_mass), fluxes (n, 5) = 10^(log_mass - 8) x
+    100 nJy x nu^slope, with nu from 1 to 3: every flux scales as 10^log_mass, as the galaxy model's do."""
+    from seqsbi.priors import ParameterSpace
+
+    prior = ParameterSpace(("slope", "log_mass"), ("", "log10 Msun"), np.array([slope[0], log_mass[0]]),
+                           np.array([slope[1], log_mass[1]]))
+    theta = prior.draw(n, rng)
+    nu = np.linspace(1.0, 3.0, 5)
+    return prior, theta, 10 ** (theta[:, 1:] - 8) * 100.0 * nu ** theta[:, :1]
+
+
+def test_model_fit_score_is_calibrated_and_fails_what_no_model_makes():
+    rng = np.random.default_rng(4)
+    prior, theta, model = power_law_models(3000, rng)
+    sigma = np.full((1000, 5), 5.0)  # nJy
+    _, _, held_model = power_law_models(1000, rng)
+    score = amortized.ModelFitScore.calibrate(model, theta, prior, 0.05, held_model + sigma * rng.standard_normal(
+        sigma.shape), sigma)
+    # Fresh rows of the same model and noise: p-values close to uniform (the calibration is the held-out split's).
+    _, fresh_theta, fresh = power_law_models(2000, rng)
+    _, p = score.p_value(fresh + 5.0 * rng.standard_normal(fresh.shape), np.full(fresh.shape, 5.0))
+    assert 0.06 < np.mean(p < 0.1) < 0.14 and 0.4 < np.median(p) < 0.6
+    # A noise-free model row fits (chi^2 ~ 0), at any mass the prior allows: the amplitude is fitted.
+    chi2, _ = score.p_value(10 ** 0.5 * fresh[:1], np.full((1, 5), 5.0))
+    assert chi2[0] < score.held_out_chi2[len(score.held_out_chi2) // 10]
+    # Slopes no model has (nu^3, nu^-3) and a mass 100x past the prior's bound fit worse than every held-out row.
+    nu = np.linspace(1.0, 3.0, 5)
+    odd = np.vstack([300.0 * nu ** 3, 3000.0 * nu ** -3, 100 * 10 ** (10 - fresh_theta[1, 1]) * fresh[1]])
+    chi2, p = score.p_value(odd, np.full(odd.shape, 5.0))
+    np.testing.assert_array_equal(p, 1 / (1 + 1000))
+    assert np.all(chi2 > score.held_out_chi2[-1])
+    # The floor is room for systematics: a larger floor scores the same misfit lower.
+    loose = amortized.ModelFitScore(score.model_njy, score.amplitude_low, score.amplitude_high, 0.5, np.empty(0))
+    assert np.all(loose.chi2(odd, np.full(odd.shape, 5.0)) < chi2)
+    # A missing band (NaN flux) is left out (a training row still fits exactly); a row with no band is NaN.
+    gappy = np.vstack([model[:1], np.full((1, 5), np.nan)])  # a training row, one band missing
+    gappy[0, 2] = np.nan
+    chi2, p = score.p_value(gappy, np.full(gappy.shape, 5.0))
+    assert chi2[0] < 1e-6 and p[0] > 0.9 and np.isnan(chi2[1]) and np.isnan(p[1])
+    # Blocks of a few galaxies each (a large training set) give the same answer.
+    whole = score.chi2(odd, np.full(odd.shape, 5.0))
+    saved, amortized._FIT_BLOCK_ELEMENTS = amortized._FIT_BLOCK_ELEMENTS, 2 * len(model)
+    try:
+        np.testing.assert_array_equal(score.chi2(odd, np.full(odd.shape, 5.0)), whole)
+    finally:
+        amortized._FIT_BLOCK_ELEMENTS = saved
+
+
+def test_catalogue_posteriors_raise_the_fit_flag(trained):
+    settings, result = trained
+    rng = np.random.default_rng(5)
+    prior, theta, model = power_law_models(500, rng)
+    sigma = np.full((100, 5), 5.0)
+    _, _, held_model = power_law_models(100, rng)
+    score = amortized.ModelFitScore.calibrate(model, theta, prior, 0.05, held_model + sigma * rng.standard_normal(
+        sigma.shape), sigma)
+    flux = np.vstack([model[:3], 300.0 * np.linspace(1.0, 3.0, 5) ** 3])
+    x = result.held_out_x[:4]
+    flags = {**FLAGS, "fit_min_p_value": 0.02}
+    whole = amortized.catalogue_posteriors(result.estimator, result.ood, x, settings.prior, 20, 11, flags,
+                                           model_fit=(score, flux, np.full(flux.shape, 5.0)))
+    np.testing.assert_array_equal(whole.columns["flag_fit"], [False, False, False, True])
+    assert whole.flags[3].split(",").count("fit") == 1 and whole.columns["fit_p_value"][3] == 1 / 101
+    assert whole.seconds["fit"] > 0
+    # Without a score the columns are NaN and the flag is never raised.
+    plain = amortized.catalogue_posteriors(result.estimator, result.ood, x, settings.prior, 20, 11, flags)
+    assert np.isnan(plain.columns["fit_chi2"]).all() and not plain.columns["flag_fit"].any()
 
 
 def test_galaxy_predictive_simulator_gives_each_galaxy_its_own_noise(tmp_path, trained):
@@ -550,7 +621,14 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     merged = Table.read(workdir / "results/catalogues/example/merged_summary.csv", format="ascii.csv")
     assert list(merged["id"]) == list(mock["id"]) and (np.asarray(merged["refined"]).astype(str) == "True").sum() == 2
     bright = np.asarray(mock["injected"].filled("")).astype(str) == "bright"
-    assert bright.sum() == 2 and np.asarray(merged["flag_ood"])[bright].all()  # 10x any model: far from training x
+    raised = {name: np.asarray(merged[f"flag_{name}"]).astype(str) == "True" for name in ("ood", "fit")}  # CSV text
+    assert bright.sum() == 2 and raised["ood"][bright].all()  # 10x any model: far from training x
+    # No training model (mass fitted within its prior) comes near 10x the brightest model: worse than all 120
+    # held-out rows; a stellar nu^2 slope fits worse than all but at most one of them (280 models only).
+    assert raised["fit"][bright].all()
+    np.testing.assert_allclose(np.asarray(merged["fit_p_value"])[bright], 1 / 121)
+    stellar = np.asarray(mock["injected"].filled("")).astype(str) == "stellar"
+    assert stellar.sum() == 2 and np.all(np.asarray(merged["fit_p_value"])[stellar] <= 2 / 121 + 1e-12)
     out = workdir / "results/catalogues/field"
     with h5py.File(out / "samples.hdf5") as hf:
         assert hf["samples"].shape == (20, 50, 6)

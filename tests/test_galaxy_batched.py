@@ -96,3 +96,15 @@ def test_incident_emission_without_dust_matches_reference(backends):
     assert np.max(np.abs(m_batched - m_reference)[bright]) <= 1e-3
     dusty = ab_magnitudes(reference(np.insert(theta, 2, 1.0, axis=1)))
     assert np.all(dusty[:, 0] > m_reference[:, 0])  # the attenuated model is fainter in F070W
+
+
+def test_every_flux_scales_as_ten_to_the_log_mass(backends):
+    """The model-fit flag (seqsbi.amortized.ModelFitScore) fits log_mass as a free amplitude of every flux."""
+    from seqsbi.amortized import AMPLITUDE_PARAMETER
+
+    j = PARAMETERS.index(AMPLITUDE_PARAMETER)
+    theta = prior_draws(50, seed=3)
+    heavier = theta.copy()
+    heavier[:, j] += 0.7
+    for simulator in backends:
+        np.testing.assert_allclose(simulator(heavier), 10 ** 0.7 * simulator(theta), rtol=1e-9)

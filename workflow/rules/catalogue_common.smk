@@ -95,7 +95,7 @@ def catalogue_estimator_block(wildcards):
 
 def catalogue_estimator(wildcards):
     directory = AMORTIZED_DIR.format(estimator=CATALOGUES.catalogues[wildcards.catalogue].block["estimator"])
-    return {key: f"{directory}/{AMORTIZED_FILES[key]}" for key in ("estimator", "held_out", "summary")}
+    return {key: f"{directory}/{AMORTIZED_FILES[key]}" for key in ("estimator", "held_out", "summary", "training_set")}
 
 
 def catalogue_chunks(wildcards):

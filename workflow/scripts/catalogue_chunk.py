@@ -19,6 +19,7 @@ with log_to_file(snakemake.log[0]) as logger:
     from seqsbi.amortized import (
         catalogue_posteriors,
         complete_block,
+        galaxy_model_fit,
         galaxy_predictive_simulator,
         read_held_out,
         settings_for,
@@ -36,15 +37,19 @@ with log_to_file(snakemake.log[0]) as logger:
     rows = sampling_rows(len(catalogue.ids), block, chunk)
     x = catalogue_features(catalogue, galaxy)[rows]
     estimator = engines.load(snakemake.input.estimator)
-    _, ood, prior = read_held_out(snakemake.input.held_out)
+    held_out, ood, prior = read_held_out(snakemake.input.held_out)
     settings = settings_for(block["estimator"], complete_block(block["estimator"], snakemake.params.estimator_block),
                             galaxy)
     predictive = galaxy_predictive_simulator(settings, catalogue.error_njy[rows])
     seed = round_seed(block["seed"], snakemake.wildcards.catalogue, "catalogue", 0)
+    training = artifacts.read_npz(snakemake.input.training_set, required=("theta", "flux"))
+    model_fit = galaxy_model_fit(settings, training, held_out["theta"], block["flags"]["fit_error_floor"], seed,
+                                 catalogue.flux_njy[rows], catalogue.error_njy[rows])
     start = time.perf_counter()
     result = catalogue_posteriors(estimator, ood, x, prior, block["posterior_samples"], seed, block["flags"],
                                   block["sampling_block_size"], rows.start // block["sampling_block_size"],
-                                  predictive=predictive, missing=np.isnan(catalogue.flux_njy[rows]))
+                                  predictive=predictive, missing=np.isnan(catalogue.flux_njy[rows]),
+                                  model_fit=model_fit)
     seconds = time.perf_counter() - start
     ppc_s = result.seconds.get("ppc", 0.0)
     artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), ids=catalogue.ids[rows],

@@ -214,6 +214,132 @@ class OODScore:
                    int(arrays["ood_neighbours"]))
 
 
+# --- model-fit score --------------------------------------------------------------------------------------------
+
+#: Name of the galaxy model's amplitude parameter: every flux scales as 10^log_mass (the SED is per unit mass
+#: formed; seqsbi.simulators.galaxy.batched multiplies by it), so the fit score fits it as a free amplitude.
+AMPLITUDE_PARAMETER = "log_mass"
+#: Spawn key of the noise drawn for the held-out rows that calibrate the model-fit score.
+_FIT_SEED_KEY = 2**31 - 3
+#: Elements (galaxies x training rows) of one block of the model-fit score: ~64 MB of float64 per array.
+_FIT_BLOCK_ELEMENTS = 8_000_000
+
+
+@dataclass
+class ModelFitScore:
+    """How well the best model of the training set fits a galaxy's fluxes: a chi^2 in flux space, calibrated on
+    the held-out split.
+
+    For fluxes f (k,) in nJy with 1-sigma errors s (k,), the score is the smallest over training rows j of
+    chi^2_j = sum_b (f_b - a_j m_jb)^2 / (s_b^2 + (e max(f_b, 0))^2), with m_j the row's noise-free model fluxes
+    (k,), a_j the least-squares amplitude (the galaxy model's ``log_mass`` moves every flux by 10^log_mass; a_j is
+    clipped so that the row's log_mass stays inside the prior; 1 without that parameter) and e the fractional
+    ``error_floor`` (added in quadrature: the usual allowance for model and calibration systematics, which also
+    keeps a finite training set from failing bright galaxies whose errors are tiny). Missing bands (NaN f) are
+    left out of the sum. ``p_value`` is the share of held-out simulations (their noise-free fluxes with the
+    estimator's configured noise) whose score is at least as high, (1 + count) / (1 + m) as the OOD score's, so
+    held-out rows score uniformly. A small p-value: no galaxy the training set holds makes photometry like this
+    one within its errors plus the floor (a star, a band off by magnitudes, a spectrum the model cannot make),
+    whatever the network says. Unlike the OOD distance (feature-space neighbours) and the ``ppc`` (scaled by the
+    predictive spread, which a broad posterior widens), it is a fit, so a broad posterior cannot hide a misfit.
+
+    Attributes:
+        model_njy: (N, k) noise-free training fluxes in nJy.
+        amplitude_low, amplitude_high: (N,) allowed amplitude per row (1, 1 when there is no amplitude parameter).
+        error_floor: e, a fraction of the flux.
+        held_out_chi2: (m,) sorted scores of the held-out rows.
+    """
+
+    model_njy: np.ndarray
+    amplitude_low: np.ndarray
+    amplitude_high: np.ndarray
+    error_floor: float
+    held_out_chi2: np.ndarray
+
+    @classmethod
+    def calibrate(cls, model_njy: np.ndarray, theta: np.ndarray, prior: ParameterSpace, error_floor: float,
+                  held_out_flux_njy: np.ndarray, held_out_sigma_njy: np.ndarray) -> ModelFitScore:
+        """From the training rows' fluxes (N, k) nJy and parameters ``theta`` (N, d) in ``prior``'s order, and
+        held-out noisy fluxes and their 1-sigma errors (m, k) nJy.
+
+        Raises:
+            ValueError: shapes that disagree, non-finite training fluxes, or held-out errors that are not positive.
+        """
+        model_njy, theta = np.asarray(model_njy, dtype=float), np.asarray(theta, dtype=float)
+        if model_njy.ndim != 2 or len(model_njy) != len(theta) or not np.all(np.isfinite(model_njy)):
+            raise ValueError(f"model fit score: training fluxes {model_njy.shape} must be finite, one row per "
+                             f"training theta ({len(theta)} rows)")
+        if not np.all(np.asarray(held_out_sigma_njy) > 0):
+            raise ValueError("model fit score: held-out flux errors must be positive (the estimator's noise)")
+        if AMPLITUDE_PARAMETER in prior.names:
+            j = prior.names.index(AMPLITUDE_PARAMETER)
+            low, high = 10 ** (prior.low[j] - theta[:, j]), 10 ** (prior.high[j] - theta[:, j])
+        else:
+            low = high = np.ones(len(theta))
+        score = cls(model_njy, low, high, float(error_floor), np.empty(0))
+        score.held_out_chi2 = np.sort(score.chi2(held_out_flux_njy, held_out_sigma_njy))
+        return score
+
+    def chi2(self, flux_njy: np.ndarray, sigma_njy: np.ndarray) -> np.ndarray:
+        """(n,) best chi^2 of fluxes (n, k) nJy with 1-sigma errors (n, k) over the training rows (NaN flux:
+        band left out; a row with no finite flux: NaN). Matrix products over blocks of galaxies x training rows."""
+        flux, sigma = np.asarray(flux_njy, dtype=float), np.asarray(sigma_njy, dtype=float)
+        present = np.isfinite(flux) & np.isfinite(sigma)
+        weight = np.where(present, 1.0 / np.where(present, sigma ** 2 + (self.error_floor * np.clip(
+            np.nan_to_num(flux), 0.0, None)) ** 2, 1.0), 0.0)
+        flux = np.where(present, flux, 0.0)
+        model_t, model2_t = self.model_njy.T, (self.model_njy ** 2).T
+        best = np.full(len(flux), np.nan)
+        step = max(1, _FIT_BLOCK_ELEMENTS // max(len(self.model_njy), 1))
+        for start in range(0, len(flux), step):
+            rows = slice(start, start + step)
+            cross, norm = (flux[rows] * weight[rows]) @ model_t, weight[rows] @ model2_t  # (b, N) each
+            amplitude = np.clip(cross / np.where(norm > 0, norm, 1.0), self.amplitude_low, self.amplitude_high)
+            chi2 = (flux[rows] ** 2 * weight[rows]).sum(axis=1)[:, None] - 2 * amplitude * cross + amplitude ** 2 * norm
+            best[rows] = np.maximum(chi2.min(axis=1), 0.0)
+        best[~present.any(axis=1)] = np.nan
+        return best
+
+    def p_value(self, flux_njy: np.ndarray, sigma_njy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(chi^2 (n,), p-values (n,); NaN where chi^2 is) of fluxes (n, k) nJy with 1-sigma errors (n, k)."""
+        chi2 = self.chi2(flux_njy, sigma_njy)
+        beyond = len(self.held_out_chi2) - np.searchsorted(self.held_out_chi2, np.nan_to_num(chi2), side="left")
+        return chi2, np.where(np.isfinite(chi2), (1 + beyond) / (1 + len(self.held_out_chi2)), np.nan)
+
+
+def galaxy_model_fit(settings: RunSettings, training: dict[str, np.ndarray], held_out_theta: np.ndarray,
+                     error_floor: float, seed: int, flux_njy: np.ndarray, error_njy: np.ndarray
+                     ) -> tuple[ModelFitScore, np.ndarray, np.ndarray]:
+    """``catalogue_posteriors``' ``model_fit`` for catalogue rows of a galaxy estimator: (score, fluxes (n, k) nJy,
+    their 1-sigma errors (n, k) nJy).
+
+    The :class:`ModelFitScore` comes from the estimator's training set (``training``: ``theta`` (N, d) and noise-free
+    ``flux`` (N, k) nJy, as ``training_set.npz`` holds them) and its held-out theta (m, d), whose fluxes are simulated
+    here (batched, no noise) and given the estimator's configured noise (``galaxy.features.noise``) with a
+    Generator seeded from ``seed``: the same calibration in every chunk job. The rows' errors are their catalogue
+    errors ``error_njy`` raised to the configured ``max_snr`` floor, as their features' are
+    (:func:`seqsbi.simulators.galaxy.features.noise_for_observation`).
+
+    Raises:
+        ConfigError: the estimator's simulator has no noise (``galaxy.features.noise`` null): the score needs errors.
+    """
+    from seqsbi.simulators.galaxy.features import FluxNoise, noise_for_observation
+
+    configured = settings.simulator_settings.get("noise")
+    n_filters = training["flux"].shape[1]
+    noise = FluxNoise.from_config(configured, n_filters)
+    if noise is None:
+        raise ConfigError(f"amortized.{settings.name}: the model-fit flag needs the estimator's noise "
+                          "(galaxy.features.noise is null); give a depth or drop 'fit' (flags.fit_min_p_value: 0)")
+    rng = np.random.default_rng(block_seed(seed, _FIT_SEED_KEY))
+    held_out_flux, held_out_sigma = noise.apply(galaxy_flux_simulator(settings)(held_out_theta, rng), rng)
+    score = ModelFitScore.calibrate(training["flux"], training["theta"], settings.prior, error_floor, held_out_flux,
+                                    held_out_sigma)
+    flux_njy = np.asarray(flux_njy, dtype=float)
+    sigma = noise_for_observation(configured, n_filters, np.asarray(error_njy, dtype=float)).sigma(np.abs(flux_njy))
+    return score, flux_njy, sigma
+
+
 # --- training -------------------------------------------------------------------------------------------------
 
 
@@ -505,7 +631,8 @@ class ChunkPosteriors:
 def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: ParameterSpace, n_samples: int,
                          seed: int, flags: dict, batch_galaxies: int = 256, first_block: int = 0,
                          predictive: PredictiveSimulator | None = None,
-                         missing: np.ndarray | None = None) -> ChunkPosteriors:
+                         missing: np.ndarray | None = None,
+                         model_fit: tuple[ModelFitScore, np.ndarray, np.ndarray] | None = None) -> ChunkPosteriors:
     """Batched posterior samples at every row of x (n, k) and the trust flags of each row.
 
     Flags (thresholds from the catalogue's ``flags`` config; values always in the columns):
@@ -516,6 +643,9 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
       - ``ppc``: ``ppc_p_value`` < ``ppc_min_p_value``, the posterior predictive p-value of x with
         ``ppc_chi2`` its discrepancy (:func:`posterior_predictive_check`, ``ppc_draws`` draws simulated with
         ``predictive``); without ``predictive`` or with ``ppc_draws: 0`` the columns are NaN, never raised;
+      - ``fit``: ``fit_p_value`` < ``fit_min_p_value``, with ``fit_chi2``: the best chi^2 of the galaxy's fluxes
+        against the training set's models (``model_fit``: the :class:`ModelFitScore` and the rows' fluxes and
+        1-sigma errors (n, k) nJy; missing bands left out); without ``model_fit`` the columns are NaN, never raised;
       - ``missing_bands``: a band missing from the catalogue (``missing`` (n, k) True there; ``n_missing_bands``
         counts them): the estimator needs every band, so the row has no samples (NaN in the table) and a
         refinement (seqsbi.refine) fits it without those bands;
@@ -545,9 +675,17 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
         seconds["ppc"] = time.perf_counter() - start
         logger.info("posterior predictive check: %d galaxies x %d draws in %.2f s (%.2f ms a galaxy)", len(x), draws,
                     seconds["ppc"], 1e3 * seconds["ppc"] / max(len(x), 1))
+    columns["fit_chi2"], columns["fit_p_value"] = np.full(len(x), np.nan), np.full(len(x), np.nan)
+    if model_fit is not None:
+        start = time.perf_counter()
+        columns["fit_chi2"], columns["fit_p_value"] = model_fit[0].p_value(model_fit[1], model_fit[2])
+        seconds["fit"] = time.perf_counter() - start
+        logger.info("model fit: %d galaxies x %d training models in %.2f s", len(x), len(model_fit[0].model_njy),
+                    seconds["fit"])
     raised = {"ood": finite & (p_value < flags["ood_min_p_value"]),
               "prior_edge": finite & (columns["prior_edge_share"] > flags["prior_edge_max_share"]),
               "ppc": np.nan_to_num(columns["ppc_p_value"], nan=1.0) < flags.get("ppc_min_p_value", 0.0),
+              "fit": np.nan_to_num(columns["fit_p_value"], nan=1.0) < flags.get("fit_min_p_value", 0.0),
               "missing_bands": np.zeros(len(x), dtype=bool) if missing is None else np.any(missing, axis=1)}
     raised["invalid_x"] = ~finite & ~raised["missing_bands"]
     columns["n_missing_bands"] = np.zeros(len(x), dtype=int) if missing is None else np.sum(missing, axis=1)

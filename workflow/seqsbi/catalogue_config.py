@@ -86,7 +86,8 @@ def check_refine_flags(key: str, block: dict) -> None:
 
     Raises:
         ConfigError: a refine flag switched off: ``ood`` with ``ood_min_p_value: 0``, ``ppc`` with ``ppc_draws: 0``
-            or ``ppc_min_p_value: 0``, ``prior_edge`` with ``prior_edge_max_share: 1``.
+            or ``ppc_min_p_value: 0``, ``prior_edge`` with ``prior_edge_max_share: 1``, ``fit`` with
+            ``fit_min_p_value: 0``.
     """
     if block["refine"] is None:
         return
@@ -94,27 +95,30 @@ def check_refine_flags(key: str, block: dict) -> None:
     off = {"ood": flags["ood_min_p_value"] == 0 and "flags.ood_min_p_value is 0",
            "ppc": (flags["ppc_draws"] == 0 and "flags.ppc_draws is 0") or (
                flags["ppc_min_p_value"] == 0 and "flags.ppc_min_p_value is 0"),
-           "prior_edge": flags["prior_edge_max_share"] >= 1 and "flags.prior_edge_max_share is 1"}
+           "prior_edge": flags["prior_edge_max_share"] >= 1 and "flags.prior_edge_max_share is 1",
+           "fit": flags["fit_min_p_value"] == 0 and "flags.fit_min_p_value is 0"}
     for name in block["refine"]["flags"]:
         if off.get(name):
             raise ConfigError(f"{key}.refine.flags: {name!r} can never be raised ({off[name]}); drop it from "
                               f"refine.flags or give the flag a threshold")
 
 
-def check_ood_flag(key: str, block: dict, estimator: str, held_out: int) -> None:
-    """``flags.ood_min_p_value`` can flag: the OOD p-value, (1 + count) / (1 + held_out), is at least
-    1 / (1 + held_out), so a threshold at or below that never flags.
+def check_held_out_flags(key: str, block: dict, estimator: str, held_out: int) -> None:
+    """``flags.ood_min_p_value`` and ``flags.fit_min_p_value`` can flag: both p-values are calibrated on the
+    held-out split, (1 + count) / (1 + held_out), so they are at least 1 / (1 + held_out) and a threshold at or
+    below that never flags.
 
     Raises:
         ConfigError: naming the threshold, the held-out count and the fixes.
     """
-    threshold = block["flags"]["ood_min_p_value"]
-    if 0 < threshold <= 1 / (1 + held_out):
-        raise ConfigError(f"{key}.flags.ood_min_p_value: {threshold:g} can never flag: estimator {estimator!r} holds "
-                          f"out {held_out} simulations, so OOD p-values are at least 1 / (1 + {held_out}) = "
-                          f"{1 / (1 + held_out):.4g}; hold out at least {int(np.floor(1 / threshold - 1)) + 1} "
-                          f"(amortized.{estimator}.simulations or test_fraction) or raise the threshold (0 keeps "
-                          f"the values without the flag)")
+    for name in ("ood_min_p_value", "fit_min_p_value"):
+        threshold = block["flags"][name]
+        if 0 < threshold <= 1 / (1 + held_out):
+            raise ConfigError(f"{key}.flags.{name}: {threshold:g} can never flag: estimator {estimator!r} holds out "
+                              f"{held_out} simulations, so its p-values are at least 1 / (1 + {held_out}) = "
+                              f"{1 / (1 + held_out):.4g}; hold out at least {int(np.floor(1 / threshold - 1)) + 1} "
+                              f"(amortized.{estimator}.simulations or test_fraction) or raise the threshold (0 keeps "
+                              f"the values without the flag)")
 
 
 def plan_catalogues(config: dict) -> CataloguesPlan:
@@ -148,7 +152,7 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
         check_ppc_flags(key, block)
         estimator_block = blocks[block["estimator"]]
         n = training_set_size(estimators[block["estimator"]], estimator_block, galaxy)
-        check_ood_flag(key, block, block["estimator"], held_out_count(n, estimator_block["test_fraction"]))
+        check_held_out_flags(key, block, block["estimator"], held_out_count(n, estimator_block["test_fraction"]))
         check_refine_flags(key, block)
         from seqsbi.catalogue_table import read_catalogue
 

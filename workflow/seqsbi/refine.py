@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Flags that can send a galaxy to refinement (``invalid_x``, a non-finite x_o, cannot: there is no x_o).
-REFINE_FLAGS = ("ood", "ppc", "prior_edge", "missing_bands")
+REFINE_FLAGS = ("ood", "ppc", "fit", "prior_edge", "missing_bands")
 #: Sequential engines a refinement can use (NPE draws every round from the prior: nothing to refine).
 REFINE_ENGINES = ("SNPE", "TSNPE", "SNLE", "SNRE")
 #: refine.run's defaults where they differ from a run's: round 0 (amortized) and two rounds of 5,000 new
