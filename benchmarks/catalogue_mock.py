@@ -216,8 +216,9 @@ def fit_floors(mock_path: Path, estimator_dir: Path, config_path: Path, floors: 
     for floor in floors:
         score, flux, sigma = galaxy_model_fit(settings, training, held_out_theta, floor, 0, data, error)
         chi2, p = score.p_value(flux, sigma)
-        top = score.held_out_chi2[int(0.999 * (len(score.held_out_chi2) - 1))]
-        print(f"error floor {floor:g}: held-out chi^2 median {np.median(score.held_out_chi2):.3g}, "
+        calibration = score.held_out_chi2()
+        top = calibration[int(0.999 * (len(calibration) - 1))]
+        print(f"error floor {floor:g}: held-out chi^2 median {np.median(calibration):.3g}, "
               f"99.9th percentile {top:.3g}")
         for kind in INJECTED_KINDS:
             if (kinds == kind).any():

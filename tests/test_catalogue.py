@@ -421,30 +421,40 @@ def power_law_models(n: int, rng: np.random.Generator, slope=(-1.0, 1.0), log_ma
 
 
 def test_model_fit_score_is_calibrated_and_fails_what_no_model_makes():
+    import dataclasses
+
     rng = np.random.default_rng(4)
     prior, theta, model = power_law_models(3000, rng)
     sigma = np.full((1000, 5), 5.0)  # nJy
     _, _, held_model = power_law_models(1000, rng)
     score = amortized.ModelFitScore.calibrate(model, theta, prior, 0.05, held_model + sigma * rng.standard_normal(
         sigma.shape), sigma)
+    calibration = score.held_out_chi2()
     # Fresh rows of the same model and noise: p-values close to uniform (the calibration is the held-out split's).
     _, fresh_theta, fresh = power_law_models(2000, rng)
-    _, p = score.p_value(fresh + 5.0 * rng.standard_normal(fresh.shape), np.full(fresh.shape, 5.0))
+    noisy = fresh + 5.0 * rng.standard_normal(fresh.shape)
+    _, p = score.p_value(noisy, np.full(fresh.shape, 5.0))
+    assert 0.06 < np.mean(p < 0.1) < 0.14 and 0.4 < np.median(p) < 0.6
+    # ... and with two bands missing, against held-out rows scored without them: still uniform (against every
+    # band's calibration, 2.4% of these rows would score p < 0.1 and the median would be 0.71).
+    gappy = noisy.copy()
+    gappy[:, [1, 3]] = np.nan
+    _, p = score.p_value(gappy, np.full(fresh.shape, 5.0))
     assert 0.06 < np.mean(p < 0.1) < 0.14 and 0.4 < np.median(p) < 0.6
     # A noise-free model row fits (chi^2 ~ 0), at any mass the prior allows: the amplitude is fitted.
     chi2, _ = score.p_value(10 ** 0.5 * fresh[:1], np.full((1, 5), 5.0))
-    assert chi2[0] < score.held_out_chi2[len(score.held_out_chi2) // 10]
+    assert chi2[0] < calibration[len(calibration) // 10]
     # Slopes no model has (nu^3, nu^-3) and a mass 100x past the prior's bound fit worse than every held-out row.
     nu = np.linspace(1.0, 3.0, 5)
     odd = np.vstack([300.0 * nu ** 3, 3000.0 * nu ** -3, 100 * 10 ** (10 - fresh_theta[1, 1]) * fresh[1]])
     chi2, p = score.p_value(odd, np.full(odd.shape, 5.0))
     np.testing.assert_array_equal(p, 1 / (1 + 1000))
-    assert np.all(chi2 > score.held_out_chi2[-1])
+    assert np.all(chi2 > calibration[-1])
     # The floor is room for systematics: a larger floor scores the same misfit lower.
-    loose = amortized.ModelFitScore(score.model_njy, score.amplitude_low, score.amplitude_high, 0.5, np.empty(0))
+    loose = dataclasses.replace(score, error_floor=0.5, _calibration={})
     assert np.all(loose.chi2(odd, np.full(odd.shape, 5.0)) < chi2)
     # A missing band (NaN flux) is left out (a training row still fits exactly); a row with no band is NaN.
-    gappy = np.vstack([model[:1], np.full((1, 5), np.nan)])  # a training row, one band missing
+    gappy = np.vstack([model[:1], np.full((1, 5), np.nan)])
     gappy[0, 2] = np.nan
     chi2, p = score.p_value(gappy, np.full(gappy.shape, 5.0))
     assert chi2[0] < 1e-6 and p[0] > 0.9 and np.isnan(chi2[1]) and np.isnan(p[1])
@@ -455,6 +465,58 @@ def test_model_fit_score_is_calibrated_and_fails_what_no_model_makes():
         np.testing.assert_array_equal(score.chi2(odd, np.full(odd.shape, 5.0)), whole)
     finally:
         amortized._FIT_BLOCK_ELEMENTS = saved
+
+
+def test_galaxy_model_fit_uses_the_estimator_noise_and_the_rows_errors(tmp_path, trained):
+    """The galaxy wiring of the model-fit score, on a stand-in flux model (the batched galaxy model needs an SPS
+    grid; the CLI test runs it): held-out noise from the configured depth, seeded; rows' errors with max_snr."""
+    import dataclasses
+
+    from seqsbi.units import sigma_from_depth
+
+    (tmp_path / "fluxes.py").write_text(
+        "import numpy as np\n"
+        "def fluxes(theta, rng, filters, features, noise, flux_scale_njy=None):\n"
+        "    return 100.0 * (2.0 + theta[:, :1]) * np.arange(1, len(filters) + 1)\n")
+    settings, result = trained
+    settings = dataclasses.replace(settings, simulator_name=f"{tmp_path / 'fluxes.py'}:fluxes", simulator_settings={
+        "filters": FILTERS, "features": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0, "max_snr": 20.0}})
+    theta = result.held_out_theta
+    training = {"theta": theta, "flux": 100.0 * (2.0 + theta[:, :1]) * np.arange(1, 4)}
+    flux = np.array([[200.0, 400.0, 600.0], [1.0, 2.0, 3.0]])
+    error = np.array([[1.0, 1.0, 1.0], [50.0, 50.0, 50.0]])
+    score, used_flux, sigma = amortized.galaxy_model_fit(settings, training, theta, 0.05, 7, flux, error)
+    np.testing.assert_array_equal(used_flux, flux)
+    np.testing.assert_allclose(sigma, [[10.0, 20.0, 30.0], [50.0, 50.0, 50.0]])  # max(error, |flux| / 20)
+    np.testing.assert_allclose(score.held_out_sigma_njy, np.maximum(sigma_from_depth(29.0, 5), np.abs(
+        training["flux"]) / 20.0))
+    again, _, _ = amortized.galaxy_model_fit(settings, training, theta, 0.05, 7, flux, error)
+    np.testing.assert_array_equal(again.held_out_chi2(), score.held_out_chi2())  # every chunk job: the same
+    other, _, _ = amortized.galaxy_model_fit(settings, training, theta, 0.05, 8, flux, error)
+    assert not np.array_equal(other.held_out_flux_njy, score.held_out_flux_njy)
+    quiet = dataclasses.replace(settings, simulator_settings={**settings.simulator_settings, "noise": None})
+    assert amortized.galaxy_model_fit(quiet, training, theta, 0.05, 7, flux, error) is None
+
+
+def test_every_refine_flag_is_in_the_schema():
+    from seqsbi.refine import REFINE_FLAGS
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("description", "").startswith("A galaxy with any of these flags raised is refined"):
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    assert len(found) == 1
+    assert found[0]["items"]["enum"] == list(REFINE_FLAGS) and found[0]["default"] == list(REFINE_FLAGS)
 
 
 def test_catalogue_posteriors_raise_the_fit_flag(trained):
@@ -472,7 +534,6 @@ def test_catalogue_posteriors_raise_the_fit_flag(trained):
                                            model_fit=(score, flux, np.full(flux.shape, 5.0)))
     np.testing.assert_array_equal(whole.columns["flag_fit"], [False, False, False, True])
     assert whole.flags[3].split(",").count("fit") == 1 and whole.columns["fit_p_value"][3] == 1 / 101
-    assert whole.seconds["fit"] > 0
     # Without a score the columns are NaN and the flag is never raised.
     plain = amortized.catalogue_posteriors(result.estimator, result.ood, x, settings.prior, 20, 11, flags)
     assert np.isnan(plain.columns["fit_chi2"]).all() and not plain.columns["flag_fit"].any()

@@ -43,6 +43,7 @@ rule catalogue_chunk:
     input:
         unpack(catalogue_estimator),
         unpack(catalogue_model_inputs),
+        training_set=catalogue_training_set,
         catalogue=lambda wildcards: CATALOGUES.catalogues[wildcards.catalogue].block["path"],
     output:
         chunk=temp(f"{CATALOGUE_DIR}/chunks/chunk_{{chunk}}.npz"),

@@ -95,7 +95,13 @@ def catalogue_estimator_block(wildcards):
 
 def catalogue_estimator(wildcards):
     directory = AMORTIZED_DIR.format(estimator=CATALOGUES.catalogues[wildcards.catalogue].block["estimator"])
-    return {key: f"{directory}/{AMORTIZED_FILES[key]}" for key in ("estimator", "held_out", "summary", "training_set")}
+    return {key: f"{directory}/{AMORTIZED_FILES[key]}" for key in ("estimator", "held_out", "summary")}
+
+
+def catalogue_training_set(wildcards):
+    """The estimator's training set: its noise-free model fluxes are what the model-fit flag fits."""
+    directory = AMORTIZED_DIR.format(estimator=CATALOGUES.catalogues[wildcards.catalogue].block["estimator"])
+    return f"{directory}/{AMORTIZED_FILES['training_set']}"
 
 
 def catalogue_chunks(wildcards):

@@ -233,34 +233,38 @@ class ModelFitScore:
     For fluxes f (k,) in nJy with 1-sigma errors s (k,), the score is the smallest over training rows j of
     chi^2_j = sum_b (f_b - a_j m_jb)^2 / (s_b^2 + (e max(f_b, 0))^2), with m_j the row's noise-free model fluxes
     (k,), a_j the least-squares amplitude (the galaxy model's ``log_mass`` moves every flux by 10^log_mass; a_j is
-    clipped so that the row's log_mass stays inside the prior; 1 without that parameter) and e the fractional
-    ``error_floor`` (added in quadrature: the usual allowance for model and calibration systematics, which also
-    keeps a finite training set from failing bright galaxies whose errors are tiny). Missing bands (NaN f) are
-    left out of the sum. ``p_value`` is the share of held-out simulations (their noise-free fluxes with the
-    estimator's configured noise) whose score is at least as high, (1 + count) / (1 + m) as the OOD score's, so
-    held-out rows score uniformly. A small p-value: no galaxy the training set holds makes photometry like this
-    one within its errors plus the floor (a star, a band off by magnitudes, a spectrum the model cannot make),
-    whatever the network says. Unlike the OOD distance (feature-space neighbours) and the ``ppc`` (scaled by the
-    predictive spread, which a broad posterior widens), it is a fit, so a broad posterior cannot hide a misfit.
+    clipped so that the row's log_mass stays inside the prior, which for a chi^2 quadratic in a_j is the
+    constrained optimum; 1 without that parameter) and e the fractional ``error_floor`` (added in quadrature: the
+    usual allowance for model and calibration systematics, which also keeps a finite training set from failing
+    bright galaxies whose errors are tiny). Missing bands (NaN f) are left out of the sum. ``p_value`` is the share
+    of held-out simulations (their noise-free fluxes with the estimator's configured noise) whose score, over the
+    same bands, is at least as high: (1 + count) / (1 + m) as the OOD score's, so held-out rows score uniformly,
+    and a galaxy with bands missing is compared with the held-out rows scored without those bands. A small
+    p-value: no galaxy the training set holds makes photometry like this one within its errors plus the floor (a
+    star, a band off by magnitudes, a spectrum the model cannot make), whatever the network says. Unlike the OOD
+    distance (feature-space neighbours) and the ``ppc`` (scaled by the predictive spread, which a broad posterior
+    widens), it is a fit, so a broad posterior cannot hide a misfit.
 
     Attributes:
         model_njy: (N, k) noise-free training fluxes in nJy.
         amplitude_low, amplitude_high: (N,) allowed amplitude per row (1, 1 when there is no amplitude parameter).
         error_floor: e, a fraction of the flux.
-        held_out_chi2: (m,) sorted scores of the held-out rows.
+        held_out_flux_njy, held_out_sigma_njy: (m, k) held-out noisy fluxes and their 1-sigma errors in nJy.
     """
 
     model_njy: np.ndarray
     amplitude_low: np.ndarray
     amplitude_high: np.ndarray
     error_floor: float
-    held_out_chi2: np.ndarray
+    held_out_flux_njy: np.ndarray
+    held_out_sigma_njy: np.ndarray
+    _calibration: dict[tuple[bool, ...], np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def calibrate(cls, model_njy: np.ndarray, theta: np.ndarray, prior: ParameterSpace, error_floor: float,
                   held_out_flux_njy: np.ndarray, held_out_sigma_njy: np.ndarray) -> ModelFitScore:
         """From the training rows' fluxes (N, k) nJy and parameters ``theta`` (N, d) in ``prior``'s order, and
-        held-out noisy fluxes and their 1-sigma errors (m, k) nJy.
+        held-out noisy fluxes and their 1-sigma errors (m, k) nJy (scored here over every band).
 
         Raises:
             ValueError: shapes that disagree, non-finite training fluxes, or held-out errors that are not positive.
@@ -269,16 +273,28 @@ class ModelFitScore:
         if model_njy.ndim != 2 or len(model_njy) != len(theta) or not np.all(np.isfinite(model_njy)):
             raise ValueError(f"model fit score: training fluxes {model_njy.shape} must be finite, one row per "
                              f"training theta ({len(theta)} rows)")
-        if not np.all(np.asarray(held_out_sigma_njy) > 0):
-            raise ValueError("model fit score: held-out flux errors must be positive (the estimator's noise)")
+        held_out_flux_njy = np.asarray(held_out_flux_njy, dtype=float)
+        held_out_sigma_njy = np.broadcast_to(np.asarray(held_out_sigma_njy, dtype=float), held_out_flux_njy.shape)
+        if held_out_flux_njy.shape[1:] != model_njy.shape[1:] or not np.all(held_out_sigma_njy > 0):
+            raise ValueError(f"model fit score: held-out fluxes {held_out_flux_njy.shape} need the training set's "
+                             f"{model_njy.shape[1]} bands and positive errors (the estimator's noise)")
         if AMPLITUDE_PARAMETER in prior.names:
             j = prior.names.index(AMPLITUDE_PARAMETER)
             low, high = 10 ** (prior.low[j] - theta[:, j]), 10 ** (prior.high[j] - theta[:, j])
         else:
             low = high = np.ones(len(theta))
-        score = cls(model_njy, low, high, float(error_floor), np.empty(0))
-        score.held_out_chi2 = np.sort(score.chi2(held_out_flux_njy, held_out_sigma_njy))
+        score = cls(model_njy, low, high, float(error_floor), held_out_flux_njy, held_out_sigma_njy)
+        score.held_out_chi2()
         return score
+
+    def held_out_chi2(self, present: np.ndarray | None = None) -> np.ndarray:
+        """(m,) sorted scores of the held-out rows over the bands ``present`` ((k,) bool; None: every band)."""
+        present = np.ones(self.model_njy.shape[1], dtype=bool) if present is None else np.asarray(present, dtype=bool)
+        key = tuple(present.tolist())
+        if key not in self._calibration:
+            flux = np.where(present, self.held_out_flux_njy, np.nan)
+            self._calibration[key] = np.sort(self.chi2(flux, self.held_out_sigma_njy))
+        return self._calibration[key]
 
     def chi2(self, flux_njy: np.ndarray, sigma_njy: np.ndarray) -> np.ndarray:
         """(n,) best chi^2 of fluxes (n, k) nJy with 1-sigma errors (n, k) over the training rows (NaN flux:
@@ -301,17 +317,25 @@ class ModelFitScore:
         return best
 
     def p_value(self, flux_njy: np.ndarray, sigma_njy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(chi^2 (n,), p-values (n,); NaN where chi^2 is) of fluxes (n, k) nJy with 1-sigma errors (n, k)."""
+        """(chi^2 (n,), p-values (n,); NaN where chi^2 is) of fluxes (n, k) nJy with 1-sigma errors (n, k), each
+        row against the held-out rows scored over its own bands."""
         chi2 = self.chi2(flux_njy, sigma_njy)
-        beyond = len(self.held_out_chi2) - np.searchsorted(self.held_out_chi2, np.nan_to_num(chi2), side="left")
-        return chi2, np.where(np.isfinite(chi2), (1 + beyond) / (1 + len(self.held_out_chi2)), np.nan)
+        present = np.isfinite(np.asarray(flux_njy, dtype=float)) & np.isfinite(np.asarray(sigma_njy, dtype=float))
+        p_value = np.full(len(chi2), np.nan)
+        for pattern in np.unique(present[np.isfinite(chi2)], axis=0):
+            rows = np.flatnonzero(np.all(present == pattern, axis=1) & np.isfinite(chi2))
+            calibration = self.held_out_chi2(pattern)
+            beyond = len(calibration) - np.searchsorted(calibration, chi2[rows], side="left")
+            p_value[rows] = (1 + beyond) / (1 + len(calibration))
+        return chi2, p_value
 
 
 def galaxy_model_fit(settings: RunSettings, training: dict[str, np.ndarray], held_out_theta: np.ndarray,
                      error_floor: float, seed: int, flux_njy: np.ndarray, error_njy: np.ndarray
-                     ) -> tuple[ModelFitScore, np.ndarray, np.ndarray]:
+                     ) -> tuple[ModelFitScore, np.ndarray, np.ndarray] | None:
     """``catalogue_posteriors``' ``model_fit`` for catalogue rows of a galaxy estimator: (score, fluxes (n, k) nJy,
-    their 1-sigma errors (n, k) nJy).
+    their 1-sigma errors (n, k) nJy); None (no ``fit`` flag: NaN columns, logged) when the estimator's simulator
+    has no noise (``galaxy.features.noise`` null), as there is nothing to calibrate the score with.
 
     The :class:`ModelFitScore` comes from the estimator's training set (``training``: ``theta`` (N, d) and noise-free
     ``flux`` (N, k) nJy, as ``training_set.npz`` holds them) and its held-out theta (m, d), whose fluxes are simulated
@@ -319,9 +343,6 @@ def galaxy_model_fit(settings: RunSettings, training: dict[str, np.ndarray], hel
     Generator seeded from ``seed``: the same calibration in every chunk job. The rows' errors are their catalogue
     errors ``error_njy`` raised to the configured ``max_snr`` floor, as their features' are
     (:func:`seqsbi.simulators.galaxy.features.noise_for_observation`).
-
-    Raises:
-        ConfigError: the estimator's simulator has no noise (``galaxy.features.noise`` null): the score needs errors.
     """
     from seqsbi.simulators.galaxy.features import FluxNoise, noise_for_observation
 
@@ -329,12 +350,16 @@ def galaxy_model_fit(settings: RunSettings, training: dict[str, np.ndarray], hel
     n_filters = training["flux"].shape[1]
     noise = FluxNoise.from_config(configured, n_filters)
     if noise is None:
-        raise ConfigError(f"amortized.{settings.name}: the model-fit flag needs the estimator's noise "
-                          "(galaxy.features.noise is null); give a depth or drop 'fit' (flags.fit_min_p_value: 0)")
+        logger.warning("no model-fit flag: estimator %s was trained without noise (galaxy.features.noise is null), "
+                       "so nothing calibrates the score; fit_chi2 and fit_p_value are NaN", settings.name)
+        return None
+    start = time.perf_counter()
     rng = np.random.default_rng(block_seed(seed, _FIT_SEED_KEY))
     held_out_flux, held_out_sigma = noise.apply(galaxy_flux_simulator(settings)(held_out_theta, rng), rng)
     score = ModelFitScore.calibrate(training["flux"], training["theta"], settings.prior, error_floor, held_out_flux,
                                     held_out_sigma)
+    logger.info("model fit calibrated on %d held-out simulations (error floor %g) in %.2f s", len(held_out_theta),
+                error_floor, time.perf_counter() - start)
     flux_njy = np.asarray(flux_njy, dtype=float)
     sigma = noise_for_observation(configured, n_filters, np.asarray(error_njy, dtype=float)).sigma(np.abs(flux_njy))
     return score, flux_njy, sigma
