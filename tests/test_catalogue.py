@@ -498,6 +498,26 @@ def test_galaxy_model_fit_uses_the_estimator_noise_and_the_rows_errors(tmp_path,
     assert amortized.galaxy_model_fit(quiet, training, theta, 0.05, 7, flux, error) is None
 
 
+def test_depth_offset_says_how_far_each_galaxy_is_from_the_training_noise(trained, caplog):
+    import dataclasses
+
+    from seqsbi.units import sigma_from_depth
+
+    settings, _ = trained
+    settings = dataclasses.replace(settings, simulator_settings={"filters": FILTERS, "features": "ab_magnitude",
+                                                                 "noise": {"depth_5sigma_ab": [29.0, 28.0, 29.0]}})
+    trained_sigma = sigma_from_depth(np.array([29.0, 28.0, 29.0]), 5)
+    error = np.vstack([trained_sigma, 10 ** 0.4 * trained_sigma, trained_sigma * [1.0, np.nan, 1.0]])
+    offset = amortized.galaxy_depth_offset(settings, error)
+    np.testing.assert_allclose(offset, [0.0, -1.0, 0.0], atol=1e-9)  # 10^0.4 x the errors: 1 mag shallower
+    assert "1 of 3 galaxies (33%) are measured more than 0.5 mag" in caplog.text
+    caplog.clear()
+    amortized.galaxy_depth_offset(settings, error[[0, 2, 0, 0, 0, 0, 0, 0, 0, 0]])
+    assert "galaxies" not in caplog.text  # none beyond: no warning
+    quiet = dataclasses.replace(settings, simulator_settings={**settings.simulator_settings, "noise": None})
+    assert np.isnan(amortized.galaxy_depth_offset(quiet, error)).all()
+
+
 def test_every_refine_flag_is_in_the_schema():
     from seqsbi.refine import REFINE_FLAGS
 
@@ -696,6 +716,7 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
         assert list(hf.attrs["parameter_names"])[:2] == ["redshift", "log_mass"]
     table = Table.read(out / "summary.fits")
     assert len(table) == 20 and "log_mass_median" in table.colnames and "flag_ood" in table.colnames
+    assert np.isfinite(table["noise_depth_offset"]).all() and np.isfinite(table["fit_p_value"]).all()
     assert len(Table.read(out / "summary.csv")) == 20
     summary = json.loads((workdir / "results/amortized/galaxy_npe/amortized.json").read_text())
     assert summary["training_rows"] == 280 and summary["held_out_rows"] == 120

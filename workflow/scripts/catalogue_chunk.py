@@ -19,6 +19,7 @@ with log_to_file(snakemake.log[0]) as logger:
     from seqsbi.amortized import (
         catalogue_posteriors,
         complete_block,
+        galaxy_depth_offset,
         galaxy_model_fit,
         galaxy_predictive_simulator,
         read_held_out,
@@ -51,6 +52,7 @@ with log_to_file(snakemake.log[0]) as logger:
                                   predictive=predictive, missing=np.isnan(catalogue.flux_njy[rows]),
                                   model_fit=model_fit)
     seconds = time.perf_counter() - start
+    result.columns["noise_depth_offset"] = galaxy_depth_offset(settings, catalogue.error_njy[rows])
     ppc_s = result.seconds.get("ppc", 0.0)
     artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), ids=catalogue.ids[rows],
                         x=x, samples=result.samples, flags=result.flags, sample_s=np.array(seconds),
