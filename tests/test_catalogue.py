@@ -701,15 +701,14 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     mock = Table.read(ROOT / example["catalogues"]["field"]["path"], format="ascii.csv")
     merged = Table.read(workdir / "results/catalogues/example/merged_summary.csv", format="ascii.csv")
     assert list(merged["id"]) == list(mock["id"]) and (np.asarray(merged["refined"]).astype(str) == "True").sum() == 2
-    bright = np.asarray(mock["injected"].filled("")).astype(str) == "bright"
-    # No training model (mass fitted within its prior) comes near 10x the brightest model: worse than all 120
-    # held-out rows; a stellar nu^2 slope fits worse than all but at most one of them (280 models only). (With
-    # so few training rows the held-out neighbour distances spread wide and `ood` does not flag these rows; on
-    # the 20,000-simulation estimator it does: benchmarks/README.md.)
-    assert bright.sum() == 2 and (np.asarray(merged["flag_fit"]).astype(str) == "True")[bright].all()  # CSV text
-    np.testing.assert_allclose(np.asarray(merged["fit_p_value"])[bright], 1 / 121)
-    stellar = np.asarray(mock["injected"].filled("")).astype(str) == "stellar"
-    assert stellar.sum() == 2 and np.all(np.asarray(merged["fit_p_value"])[stellar] <= 2 / 121 + 1e-12)
+    # No training model (mass fitted within its prior) comes near a stellar nu^2 slope or 10x the brightest model:
+    # each fits worse than all 120 held-out rows or all but one (280 training models only; a stellar row is
+    # flagged). With so few training rows the held-out neighbour distances spread wide and `ood` flags none of
+    # them; on the 20,000-simulation estimator both flag every such row (benchmarks/README.md).
+    kinds = np.asarray(mock["injected"].filled("")).astype(str)
+    unfit, stellar = (kinds == "bright") | (kinds == "stellar"), kinds == "stellar"
+    assert unfit.sum() == 4 and np.all(np.asarray(merged["fit_p_value"])[unfit] <= 2 / 121 + 1e-12)
+    assert (np.asarray(merged["flag_fit"]).astype(str) == "True")[stellar].all()  # CSV text
     out = workdir / "results/catalogues/field"
     with h5py.File(out / "samples.hdf5") as hf:
         assert hf["samples"].shape == (20, 50, 6)
@@ -740,8 +739,10 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
         assert [merged["refine_note"][r] for r in refined] == [f"refined for {amortized_table['flags'][r]}"
                                                                 for r in refined]
         if gap:
-            assert merged["refine_note"][1] == "refined for missing_bands" and amortized_table["flags"][1] == \
-                "missing_bands" and amortized_table["method"][1].startswith("none: bands missing")
+            # (the table's fluxes are random per band, no model's: fit may flag the row too)
+            assert "missing_bands" in amortized_table["flags"][1].split(",") and merged["refine_note"][1] == \
+                f"refined for {amortized_table['flags'][1]}" and amortized_table["method"][1].startswith(
+                    "none: bands missing")
         assert all("beyond refine.max_galaxies = " + str(limit) in note for note in merged["refine_note"][
             flagged[limit:]])
         assert all(m.startswith(engine) for m in merged["method"][refined])
