@@ -510,7 +510,9 @@ def test_depth_offset_says_how_far_each_galaxy_is_from_the_training_noise(traine
     error = np.vstack([trained_sigma, 10 ** 0.4 * trained_sigma, trained_sigma * [1.0, np.nan, 1.0]])
     offset = amortized.galaxy_depth_offset(settings, error)
     np.testing.assert_allclose(offset, [0.0, -1.0, 0.0], atol=1e-9)  # 10^0.4 x the errors: 1 mag shallower
-    assert "1 of 3 galaxies (33%) are measured more than 0.5 mag" in caplog.text
+    assert "1 of 3 galaxies (33%) are measured over 0.5 mag off the depth" in caplog.text
+    assert "median +0.00 mag: deeper" in caplog.text and "training [29.00, 28.00, 29.00]" in caplog.text
+    assert "depth_5sigma_ab: [29.00, 27.50, 29.00]" in caplog.text  # the rows' median depths (28, 27; NaN left out)
     caplog.clear()
     amortized.galaxy_depth_offset(settings, error[[0, 2, 0, 0, 0, 0, 0, 0, 0, 0]])
     assert "galaxies" not in caplog.text  # none beyond: no warning

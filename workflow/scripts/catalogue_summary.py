@@ -13,6 +13,7 @@ with log_to_file(snakemake.log[0]) as logger:
     from astropy.table import vstack
 
     from seqsbi import artifacts
+    from seqsbi.amortized import DEPTH_OFFSET_WARN_MAG, DEPTH_OFFSET_WARN_SHARE
     from seqsbi.catalogue_table import MISSING_BANDS_METHOD, summary_table, write_samples_in_parts, write_table
 
     held_out = artifacts.read_npz(snakemake.input.held_out, required=("parameter_names", "parameter_units"))
@@ -44,3 +45,8 @@ with log_to_file(snakemake.log[0]) as logger:
                 len(table), snakemake.params.samples, len(tables), len(table) / max(totals["sample_s"], 1e-9),
                 int((flags != "").sum()), {column[len("flag_"):]: int(np.sum(table[column]))
                                            for column in table.colnames if column.startswith("flag_")})
+    off = np.mean(np.abs(np.nan_to_num(np.asarray(table["noise_depth_offset"], dtype=float))) > DEPTH_OFFSET_WARN_MAG)
+    if off > DEPTH_OFFSET_WARN_SHARE:
+        logger.warning("%.0f%% of the galaxies are measured over %.1f mag off the estimator's training depth "
+                       "(noise_depth_offset): their posteriors and ood/fit p-values are miscalibrated; the "
+                       "catalogue_chunk logs give the depths to train at", 100 * off, DEPTH_OFFSET_WARN_MAG)

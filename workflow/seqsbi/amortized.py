@@ -386,16 +386,21 @@ def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndar
     if noise is None or not len(error_njy):
         return np.full(len(error_njy), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a row with every band missing: NaN
-        offset = np.nanmedian(njy_to_ab(5 * error_njy) - njy_to_ab(5 * noise.sigma_njy), axis=1)
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row or band with every value missing: NaN
+        depth = njy_to_ab(5 * error_njy)
+        offset, band_depths = np.nanmedian(depth - njy_to_ab(5 * noise.sigma_njy), axis=1), np.nanmedian(depth, axis=0)
     beyond = np.abs(np.nan_to_num(offset)) > DEPTH_OFFSET_WARN_MAG
     if beyond.mean() > DEPTH_OFFSET_WARN_SHARE:
-        logger.warning("%d of %d galaxies (%.0f%%) are measured more than %.1f mag (median over bands) deeper or "
-                       "shallower than estimator %s was trained for (column noise_depth_offset, median %+.2f mag): "
-                       "the amortized posterior assumes the training noise, so theirs are miscalibrated (too narrow "
-                       "where shallower); train the estimator at the catalogue's depths (galaxy.features.noise."
-                       "depth_5sigma_ab, one per band) or refine them", int(beyond.sum()), len(offset),
-                       100 * beyond.mean(), DEPTH_OFFSET_WARN_MAG, settings.name, float(np.nanmedian(offset)))
+        median = float(np.nanmedian(offset))
+        depths = ", ".join(f"{d:.2f}" for d in band_depths)
+        logger.warning("%d of %d galaxies (%.0f%%) are measured over %.1f mag off the depth estimator %s was trained "
+                       "for (column noise_depth_offset, median %+.2f mag: %s; median 5-sigma depths per band [%s] "
+                       "AB, training [%s]): its posteriors and its ood and fit p-values assume the training noise, so "
+                       "these are miscalibrated (posteriors too narrow where shallower). Train an estimator at the "
+                       "catalogue's depths: galaxy.features.noise.depth_5sigma_ab: [%s] (it applies to every run and "
+                       "estimator of the config)", int(beyond.sum()), len(offset), 100 * beyond.mean(),
+                       DEPTH_OFFSET_WARN_MAG, settings.name, median, "shallower" if median < 0 else "deeper", depths,
+                       ", ".join(f"{d:.2f}" for d in njy_to_ab(5 * noise.sigma_njy)), depths)
     return offset
 
 
