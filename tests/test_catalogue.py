@@ -467,6 +467,21 @@ def test_model_fit_score_is_calibrated_and_fails_what_no_model_makes():
         amortized._FIT_BLOCK_ELEMENTS = saved
 
 
+def stand_in_galaxy(tmp_path, settings, fluxes: str):
+    """``settings`` with a stand-in galaxy flux model (``fluxes``: a numpy expression of theta and filters; the
+    batched galaxy model needs an SPS grid, the CLI test runs it), 3 NIRCam bands, AB features, 29 AB depth and a
+    max_snr of 20. The model asserts that it is asked for noise-free fluxes in nJy."""
+    import dataclasses
+
+    (tmp_path / "fluxes.py").write_text(
+        "import numpy as np\n"
+        "def fluxes(theta, rng, filters, features, noise, flux_scale_njy=None):\n"
+        "    assert features == 'flux' and noise is None and flux_scale_njy is None  # noise-free nJy asked for\n"
+        f"    return {fluxes}\n")
+    return dataclasses.replace(settings, simulator_name=f"{tmp_path / 'fluxes.py'}:fluxes", simulator_settings={
+        "filters": FILTERS, "features": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0, "max_snr": 20.0}})
+
+
 def test_galaxy_model_fit_uses_the_estimator_noise_and_the_rows_errors(tmp_path, trained):
     """The galaxy wiring of the model-fit score, on a stand-in flux model (the batched galaxy model needs an SPS
     grid; the CLI test runs it): held-out noise from the configured depth, seeded; rows' errors with max_snr."""
@@ -474,13 +489,8 @@ def test_galaxy_model_fit_uses_the_estimator_noise_and_the_rows_errors(tmp_path,
 
     from seqsbi.units import sigma_from_depth
 
-    (tmp_path / "fluxes.py").write_text(
-        "import numpy as np\n"
-        "def fluxes(theta, rng, filters, features, noise, flux_scale_njy=None):\n"
-        "    return 100.0 * (2.0 + theta[:, :1]) * np.arange(1, len(filters) + 1)\n")
-    settings, result = trained
-    settings = dataclasses.replace(settings, simulator_name=f"{tmp_path / 'fluxes.py'}:fluxes", simulator_settings={
-        "filters": FILTERS, "features": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0, "max_snr": 20.0}})
+    settings = stand_in_galaxy(tmp_path, trained[0], "100.0 * (2.0 + theta[:, :1]) * np.arange(1, len(filters) + 1)")
+    result = trained[1]
     theta = result.held_out_theta
     training = {"theta": theta, "flux": 100.0 * (2.0 + theta[:, :1]) * np.arange(1, 4)}
     flux = np.array([[200.0, 400.0, 600.0], [1.0, 2.0, 3.0]])
@@ -564,18 +574,10 @@ def test_catalogue_posteriors_raise_the_fit_flag(trained):
 def test_galaxy_predictive_simulator_gives_each_galaxy_its_own_noise(tmp_path, trained):
     """The noise and features part of the galaxy predictive simulator, on a stand-in flux model (the batched
     galaxy model needs an SPS grid; the CLI test runs it)."""
-    import dataclasses
 
     from seqsbi.units import njy_to_ab
 
-    (tmp_path / "fluxes.py").write_text(
-        "import numpy as np\n"
-        "def fluxes(theta, rng, filters, features, noise, flux_scale_njy=None):\n"
-        "    assert features == 'flux' and noise is None and flux_scale_njy is None  # noise-free nJy asked for\n"
-        "    return np.repeat(100.0 * (2.0 + theta[:, :1]), len(filters), axis=1)\n")
-    settings, _ = trained
-    settings = dataclasses.replace(settings, simulator_name=f"{tmp_path / 'fluxes.py'}:fluxes", simulator_settings={
-        "filters": FILTERS, "features": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0, "max_snr": 20.0}})
+    settings = stand_in_galaxy(tmp_path, trained[0], "np.repeat(100.0 * (2.0 + theta[:, :1]), len(filters), axis=1)")
     errors = np.array([[1.0, 1.0, 1.0], [30.0, 30.0, 30.0], [1000.0, 1000.0, 1000.0]])  # nJy, per galaxy
     simulate = amortized.galaxy_predictive_simulator(settings, errors)
     theta = np.zeros((2, 4000, 3))  # every draw: flux 200 nJy in every band
