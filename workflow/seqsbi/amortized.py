@@ -159,6 +159,14 @@ def split_rows(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.
 # --- out-of-distribution score --------------------------------------------------------------------------------
 
 
+def held_out_p_value(held_out_scores: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(n,) share of held-out rows scoring at least as high as each of ``scores`` (n,), counted as a Monte Carlo
+    test's p-value, (1 + count) / (1 + m) (Davison & Hinkley 1997, section 4.2): never 0, uniform for rows drawn
+    like the held-out ones. ``held_out_scores`` (m,) sorted ascending."""
+    beyond = len(held_out_scores) - np.searchsorted(held_out_scores, scores, side="left")
+    return (1 + beyond) / (1 + len(held_out_scores))
+
+
 @dataclass
 class OODScore:
     """Distance of x to its ``neighbours``-th nearest training feature vector, in features z-scored by the
@@ -201,8 +209,7 @@ class OODScore:
     def p_value(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distances (n,), p-values (n,)) of x (n, k)."""
         distance = self.distance(x)
-        beyond = len(self.held_out_distances) - np.searchsorted(self.held_out_distances, distance, side="left")
-        return distance, (1 + beyond) / (1 + len(self.held_out_distances))
+        return distance, held_out_p_value(self.held_out_distances, distance)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"ood_mean": self.mean, "ood_std": self.std, "ood_training_x": self.training_x,
@@ -324,9 +331,7 @@ class ModelFitScore:
         p_value = np.full(len(chi2), np.nan)
         for pattern in np.unique(present[np.isfinite(chi2)], axis=0):
             rows = np.flatnonzero(np.all(present == pattern, axis=1) & np.isfinite(chi2))
-            calibration = self.held_out_chi2(pattern)
-            beyond = len(calibration) - np.searchsorted(calibration, chi2[rows], side="left")
-            p_value[rows] = (1 + beyond) / (1 + len(calibration))
+            p_value[rows] = held_out_p_value(self.held_out_chi2(pattern), chi2[rows])
         return chi2, p_value
 
 
