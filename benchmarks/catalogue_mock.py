@@ -6,9 +6,12 @@ Two sub-commands, run from the repository root with the project's venv, after th
 ``make``: draws ``--galaxies`` parameter vectors from the library prior (``prior.from_library``, the demo's
 ``config/config.yaml`` galaxy block), simulates their noise-free NIRCam fluxes with the galaxy model, adds
 Gaussian noise with each galaxy's own 1-sigma errors (5-sigma depth drawn uniformly in ``--depth`` AB per
-galaxy and band; the default 29 29 is the demo's, so the amortized estimator's training noise matches) and
-appends ``--injected`` rows meant to be unlike any model in the prior, in four kinds taking turns (``producible``
-checks that no galaxy in the prior fits them):
+galaxy and band; the default 29 29 is the demo's, so the amortized estimator's training noise matches),
+optionally leaves 1-2 bands out of ``--missing-share`` of the rows (NaN flux and error) and, with
+``--faint-share``, keeps that share of rows with S/N < 2 in at least half their bands (chosen by their photometry
+from a pool 4x the size: a selection on x, which keeps exact posteriors calibrated), and appends ``--injected``
+rows meant to be unlike any model in the prior, in four kinds taking turns (``producible`` checks that no galaxy
+in the prior fits them):
 
 - ``stellar``: a Rayleigh-Jeans-like power law f_nu ~ nu^2 (a cool star's near-IR slope), scaled to 25 AB at
   F200W;
@@ -72,8 +75,11 @@ def _galaxy_settings(config_path: Path):
     return settings_for("mock", filled["amortized"]["mock"], filled["galaxy"]), filled["galaxy"]
 
 
-def make_mock(settings, galaxies: int, injected: int, depth: tuple[float, float], seed: int):
-    """(astropy Table of the catalogue with truth, (n,) kinds) for the galaxy model in ``settings``."""
+def make_mock(settings, galaxies: int, injected: int, depth: tuple[float, float], seed: int,
+              missing_share: float = 0.0):
+    """(astropy Table of the catalogue with truth, (n,) kinds) for the galaxy model in ``settings``; a share
+    ``missing_share`` of the normal rows has one or two bands (equally often, bands at random) missing: NaN flux
+    and error, drawn after everything else so the other rows match a mock without them."""
     from astropy.table import Table
 
     from seqsbi.amortized import galaxy_flux_simulator
@@ -101,6 +107,10 @@ def make_mock(settings, galaxies: int, injected: int, depth: tuple[float, float]
             flux[i, filters.index(next(code for code in filters if code.endswith("F277W")))] *= 10 ** (-0.4 * 3)
     sigma = sigma_from_depth(rng.uniform(depth[0], depth[1], size=flux.shape), 5)
     observed = flux + sigma * rng.standard_normal(flux.shape)
+    if missing_share > 0:
+        for i in np.flatnonzero(rng.uniform(size=galaxies) < missing_share):
+            bands = rng.choice(len(filters), size=rng.integers(1, 3), replace=False)
+            observed[i, bands] = sigma[i, bands] = np.nan
     table = Table()
     table["id"] = [f"mock{i:05d}" for i in range(n)]
     for j, code in enumerate(filters):
@@ -110,6 +120,32 @@ def make_mock(settings, galaxies: int, injected: int, depth: tuple[float, float]
         table[f"true_{name}"] = np.where(kinds == "", theta[:, j], np.nan)
     table["injected"] = kinds
     return table, kinds
+
+
+def select_faint(table, kinds: np.ndarray, galaxies: int, faint_share: float, filters: list[str]):
+    """(table, kinds) with ``galaxies`` normal rows, ``faint_share`` of them with S/N < 2 in at least half their
+    bands (:func:`_faint_half`), the first such rows and the first others of ``table`` in its order, then the
+    injected rows; ids renumbered. A selection on the observed photometry only, so exact posteriors stay
+    calibrated on it (coverage conditional on x-defined subsets holds as it does over the prior predictive).
+
+    Raises:
+        ValueError: too few rows of either kind in ``table``.
+    """
+    from seqsbi.simulators.galaxy.catalogue import band_name
+
+    data = np.stack([np.asarray(table[band_name(c)], dtype=float) for c in filters], axis=1)
+    error = np.stack([np.asarray(table[f"{band_name(c)}_err"], dtype=float) for c in filters], axis=1)
+    faint, normal = _faint_half(data, error), kinds == ""
+    n_faint = int(round(faint_share * galaxies))
+    chosen_faint, chosen_other = np.flatnonzero(normal & faint)[:n_faint], np.flatnonzero(normal & ~faint)[
+        :galaxies - n_faint]
+    if len(chosen_faint) < n_faint or len(chosen_other) < galaxies - n_faint:
+        raise ValueError(f"{n_faint} faint and {galaxies - n_faint} other rows asked, the pool has "
+                         f"{int((normal & faint).sum())} and {int((normal & ~faint).sum())}: draw a larger pool")
+    rows = np.concatenate([np.sort(np.concatenate([chosen_faint, chosen_other])), np.flatnonzero(~normal)])
+    out = table[rows]
+    out["id"] = [f"mock{i:05d}" for i in range(len(out))]
+    return out, kinds[rows]
 
 
 def _read_mock(mock_path: Path, config_path: Path):
@@ -232,6 +268,13 @@ def fit_floors(mock_path: Path, estimator_dir: Path, config_path: Path, floors: 
                   f">= 1000: {np.mean(p[normal & (snr >= 1000)] < threshold):.4f})")
 
 
+def _faint_half(data: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """(n,) rows with S/N < 2 in at least half of their bands (missing bands left out)."""
+    present = np.isfinite(data) & np.isfinite(error)
+    faint = present & (np.where(present, data, 0.0) < 2 * np.where(present, error, 1.0))
+    return faint.sum(axis=1) >= 0.5 * present.sum(axis=1)
+
+
 def _coverage(samples: np.ndarray, truth: np.ndarray, level: float) -> np.ndarray:
     low, high = np.nanpercentile(samples, [50 - 50 * level, 50 + 50 * level], axis=1)
     return np.mean((truth >= low) & (truth <= high), axis=0)
@@ -256,13 +299,16 @@ def evaluate(mock_path: Path, results: Path) -> None:
             names = list(hf.attrs["parameter_names"])
         truth = np.stack([np.asarray(mock[f"true_{p}"], dtype=float) for p in names], axis=1)
         flagged = np.asarray(table["flags"]).astype(str) != ""
-        print(f"== {name}: {len(table)} rows ({int(normal.sum())} normal, {int((~normal).sum())} injected)")
-        c68, c95 = _coverage(samples[normal], truth[normal], 0.68), _coverage(samples[normal], truth[normal], 0.95)
-        median = np.nanmedian(samples[normal], axis=1)
-        p16, p84 = np.nanpercentile(samples[normal], [16, 84], axis=1)
+        sampled = np.isfinite(samples).all(axis=(1, 2))
+        print(f"== {name}: {len(table)} rows ({int(normal.sum())} normal, {int((~normal).sum())} injected); normal "
+              f"rows without samples (bands missing): {int((normal & ~sampled).sum())}, left out of what follows")
+        scored = normal & sampled
+        c68, c95 = _coverage(samples[scored], truth[scored], 0.68), _coverage(samples[scored], truth[scored], 0.95)
+        median = np.nanmedian(samples[scored], axis=1)
+        p16, p84 = np.nanpercentile(samples[scored], [16, 84], axis=1)
         print("parameter | 68% coverage | 95% coverage | R^2 | bias | outlier fraction")
         for j, p in enumerate(names):
-            t, m = truth[normal, j], median[:, j]
+            t, m = truth[scored, j], median[:, j]
             ok = np.isfinite(m)
             r2 = 1 - np.sum((m[ok] - t[ok]) ** 2) / np.sum((t[ok] - t[ok].mean()) ** 2)
             outlier = np.mean(np.abs(m[ok] - t[ok]) > 3 * np.maximum((p84 - p16)[ok, j] / 2, 1e-12))
@@ -275,6 +321,18 @@ def evaluate(mock_path: Path, results: Path) -> None:
                           if c.startswith("flag_")))
         if "refined" in table.colnames:
             print(f"refined rows: {int(np.sum(table['refined']))}")
+        _, _, data, error = _read_mock(mock_path, ROOT / "config/config.yaml")
+        depth = np.nanmedian(31.4 - 2.5 * np.log10(5 * error), axis=1)
+        faint = _faint_half(data, error)
+        print("rows (normal, sampled) | n | 68% coverage per parameter | 95% coverage per parameter")
+        for label, rows in [(f"median depth {lo:g}-{hi:g} AB", (depth >= lo) & (depth < hi))
+                            for lo, hi in ((27, 28), (28, 29), (29, 30))] + [
+                ("S/N < 2 in half the bands or more", faint), ("brighter", ~faint)]:
+            rows = rows & scored
+            if rows.any():
+                print(f"{label} | {int(rows.sum())} | "
+                      f"{' '.join(f'{c:.3f}' for c in _coverage(samples[rows], truth[rows], 0.68))} | "
+                      f"{' '.join(f'{c:.3f}' for c in _coverage(samples[rows], truth[rows], 0.95))}")
 
 
 def throughput(mock_path: Path, estimator_dir: Path, config_path: Path, galaxies: int, loop_galaxies: int) -> None:
@@ -350,6 +408,10 @@ def main() -> None:
     make.add_argument("--injected", type=int, default=24)
     make.add_argument("--depth", type=float, nargs=2, default=(29.0, 29.0), metavar=("BRIGHT", "FAINT"))
     make.add_argument("--seed", type=int, default=1)
+    make.add_argument("--missing-share", type=float, default=0.0, help="share of normal rows missing 1-2 bands")
+    make.add_argument("--faint-share", type=float, default=None,
+                      help="share of normal rows with S/N < 2 in at least half their bands (chosen from a pool 4x "
+                           "the size by their photometry)")
     ev = sub.add_parser("evaluate", help="score a finished catalogue against the mock's truth")
     ev.add_argument("mock", type=Path)
     ev.add_argument("results", type=Path, help="results/catalogues/<name>")
@@ -396,11 +458,19 @@ def main() -> None:
         throughput(args.mock, args.estimator, args.config, args.galaxies, args.loop_galaxies)
     elif args.command == "make":
         settings, _ = _galaxy_settings(args.config)
-        table, kinds = make_mock(settings, args.galaxies, args.injected, tuple(args.depth), args.seed)
+        pool = args.galaxies if args.faint_share is None else 4 * args.galaxies
+        table, kinds = make_mock(settings, pool, args.injected, tuple(args.depth), args.seed, args.missing_share)
+        if args.faint_share is not None:
+            table, kinds = select_faint(table, kinds, args.galaxies, args.faint_share,
+                                        list(settings.simulator_settings["filters"]))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         table.write(args.output, format="ascii.csv", overwrite=True)
+        _, _, data, error = _read_mock(args.output, args.config)
+        normal = kinds == ""
         print(f"wrote {args.output}: {args.galaxies} galaxies + {args.injected} injected rows "
-              f"({', '.join(f'{k} {int((kinds == k).sum())}' for k in INJECTED_KINDS)})")
+              f"({', '.join(f'{k} {int((kinds == k).sum())}' for k in INJECTED_KINDS)}); normal rows with bands "
+              f"missing: {np.mean(~np.isfinite(data[normal]).all(axis=1)):.3f}; with S/N < 2 in at least half "
+              f"their bands: {np.mean(_faint_half(data, error)[normal]):.3f}")
     else:
         evaluate(args.mock, args.results)
 

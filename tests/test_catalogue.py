@@ -258,7 +258,7 @@ def test_warm_start_continues_the_amortized_network_only_where_it_can():
     config = toy_block()
 
     def resolve(warm, **run):
-        block = {"posterior_samples": 100, "refine": {"warm_start": warm, "run": run}}
+        block = {"estimator": "toy", "posterior_samples": 100, "refine": {"warm_start": warm, "run": run}}
         settings = refine.refinement_settings("field", block, config["amortized"]["toy"], config["galaxy"])
         return refine.warm_start("field", block, settings)
 
@@ -273,6 +273,11 @@ def test_warm_start_continues_the_amortized_network_only_where_it_can():
                                           r"catalogues.field.refine.run.constrain_to_prior, density_estimator cannot "
                                           r"apply; drop them or set warm_start: false"):
         resolve(True, density_estimator="maf", constrain_to_prior=True)
+    config["amortized"]["toy"]["training_depth_range_ab"] = [27.0, 30.0]  # the network takes depths too
+    with pytest.raises(ConfigError, match=r"catalogues.field.refine.warm_start: true, but estimator 'toy' has depth "
+                                          r"inputs .*set warm_start: false"):
+        resolve(True)
+    assert not resolve(False)
 
 
 def test_refine_flags_that_can_never_be_raised_are_refused():
@@ -530,6 +535,73 @@ def test_depth_offset_says_how_far_each_galaxy_is_from_the_training_noise(traine
     assert np.isnan(amortized.galaxy_depth_offset(quiet, error)).all()
 
 
+def test_depth_inputs_are_checked_and_name_the_key():
+    from seqsbi.amortized import _depth_inputs
+
+    galaxy_run = {"simulator": "galaxy", "simulator_settings": {"noise": {"depth_5sigma_ab": 29.0}}}
+    block = {"training_depth_range_ab": [27, 30], "source": "simulate"}
+    assert _depth_inputs("amortized.a", block, galaxy_run) == (27.0, 30.0)
+    assert _depth_inputs("amortized.a", {**block, "training_depth_range_ab": None}, galaxy_run) is None
+    for bad, match in (({"training_depth_range_ab": [30, 27]}, r"amortized.a.training_depth_range_ab: \[30, 27\]; "
+                                                               r"give \[bright, faint\]"),
+                       ({"source": "library"}, r"needs source: simulate"),):
+        with pytest.raises(ConfigError, match=match):
+            _depth_inputs("amortized.a", {**block, **bad}, galaxy_run)
+    with pytest.raises(ConfigError, match=r"amortized.a.training_depth_range_ab: needs galaxy.features.noise"):
+        _depth_inputs("amortized.a", block, {**galaxy_run, "simulator_settings": {"noise": None}})
+    with pytest.raises(ConfigError, match=r"amortized.toy.training_depth_range_ab: depths are galaxy photometry; "
+                                          r"simulator 'linear_gaussian'"):
+        plan_catalogues(toy_block(training_depth_range_ab=[27, 30]))
+
+
+def test_depth_inputs_draw_depths_per_row_and_band_and_read_them_from_errors(tmp_path, trained):
+    """With depth inputs the training noise is a depth per row and band, uniform in the range, and the network's x
+    is [features, depths]; a catalogue row's depths come from its own errors (NaN where a band is missing)."""
+    import dataclasses
+
+    from seqsbi.units import njy_to_ab, sigma_from_depth
+
+    settings = stand_in_galaxy(tmp_path, trained[0], "np.ones((len(theta), len(filters)))")
+    fixed = amortized.training_noise(settings, 4, np.random.default_rng(0))
+    np.testing.assert_allclose(fixed.sigma_njy, sigma_from_depth(np.full(3, 29.0), 5))
+    assert fixed.max_snr == 20.0
+    deep = dataclasses.replace(settings, depth_inputs=(27.0, 30.0))
+    noise = amortized.training_noise(deep, 5000, np.random.default_rng(1))
+    depths = njy_to_ab(5 * noise.sigma_njy)
+    assert noise.sigma_njy.shape == (5000, 3) and noise.max_snr == 20.0
+    assert depths.min() >= 27.0 and depths.max() <= 30.0 and abs(depths.mean() - 28.5) < 0.03
+    np.testing.assert_array_equal(noise.sigma_njy, amortized.training_noise(deep, 5000, np.random.default_rng(1))
+                                  .sigma_njy)  # seeded
+    features = np.array([[24.0, 25.0, 26.0], [20.0, np.nan, 21.0]])
+    error = np.stack([sigma_from_depth(np.array([27.5, 28.0, 29.0]), 5), [1.0, np.nan, 1.0]])
+    np.testing.assert_array_equal(amortized.estimator_x(settings, features, error), features)  # no depth inputs
+    x = amortized.estimator_x(deep, features, error)
+    np.testing.assert_allclose(x[:, 3:], [[27.5, 28.0, 29.0], [31.4 - 2.5 * np.log10(5), np.nan, 31.4 - 2.5 * np.log10(
+        5)]])
+    np.testing.assert_array_equal(x[:, :3], features)
+    # The model-fit score's held-out rows get the training noise: one depth per row and band.
+    training = {"theta": trained[1].held_out_theta, "flux": np.ones((len(trained[1].held_out_theta), 3))}
+    score, _, _ = amortized.galaxy_model_fit(deep, training, trained[1].held_out_theta, 0.05, 7, features, error)
+    held_depths = njy_to_ab(5 * score.held_out_sigma_njy)
+    assert held_depths.min() >= 27.0 and held_depths.max() <= 30.0 and len(np.unique(held_depths)) == held_depths.size
+
+
+def test_depth_offset_with_depth_inputs_is_the_distance_outside_the_range(tmp_path, trained, caplog):
+    import dataclasses
+
+    from seqsbi.units import sigma_from_depth
+
+    settings = dataclasses.replace(stand_in_galaxy(tmp_path, trained[0], "theta"), depth_inputs=(27.0, 30.0))
+    error = sigma_from_depth(np.array([[27.5, 28.0, 29.5], [26.0, 26.0, 28.0], [31.0, 31.0, 31.0]]), 5)
+    np.testing.assert_allclose(amortized.galaxy_depth_offset(settings, error), [0.0, -1.0, 1.0], atol=1e-9)
+    assert "2 of 3 galaxies (67%) are measured over 0.5 mag off the depth range estimator toy was trained over " \
+           "(amortized.toy.training_depth_range_ab: [27, 30]" in caplog.text and "Widen the range to [26.0, 31.0]" \
+           in caplog.text
+    caplog.clear()
+    amortized.galaxy_depth_offset(settings, error[[0] * 10])
+    assert "galaxies" not in caplog.text
+
+
 def test_every_refine_flag_is_in_the_schema():
     from seqsbi.refine import REFINE_FLAGS
 
@@ -650,6 +722,10 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
         "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 2,
         "test_fraction": 0.3,  # 120 held out: OOD p-values reach 1/121, below the default ood_min_p_value 0.01
         "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
+        # Depth inputs: each training row's depths drawn in [27, 30] AB and given to the network (TSNPE's field).
+        "depth_npe": {"prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100,
+                      "test_fraction": 0.3, "training_depth_range_ab": [27.0, 30.0],
+                      "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
         # The 12-row library's own rows and features as the training set (rule features).
         "library_npe": {"prior": {"from_library": True}, "source": "library", "test_fraction": 0.5,
                         "network": {"hidden_features": 8, "num_transforms": 1}, "training": {"max_num_epochs": 2}}}
@@ -673,6 +749,7 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
             **config["catalogues"]["field"], "chunks": 1, "flags": {"ood_min_p_value": 1.0},
             "refine": {"max_galaxies": limit, "galaxies_per_job": 2, "run": run, "warm_start": engine == "SNPE"}}
     config["catalogues"]["field_snpe"]["path"] = str(workdir / "gaps.ecsv")
+    config["catalogues"]["field_tsnpe"]["estimator"] = "depth_npe"
     # config/examples/catalogue.yaml's catalogue and refinement on tiny budgets, beside them (its galaxy block is
     # the demo's, checked below; the test's tiny library has the same filters and parameters).
     example = yaml.safe_load((ROOT / "config/examples/catalogue.yaml").read_text())
@@ -729,6 +806,16 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     assert not (out / "merged_summary.fits").exists()  # no refine block: no refinement
     training = np.load(workdir / "results/amortized/galaxy_npe/training_set.npz")
     assert training["theta"].shape == (280, 6) and training["flux"].shape == (280, len(filters))
+    # Depth inputs: the network's x is the features and each band's 5-sigma depth; the catalogue's errors (5 nJy:
+    # 27.9 AB) lie inside [27, 30], so no depth offset.
+    depth_summary = json.loads((workdir / "results/amortized/depth_npe/amortized.json").read_text())
+    assert depth_summary["training_depth_range_ab"] == [27.0, 30.0]
+    held_x = np.load(workdir / "results/amortized/depth_npe/held_out.npz")["x"]
+    assert held_x.shape == (120, 2 * len(filters)) and np.all((held_x[:, len(filters):] >= 27) & (
+        held_x[:, len(filters):] <= 30))
+    depth_table = Table.read(workdir / "results/catalogues/field_tsnpe/summary.fits")
+    np.testing.assert_array_equal(depth_table["noise_depth_offset"], 0.0)
+    assert np.isfinite(depth_table["ppc_p_value"]).all() and np.isfinite(depth_table["fit_p_value"]).all()
 
     for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
         out = workdir / f"results/catalogues/field_{engine.lower()}"

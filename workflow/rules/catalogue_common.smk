@@ -32,6 +32,7 @@ TRAINING_SET_KEYS = (
     "simulation_block_size",
     "seed",
     "test_fraction",
+    "training_depth_range_ab",
 )
 
 

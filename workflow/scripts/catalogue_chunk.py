@@ -19,6 +19,7 @@ with log_to_file(snakemake.log[0]) as logger:
     from seqsbi.amortized import (
         catalogue_posteriors,
         complete_block,
+        estimator_x,
         galaxy_depth_offset,
         galaxy_model_fit,
         galaxy_predictive_simulator,
@@ -41,16 +42,17 @@ with log_to_file(snakemake.log[0]) as logger:
     held_out, ood, prior = read_held_out(snakemake.input.held_out)
     settings = settings_for(block["estimator"], complete_block(block["estimator"], snakemake.params.estimator_block),
                             galaxy)
+    inputs = estimator_x(settings, x, catalogue.error_njy[rows])  # x, and each band's depth with depth inputs
     predictive = galaxy_predictive_simulator(settings, catalogue.error_njy[rows])
     seed = round_seed(block["seed"], snakemake.wildcards.catalogue, "catalogue", 0)
     training = artifacts.read_npz(snakemake.input.training_set, required=("theta", "flux"))
     model_fit = galaxy_model_fit(settings, training, held_out["theta"], block["flags"]["fit_error_floor"], seed,
                                  catalogue.flux_njy[rows], catalogue.error_njy[rows])
     start = time.perf_counter()
-    result = catalogue_posteriors(estimator, ood, x, prior, block["posterior_samples"], seed, block["flags"],
+    result = catalogue_posteriors(estimator, ood, inputs, prior, block["posterior_samples"], seed, block["flags"],
                                   block["sampling_block_size"], rows.start // block["sampling_block_size"],
                                   predictive=predictive, missing=np.isnan(catalogue.flux_njy[rows]),
-                                  model_fit=model_fit)
+                                  model_fit=model_fit, ppc_x=x)
     seconds = time.perf_counter() - start
     result.columns["noise_depth_offset"] = galaxy_depth_offset(settings, catalogue.error_njy[rows])
     ppc_s = result.seconds.get("ppc", 0.0)

@@ -19,15 +19,16 @@ with log_to_file(snakemake.log[0]) as logger:
     import torch
 
     from seqsbi import artifacts, engines, refine
-    from seqsbi.amortized import complete_block
+    from seqsbi.amortized import complete_block, estimator_x, settings_for
     from seqsbi.catalogue_table import catalogue_features, read_catalogue
     from seqsbi.config import check_device
 
     torch.set_num_threads(snakemake.threads)
     name, batch = snakemake.wildcards.catalogue, int(snakemake.wildcards.batch)
     block, galaxy = snakemake.params.block, snakemake.params.galaxy
-    settings = refine.refinement_settings(name, block, complete_block(block["estimator"],
-                                                                      snakemake.params.estimator_block), galaxy)
+    estimator_block = complete_block(block["estimator"], snakemake.params.estimator_block)
+    settings = refine.refinement_settings(name, block, estimator_block, galaxy)
+    estimator = settings_for(block["estimator"], estimator_block, galaxy)
     warm = refine.warm_start(name, block, settings)
     check_device(settings)  # before any work: a job may run on another machine than the Snakefile
     rows, _ = refine.selection(refine.read_flags(snakemake.input.table), block["refine"])
@@ -35,6 +36,7 @@ with log_to_file(snakemake.log[0]) as logger:
     catalogue = read_catalogue(snakemake.input.catalogue, galaxy["filters"], block["id_column"],
                                key=f"catalogues.{name}.path", missing_value=galaxy.get("missing_value"))
     x = catalogue_features(catalogue, galaxy)
+    amortized_x = estimator_x(estimator, x, catalogue.error_njy)  # what the estimator conditions on
     training = artifacts.read_npz(snakemake.input.training_set, required=("theta", "flux"))
     n = settings.simulations_per_round
     theta0, flux0 = training["theta"][:n], training["flux"][:n]
@@ -52,7 +54,8 @@ with log_to_file(snakemake.log[0]) as logger:
     for i, row in enumerate(rows):
         logger.info("galaxy %d of %d: %s", i + 1, len(rows), catalogue.ids[row])
         results.append(refine.refine_galaxy(settings, str(catalogue.ids[row]), x[row], catalogue.error_njy[row],
-                                            posterior, amortized_samples[i], theta0, flux0, warm))
+                                            posterior, amortized_samples[i], theta0, flux0, warm,
+                                            amortized_x[row]))
         logger.info("galaxy %s refined in %.1f s", catalogue.ids[row], results[-1].seconds)
     artifacts.write_npz(snakemake.output.batch, rows=np.asarray(rows, dtype=int), ids=catalogue.ids[rows],
                         samples=np.array([r.samples for r in results], dtype=np.float32).reshape(

@@ -28,6 +28,7 @@ from seqsbi.seeds import block_seed, round_seed, training_seed
 
 if TYPE_CHECKING:
     from seqsbi.config import RunSettings
+    from seqsbi.simulators.galaxy.features import FluxNoise
 
 logger = logging.getLogger("seqsbi.amortized")
 
@@ -67,6 +68,7 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
         simulations_per_round=block["simulations"], simulation_block_size=block["simulation_block_size"],
         simulation_chunks=block["simulation_chunks"], posterior_samples=1000, seed=block["seed"],
         device=block["device"], training=dict(block["training"]), mcmc={}, truncation={},
+        depth_inputs=_depth_inputs(key, block, run),
     )
     if block["source"] == "library" and (settings.prior.fixed or not settings.prior.is_box):
         raise ConfigError(f"{key}.prior: a library training set is drawn from the library's own (uniform) sampling "
@@ -86,6 +88,32 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
                           f"{block['test_fraction']:g}), {n_fit} to fit and {n_train - n_fit} to validate; each needs "
                           f"at least 2 (1 to validate): raise {key}.simulations or use a larger library")
     return settings
+
+
+def _depth_inputs(key: str, block: dict, run: dict) -> tuple[float, float] | None:
+    """``training_depth_range_ab`` as (bright, faint) AB, checked; None when unset.
+
+    Raises:
+        ConfigError: naming ``<key>.training_depth_range_ab``: a range not bright < faint, a simulator other than
+            the galaxy model, no ``galaxy.features.noise`` (its ``max_snr`` floor is part of the noise model), or
+            ``source: library`` (the library's features have one depth).
+    """
+    depths = block.get("training_depth_range_ab")
+    if depths is None:
+        return None
+    where = f"{key}.training_depth_range_ab"
+    bright, faint = (float(d) for d in depths)
+    if not (np.isfinite(bright) and np.isfinite(faint) and bright < faint):
+        raise ConfigError(f"{where}: {list(depths)}; give [bright, faint] 5-sigma depths in AB with bright < faint, "
+                          f"e.g. [27.0, 30.0]")
+    if run["simulator"] != "galaxy":
+        raise ConfigError(f"{where}: depths are galaxy photometry; simulator {run['simulator']!r} has none (drop it)")
+    if run["simulator_settings"].get("noise") is None:
+        raise ConfigError(f"{where}: needs galaxy.features.noise (null now): its max_snr floor applies on top of "
+                          f"the drawn depths; set galaxy.features.noise or drop {where}")
+    if block["source"] != "simulate":
+        raise ConfigError(f"{where}: needs source: simulate (a library's features were made at one depth)")
+    return bright, faint
 
 
 def complete_block(name: str, block: dict) -> dict:
@@ -115,7 +143,9 @@ def simulate_training_blocks(settings: RunSettings, rows: slice
     Block b draws its theta uniformly in the prior box and its noise from one Generator seeded with
     ``block_seed(base_seed, b)``: the training set is the same whichever chunk job simulates a block.
     The galaxy model's x is the simulator's own (:func:`seqsbi.simulators.galaxy.simulator.galaxy`: fluxes,
-    then noise and features from the same Generator). numpy only (no torch), so chunk jobs start fast.
+    then noise and features from the same Generator); with depth inputs (``training_depth_range_ab``) each row's
+    per-band depths are drawn first (:func:`training_noise`) and x is :func:`estimator_x` of its features (n, 2
+    n_filters). numpy only (no torch), so chunk jobs start fast.
     """
     size, prior = settings.simulation_block_size, settings.prior
     if rows.start % size:
@@ -123,6 +153,7 @@ def simulate_training_blocks(settings: RunSettings, rows: slice
     seed = base_seed(settings)
     galaxy = settings.simulator_name == "galaxy"
     if galaxy:
+        from seqsbi.simulators.galaxy.features import simulate_features
         from seqsbi.simulators.galaxy.simulator import features_from_flux
 
         fluxes, configured = galaxy_flux_simulator(settings), settings.simulator_settings
@@ -135,7 +166,13 @@ def simulate_training_blocks(settings: RunSettings, rows: slice
         n = min(size, rows.stop - first)
         theta = prior.draw(n, rng)  # the prior itself (uniform: low + u (high - low), as before)
         thetas.append(theta)
-        if galaxy:
+        if galaxy and settings.depth_inputs is not None:
+            flux_blocks.append(fluxes(theta, rng))
+            noise = training_noise(settings, n, rng)
+            features = simulate_features(flux_blocks[-1], configured["features"], noise, rng,
+                                         _flux_scale(configured))
+            xs.append(estimator_x(settings, features, noise.sigma_njy))
+        elif galaxy:
             flux_blocks.append(fluxes(theta, rng))
             xs.append(features_from_flux(flux_blocks[-1], rng, len(configured["filters"]), configured["features"],
                                          configured.get("noise"), flux_scale_njy=configured.get("flux_scale_njy")))
@@ -147,6 +184,51 @@ def simulate_training_blocks(settings: RunSettings, rows: slice
     logger.info("simulated %d training rows (%d..%d) in %.1f s", len(theta), rows.start, rows.stop,
                 time.perf_counter() - start)
     return theta, x, flux
+
+
+def training_noise(settings: RunSettings, n: int, rng: np.random.Generator) -> FluxNoise:
+    """The flux noise of n training simulations of a galaxy estimator: the configured depth
+    (``galaxy.features.noise``) for every row or, with depth inputs (``settings.depth_inputs`` = (bright, faint)
+    AB), a 5-sigma depth drawn uniformly in that range for each row and band (``sigma_njy`` (n, n_filters) nJy);
+    ``max_snr`` from the configured noise either way. Draws n x n_filters uniforms from ``rng`` with depth inputs,
+    nothing otherwise.
+
+    Raises:
+        ValueError: a simulator without noise (``galaxy.features.noise`` null).
+    """
+    from seqsbi.simulators.galaxy.features import FluxNoise
+    from seqsbi.units import sigma_from_depth
+
+    configured = settings.simulator_settings.get("noise")
+    n_filters = len(settings.simulator_settings["filters"])
+    if configured is None:
+        raise ValueError(f"estimator {settings.name}: no training noise (galaxy.features.noise is null)")
+    if settings.depth_inputs is None:
+        return FluxNoise.from_config(configured, n_filters)
+    depths = rng.uniform(settings.depth_inputs[0], settings.depth_inputs[1], size=(n, n_filters))
+    return FluxNoise(np.asarray(sigma_from_depth(depths, 5), dtype=float), configured.get("max_snr"))
+
+
+def estimator_x(settings: RunSettings, features: np.ndarray, sigma_njy: np.ndarray) -> np.ndarray:
+    """What the estimator conditions on for rows with features (n, k) and per-band 1-sigma flux errors (n, k) nJy:
+    the features, and with depth inputs (``training_depth_range_ab``) each band's 5-sigma depth in AB beside them,
+    (n, 2k): [features, 31.4 - 2.5 log10(5 sigma)] (:func:`seqsbi.units.njy_to_ab`). The errors are the
+    observation's own, before the ``max_snr`` floor (the training rows' drawn depths are too). A missing band
+    (NaN error) gives a NaN depth, as its feature is NaN."""
+    from seqsbi.units import njy_to_ab
+
+    features = np.asarray(features, dtype=float)
+    if settings.depth_inputs is None:
+        return features
+    with np.errstate(invalid="ignore", divide="ignore"):
+        depths = njy_to_ab(5 * np.broadcast_to(np.asarray(sigma_njy, dtype=float), features.shape))
+    return np.hstack([features, np.where(np.isfinite(depths), depths, np.nan)])
+
+
+def _flux_scale(configured: dict) -> np.ndarray | None:
+    """``flux_scale_njy`` of galaxy simulator settings as (n_filters,), or None."""
+    scale = configured.get("flux_scale_njy")
+    return None if scale is None else np.broadcast_to(np.asarray(scale, dtype=float), (len(configured["filters"]),))
 
 
 def split_rows(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -344,23 +426,24 @@ def galaxy_model_fit(settings: RunSettings, training: dict[str, np.ndarray], hel
 
     The :class:`ModelFitScore` comes from the estimator's training set (``training``: ``theta`` (N, d) and noise-free
     ``flux`` (N, k) nJy, as ``training_set.npz`` holds them) and its held-out theta (m, d), whose fluxes are simulated
-    here (batched, no noise) and given the estimator's configured noise (``galaxy.features.noise``) with a
-    Generator seeded from ``seed``: the same calibration in every chunk job. The rows' errors are their catalogue
+    here (batched, no noise) and given the estimator's training noise (:func:`training_noise`: the configured
+    depth, or depths drawn per row and band with depth inputs) with a Generator seeded from ``seed``: the same
+    calibration in every chunk job. The rows' errors are their catalogue
     errors ``error_njy`` raised to the configured ``max_snr`` floor, as their features' are
     (:func:`seqsbi.simulators.galaxy.features.noise_for_observation`).
     """
-    from seqsbi.simulators.galaxy.features import FluxNoise, noise_for_observation
+    from seqsbi.simulators.galaxy.features import noise_for_observation
 
     configured = settings.simulator_settings.get("noise")
     n_filters = training["flux"].shape[1]
-    noise = FluxNoise.from_config(configured, n_filters)
-    if noise is None:
+    if configured is None:
         logger.warning("no model-fit flag: estimator %s was trained without noise (galaxy.features.noise is null), "
                        "so nothing calibrates the score; fit_chi2 and fit_p_value are NaN", settings.name)
         return None
     start = time.perf_counter()
     rng = np.random.default_rng(block_seed(seed, _FIT_SEED_KEY))
-    held_out_flux, held_out_sigma = noise.apply(galaxy_flux_simulator(settings)(held_out_theta, rng), rng)
+    model = galaxy_flux_simulator(settings)(held_out_theta, rng)
+    held_out_flux, held_out_sigma = training_noise(settings, len(held_out_theta), rng).apply(model, rng)
     score = ModelFitScore.calibrate(training["flux"], training["theta"], settings.prior, error_floor, held_out_flux,
                                     held_out_sigma)
     logger.info("model fit calibrated on %d held-out simulations (error floor %g) in %.2f s", len(held_out_theta),
@@ -379,10 +462,12 @@ DEPTH_OFFSET_WARN_MAG, DEPTH_OFFSET_WARN_SHARE = 0.5, 0.1
 
 def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndarray:
     """(n,) median over each row's bands of (its 5-sigma depth - the estimator's training depth) in AB mag, from
-    1-sigma errors (n, k) nJy (missing bands, NaN, left out; NaN without training noise). Negative: the galaxy is
-    measured worse than the estimator was trained for, so its amortized posterior is too narrow (the estimator
-    assumes the training noise; its refinement, if flagged, simulates the galaxy's own). Logs a warning when more
-    than DEPTH_OFFSET_WARN_SHARE of the rows are beyond DEPTH_OFFSET_WARN_MAG."""
+    1-sigma errors (n, k) nJy (missing bands, NaN, left out; NaN without training noise). With depth inputs
+    (``training_depth_range_ab``) the training depth of a band is the nearest end of that range, so rows inside it
+    have 0. Negative: the galaxy is measured worse than the estimator was trained for, so its amortized posterior
+    is too narrow (the estimator assumes the training noise; its refinement, if flagged, simulates the galaxy's
+    own); with depth inputs, the network extrapolates. Logs a warning when more than DEPTH_OFFSET_WARN_SHARE of
+    the rows are beyond DEPTH_OFFSET_WARN_MAG, naming the fix."""
     from seqsbi.simulators.galaxy.features import FluxNoise
     from seqsbi.units import njy_to_ab
 
@@ -393,19 +478,32 @@ def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndar
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a row or band with every value missing: NaN
         depth = njy_to_ab(5 * error_njy)
-        offset, band_depths = np.nanmedian(depth - njy_to_ab(5 * noise.sigma_njy), axis=1), np.nanmedian(depth, axis=0)
+        trained = njy_to_ab(5 * noise.sigma_njy) if settings.depth_inputs is None else np.clip(
+            depth, *settings.depth_inputs)
+        offset, band_depths = np.nanmedian(depth - trained, axis=1), np.nanmedian(depth, axis=0)
     beyond = np.abs(np.nan_to_num(offset)) > DEPTH_OFFSET_WARN_MAG
-    if beyond.mean() > DEPTH_OFFSET_WARN_SHARE:
-        median = float(np.nanmedian(offset))
-        depths = ", ".join(f"{d:.2f}" for d in band_depths)
-        logger.warning("%d of %d galaxies (%.0f%%) are measured over %.1f mag off the depth estimator %s was trained "
-                       "for (column noise_depth_offset, median %+.2f mag: %s; median 5-sigma depths per band [%s] "
-                       "AB, training [%s]): its posteriors and its ood and fit p-values assume the training noise, so "
-                       "these are miscalibrated (posteriors too narrow where shallower). Train an estimator at the "
-                       "catalogue's depths: galaxy.features.noise.depth_5sigma_ab: [%s] (it applies to every run and "
-                       "estimator of the config)", int(beyond.sum()), len(offset), 100 * beyond.mean(),
-                       DEPTH_OFFSET_WARN_MAG, settings.name, median, "shallower" if median < 0 else "deeper", depths,
-                       ", ".join(f"{d:.2f}" for d in njy_to_ab(5 * noise.sigma_njy)), depths)
+    if beyond.mean() <= DEPTH_OFFSET_WARN_SHARE:
+        return offset
+    median, depths = float(np.nanmedian(offset)), ", ".join(f"{d:.2f}" for d in band_depths)
+    head = (f"{int(beyond.sum())} of {len(offset)} galaxies ({100 * beyond.mean():.0f}%) are measured over "
+            f"{DEPTH_OFFSET_WARN_MAG:.1f} mag off the depth")
+    if settings.depth_inputs is None:
+        logger.warning("%s estimator %s was trained for (column noise_depth_offset, median %+.2f mag: %s; median "
+                       "5-sigma depths per band [%s] AB, training [%s]): its posteriors and its ood and fit p-values "
+                       "assume the training noise, so these are miscalibrated (posteriors too narrow where "
+                       "shallower). Give the estimator depth inputs (amortized.%s.training_depth_range_ab: [%.1f, "
+                       "%.1f], each galaxy then conditioned on its own errors) or train it at the catalogue's depths "
+                       "(galaxy.features.noise.depth_5sigma_ab: [%s])", head, settings.name, median,
+                       "shallower" if median < 0 else "deeper", depths,
+                       ", ".join(f"{d:.2f}" for d in njy_to_ab(5 * noise.sigma_njy)), settings.name,
+                       np.floor(2 * np.nanquantile(depth, 0.01)) / 2, np.ceil(2 * np.nanquantile(depth, 0.99)) / 2,
+                       depths)
+    else:
+        logger.warning("%s range estimator %s was trained over (amortized.%s.training_depth_range_ab: [%g, %g]; "
+                       "column noise_depth_offset, median %+.2f mag; median 5-sigma depths per band [%s] AB): the "
+                       "network extrapolates to these depths and they are likely flagged ood. Widen the range to "
+                       "[%.1f, %.1f]", head, settings.name, settings.name, *settings.depth_inputs, median, depths,
+                       np.floor(2 * np.nanquantile(depth, 0.01)) / 2, np.ceil(2 * np.nanquantile(depth, 0.99)) / 2)
     return offset
 
 
@@ -499,6 +597,7 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
         "held_out_coverage": {"rows": check.stop, "samples": check_samples, **coverage},
         "held_out_galaxies_per_s": check.stop / sample_s,
         "parameters": list(settings.prior.names), "units": list(settings.prior.units),
+        "training_depth_range_ab": None if settings.depth_inputs is None else list(settings.depth_inputs),
         "ood": {"neighbours": ood_neighbours, "held_out_distance_quantiles": {
             str(q): float(np.quantile(ood.held_out_distances, q)) for q in (0.5, 0.9, 0.99)}},
     }
@@ -622,8 +721,7 @@ def galaxy_predictive_simulator(settings: RunSettings, error_njy: np.ndarray) ->
     configured = settings.simulator_settings
     n_filters = len(configured["filters"])
     fluxes = galaxy_flux_simulator(settings)
-    scale = configured.get("flux_scale_njy")
-    scale = None if scale is None else np.broadcast_to(np.asarray(scale, dtype=float), (n_filters,))
+    scale = _flux_scale(configured)
     error_njy = np.asarray(error_njy, dtype=float)
 
     def simulate(theta: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -701,8 +799,11 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
                          seed: int, flags: dict, batch_galaxies: int = 256, first_block: int = 0,
                          predictive: PredictiveSimulator | None = None,
                          missing: np.ndarray | None = None,
-                         model_fit: tuple[ModelFitScore, np.ndarray, np.ndarray] | None = None) -> ChunkPosteriors:
-    """Batched posterior samples at every row of x (n, k) and the trust flags of each row.
+                         model_fit: tuple[ModelFitScore, np.ndarray, np.ndarray] | None = None,
+                         ppc_x: np.ndarray | None = None) -> ChunkPosteriors:
+    """Batched posterior samples at every row of x (n, k) (what the estimator conditions on:
+    :func:`estimator_x`) and the trust flags of each row; ``ppc_x`` (n, k') the features the predictive check
+    compares with ``predictive``'s simulations when they are not x (depth inputs: x without the depths).
 
     Flags (thresholds from the catalogue's ``flags`` config; values always in the columns):
       - ``ood``: ``ood_p_value`` < ``ood_min_p_value`` (x farther from the training set than that share of
@@ -740,7 +841,8 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
     if draws:
         start = time.perf_counter()
         columns["ppc_chi2"], columns["ppc_p_value"] = posterior_predictive_check(
-            samples, np.asarray(x, dtype=float), predictive, draws, seed, batch_galaxies, first_block)
+            samples, np.asarray(x if ppc_x is None else ppc_x, dtype=float), predictive, draws, seed, batch_galaxies,
+            first_block)
         seconds["ppc"] = time.perf_counter() - start
         logger.info("posterior predictive check: %d galaxies x %d draws in %.2f s (%.2f ms a galaxy)", len(x), draws,
                     seconds["ppc"], 1e3 * seconds["ppc"] / max(len(x), 1))

@@ -61,6 +61,9 @@ class RunSettings:
     nested_sampling: dict[str, Any] = field(default_factory=dict)
     # SBI runs: the name of the reference (engine 'likelihood') run of the same simulator and prior, or None.
     reference: str | None = None
+    # Amortized galaxy estimators: (bright, faint) 5-sigma AB range of the per-band training depths, which the
+    # network takes as inputs beside the features (amortized.<name>.training_depth_range_ab); None: one depth.
+    depth_inputs: tuple[float, float] | None = None
 
     @property
     def is_reference(self) -> bool:

@@ -79,8 +79,8 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
 
     Raises:
         ConfigError: naming ``catalogues.<catalogue>.refine.run.<key>``: a key from FIXED_KEYS, a bad value
-            (the runs schema's checks), an engine not in REFINE_ENGINES, fewer than 2 rounds; and
-            :func:`warm_start`'s refusals.
+            (the runs schema's checks), an engine not in REFINE_ENGINES, fewer than 2 rounds;
+            :func:`warm_start`'s refusals, and warm_start with an estimator with depth inputs.
     """
     from seqsbi.config import check_training_budget, run_settings, validate_config
     from seqsbi.simulators.galaxy import config as galaxy_config
@@ -109,7 +109,10 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
     if settings.rounds < 2:
         raise ConfigError(f"{key}.rounds: {settings.rounds}; round 0 is the amortized estimator, so a refinement "
                           f"needs at least 2 rounds (round 0 and one sequential round)")
-    warm_start(catalogue, block, settings)  # its refusals, before any work
+    if warm_start(catalogue, block, settings) and estimator_block.get("training_depth_range_ab") is not None:
+        raise ConfigError(f"catalogues.{catalogue}.refine.warm_start: true, but estimator {block['estimator']!r} has "
+                          f"depth inputs (training_depth_range_ab): its network takes 2 x the refinement's features, "
+                          f"so round 1 cannot continue it; set warm_start: false")
     return dataclasses.replace(settings, simulation_chunks=1)
 
 
@@ -222,7 +225,8 @@ TRAINED_SOURCE = "amortized training rows, missing bands dropped"
 
 
 def amortized_round_zero(settings: RunSettings, observation: Any, amortized_posterior: Any, theta0: np.ndarray,
-                         flux0_njy: np.ndarray, samples: np.ndarray | None = None, warm_start: bool = False) -> Any:
+                         flux0_njy: np.ndarray, samples: np.ndarray | None = None, warm_start: bool = False,
+                         amortized_x: np.ndarray | None = None) -> Any:
     """Round 0 of a sequential fit at ``observation`` from an amortized estimator, with no new simulations.
 
     Its simulations are the estimator's training rows ``theta0`` (n, d) and their noise-free fluxes ``flux0_njy``
@@ -232,7 +236,9 @@ def amortized_round_zero(settings: RunSettings, observation: Any, amortized_post
     ``posterior_samples`` drawn from it. An observation without every band (``bands`` set) cannot use the
     amortized estimator (it conditions on every band): round 0 then trains the engine on those rows instead.
     ``warm_start`` (:func:`warm_start`): the trainer holds a copy of the amortized network, which round 1 then
-    continues training (sbi builds a new network for a trainer that holds none).
+    continues training (sbi builds a new network for a trainer that holds none). ``amortized_x``: what the
+    amortized estimator conditions on at this observation when it is not x_o itself (an estimator with depth
+    inputs: :func:`seqsbi.amortized.estimator_x`, (2k,)).
 
     Returns:
         seqsbi.rounds.RoundResult of round 0 (its trainer holds the round-0 rows, and no network, the amortized
@@ -267,7 +273,8 @@ def amortized_round_zero(settings: RunSettings, observation: Any, amortized_post
     inference = round_zero_trainer(settings, theta0, x0)
     if warm_start:  # a copy: every galaxy continues the same amortized network, none the one before it
         inference._neural_net = copy.deepcopy(amortized_posterior.posterior_estimator)
-    posterior = amortized_posterior.set_default_x(torch.as_tensor(observation.x_o, dtype=torch.float32)[None, :])
+    condition = observation.x_o if amortized_x is None else amortized_x
+    posterior = amortized_posterior.set_default_x(torch.as_tensor(condition, dtype=torch.float32)[None, :])
     start = time.perf_counter()
     samples = engines.draw(posterior, settings.posterior_samples, settings) if samples is None else np.asarray(
         samples, dtype=float)
@@ -295,7 +302,8 @@ def round_zero_trainer(settings: RunSettings, theta0: np.ndarray, x0: np.ndarray
 
 def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy: np.ndarray,
                   amortized_posterior: Any, amortized_samples: np.ndarray, theta0: np.ndarray,
-                  flux0_njy: np.ndarray, warm_start: bool = False) -> Refinement:
+                  flux0_njy: np.ndarray, warm_start: bool = False, amortized_x: np.ndarray | None = None
+                  ) -> Refinement:
     """Rounds 1..rounds-1 of ``settings`` for one galaxy, round 0 being the amortized estimator.
 
     A galaxy with missing bands (NaN in ``x_o`` and ``error_njy``) is fitted without them: its simulations
@@ -313,6 +321,8 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
         theta0, flux0_njy: (n, d), (n, n_filters) round 0's rows: the estimator's training theta and noise-free
             fluxes (n = simulations_per_round).
         warm_start: round 1 continues the amortized network (:func:`warm_start`; not for missing bands).
+        amortized_x: what the amortized estimator conditions on, when not x_o (depth inputs: (2k,), from
+            :func:`seqsbi.amortized.estimator_x`); the rounds after it see x_o only.
 
     Raises:
         ValueError: round-0 rows that are not simulations_per_round, or shapes that do not match.
@@ -326,7 +336,8 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
     present = np.isfinite(np.asarray(error_njy, dtype=float))
     observation = Observation(name=galaxy, x_o=np.asarray(x_o, dtype=float)[present])
     previous = amortized_round_zero(own, observation, amortized_posterior, theta0, flux0_njy,
-                                    amortized_samples if present.all() else None, warm_start and present.all())
+                                    amortized_samples if present.all() else None, warm_start and present.all(),
+                                    amortized_x)
     rounds = [previous.summary]
     amortized_net = warm_start and bool(present.all())
     n = settings.simulations_per_round
