@@ -85,8 +85,19 @@ def test_ab_floor_share_is_recorded_and_warned_about():
     report = galaxy_simulator.feature_warnings(x, settings)
     assert report["ab_floor_share"] == {CODES[0]: 0.5, CODES[1]: 0.0}
     assert "25.0% of this round's AB-magnitude features" in report["warning"]
-    assert "asinh_magnitude or flux" in report["warning"]
+    assert "set galaxy.features.kind to asinh_magnitude, which stays continuous" in report["warning"]
     assert "warning" not in galaxy_simulator.feature_warnings(np.full((100, 2), 25.0), settings)
+
+
+def test_heavy_tailed_flux_features_are_warned_about():
+    """Fluxes spanning decades (as a prior over 4 dex of mass and z 0-5 makes): sbi's z-scoring squeezes most rows."""
+    settings = {"filters": CODES[:2], "noise": {"depth_5sigma_ab": 29.0}, "features": "flux"}
+    rng = np.random.default_rng(0)
+    spread = np.column_stack([10 ** rng.normal(0, 2, 2000), rng.normal(100, 10, 2000)])  # 2 dex scatter; Gaussian
+    report = galaxy_simulator.feature_warnings(spread, settings)
+    assert report["flux_std_over_iqr"][CODES[0]] > 10 and 0.6 < report["flux_std_over_iqr"][CODES[1]] < 0.9
+    assert "flux features are heavy-tailed" in report["warning"] and "asinh_magnitude" in report["warning"]
+    assert "warning" not in galaxy_simulator.feature_warnings(spread[:, [1, 1]], settings)
 
 
 # --- 3. missing bands, 4. per-observation priors, through the plan -------------------------------------------------

@@ -12,6 +12,7 @@ that train or sample.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -556,6 +557,16 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
     if len(train_rows) < 2 or len(test_rows) < 2:
         raise ConfigError(f"amortized.{settings.name}: only {len(train_rows)} training and {len(test_rows)} held-out "
                           f"rows with finite x; raise simulations or check the simulator")
+    features = None
+    if settings.simulator_name == "galaxy":  # AB floor share or flux tails, warned about as a round's are
+        from seqsbi.rounds import feature_report
+
+        if settings.depth_inputs is not None:  # each row its own floor: the share is not defined by one depth
+            logger.info("depth inputs: 5-sigma depths drawn uniformly in [%g, %g] AB per row and band",
+                        *settings.depth_inputs)
+        seen = settings if settings.depth_inputs is None else dataclasses.replace(
+            settings, simulator_settings={**settings.simulator_settings, "noise": None})
+        features = feature_report(seen, x[train_rows][:, :len(settings.simulator_settings["filters"])])
     torch.manual_seed(training_seed(seed))
     prior = engines.make_prior(settings.prior, settings.device)
     with warnings.catch_warnings():
@@ -598,6 +609,7 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
         "held_out_galaxies_per_s": check.stop / sample_s,
         "parameters": list(settings.prior.names), "units": list(settings.prior.units),
         "training_depth_range_ab": None if settings.depth_inputs is None else list(settings.depth_inputs),
+        "features": features,
         "ood": {"neighbours": ood_neighbours, "held_out_distance_quantiles": {
             str(q): float(np.quantile(ood.held_out_distances, q)) for q in (0.5, 0.9, 0.99)}},
     }

@@ -8,6 +8,7 @@ theta before the call (seqsbi.simulators.Simulator).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,25 @@ def declared_output_dim(settings: dict[str, Any]) -> int:
     return len(settings["filters"]) if bands is None else len(bands)
 
 
+#: Standard deviation over interquartile range of a flux feature above which a training set warns (a Gaussian's is
+#: 0.74; the demo prior's fluxes reach 2,900-44,000, its asinh and AB magnitudes 0.65-0.70).
+FLUX_TAIL_WARN_RATIO = 10.0
+
+
+def flux_tail_ratio(x: np.ndarray) -> np.ndarray:
+    """(k,) standard deviation / interquartile range of each column of x (n, k) (finite values; inf for a zero
+    interquartile range with spread)."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(x, [25, 75], axis=0)
+        return np.nanstd(x, axis=0) / (high - low)
+
+
 def feature_warnings(x: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
-    """A round's training set x (n, k) seen from the features: for AB magnitudes, the share of values on
-    the 1-sigma floor per band (round.json ``features``) and a warning when it exceeds a few percent."""
+    """A round's training set x (n, k) seen from the features (round.json ``features``): for AB magnitudes, the
+    share of values on the 1-sigma floor per band and a warning when it exceeds a few percent; for fluxes, each
+    band's standard deviation over its interquartile range and a warning when the tails dominate
+    (FLUX_TAIL_WARN_RATIO)."""
     from seqsbi.simulators.galaxy.features import AB_FLOOR_WARN_SHARE, ab_floor_share, noise_for_observation
 
     filters, bands = list(settings["filters"]), settings.get("bands")
@@ -98,6 +115,17 @@ def feature_warnings(x: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
     if noise is not None:
         noise = noise.select(bands)
         report["sigma_njy"] = [float(s) for s in noise.sigma_njy]
+    if report["kind"] in ("flux", "flux_njy") and len(x) > 1:
+        tail = flux_tail_ratio(x)
+        report["flux_std_over_iqr"] = {name: float(t) for name, t in zip(names, tail)}
+        if np.nanmax(tail) > FLUX_TAIL_WARN_RATIO:
+            report["warning"] = (
+                "flux features are heavy-tailed (standard deviation / interquartile range per band: "
+                + ", ".join(f"{name} {t:.3g}" for name, t in zip(names, tail))
+                + "; 0.74 for a Gaussian): sbi z-scores x by its standard deviation, which squeezes most simulations "
+                "into a sliver the network barely resolves (measured on the demo's prior: an amortized estimator "
+                "on fluxes learnt almost nothing, R^2 below 0 for every parameter; benchmarks/README.md, \"Feature "
+                "kinds and per-galaxy noise\"); set galaxy.features.kind to asinh_magnitude")
     if report["kind"] != "ab_magnitude" or noise is None:
         return report
     share = ab_floor_share(x, noise)
@@ -108,7 +136,7 @@ def feature_warnings(x: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
             f"{100 * overall:.1f}% of this round's AB-magnitude features sit on the 1-sigma floor (per band: "
             + ", ".join(f"{name} {100 * s:.0f}%" for name, s in zip(names, share))
             + "): a point mass a continuous density estimator cannot represent; set galaxy.features.kind to "
-            "asinh_magnitude or flux, which stay continuous for faint and negative fluxes")
+            "asinh_magnitude, which stays continuous for faint and negative fluxes")
     return report
 
 
