@@ -75,6 +75,17 @@ def _galaxy_settings(config_path: Path):
     return settings_for("mock", filled["amortized"]["mock"], filled["galaxy"]), filled["galaxy"]
 
 
+def _estimator_settings(config_path: Path, estimator_dir: Path):
+    """The mock's galaxy settings with the depth inputs the estimator in ``estimator_dir`` was trained with
+    (``training_depth_range_ab`` in its amortized.json)."""
+    import dataclasses
+    import json
+
+    settings, galaxy = _galaxy_settings(config_path)
+    depths = json.loads((estimator_dir / "amortized.json").read_text()).get("training_depth_range_ab")
+    return dataclasses.replace(settings, depth_inputs=None if depths is None else tuple(depths)), galaxy
+
+
 def make_mock(settings, galaxies: int, injected: int, depth: tuple[float, float], seed: int,
               missing_share: float = 0.0):
     """(astropy Table of the catalogue with truth, (n,) kinds) for the galaxy model in ``settings``; a share
@@ -243,7 +254,8 @@ def fit_floors(mock_path: Path, estimator_dir: Path, config_path: Path, floors: 
     from seqsbi import artifacts
     from seqsbi.amortized import galaxy_model_fit
 
-    settings, kinds, data, error = _read_mock(mock_path, config_path)
+    _, kinds, data, error = _read_mock(mock_path, config_path)
+    settings, _ = _estimator_settings(config_path, estimator_dir)
     training = artifacts.read_npz(estimator_dir / "training_set.npz", required=("theta", "flux"))
     held_out_theta = artifacts.read_npz(estimator_dir / "held_out.npz", required=("theta",))["theta"]
     normal, snr = kinds == "", np.median(data / error, axis=1)
@@ -344,13 +356,13 @@ def throughput(mock_path: Path, estimator_dir: Path, config_path: Path, galaxies
     import torch
 
     from seqsbi import engines
-    from seqsbi.amortized import sample_batched, sample_loop
+    from seqsbi.amortized import estimator_x, sample_batched, sample_loop
     from seqsbi.catalogue_table import catalogue_features, read_catalogue
 
     torch.set_num_threads(1)
-    _, galaxy = _galaxy_settings(config_path)
+    settings, galaxy = _estimator_settings(config_path, estimator_dir)
     catalogue = read_catalogue(mock_path, galaxy["filters"])
-    x = catalogue_features(catalogue, galaxy)[:galaxies]
+    x = estimator_x(settings, catalogue_features(catalogue, galaxy), catalogue.error_njy)[:galaxies]
     estimator = engines.load(estimator_dir / "estimator.pt")
     posterior = engines.load(estimator_dir / "posterior.pt")
     start = time.perf_counter()

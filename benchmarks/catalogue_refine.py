@@ -68,6 +68,7 @@ def main() -> None:
     from astropy.table import Table
 
     from seqsbi import artifacts, engines, refine
+    from seqsbi.amortized import estimator_x, settings_for
     from seqsbi.catalogue_table import catalogue_features, read_catalogue
     from seqsbi.config import validate_config
     from seqsbi.diagnostics import c2st
@@ -91,6 +92,8 @@ def main() -> None:
     catalogue = read_catalogue(ROOT / block["path"], galaxy["filters"], block["id_column"],
                                missing_value=galaxy.get("missing_value"))
     x = catalogue_features(catalogue, galaxy)
+    estimator = settings_for(block["estimator"], estimator_block, galaxy)
+    amortized_x = estimator_x(estimator, x, catalogue.error_njy)  # x, and depths with depth inputs
     training = artifacts.read_npz(amortized_dir / "training_set.npz", required=("theta", "flux"))
     posterior = engines.load(amortized_dir / "posterior.pt")
     with h5py.File(results / "samples.hdf5") as hf:
@@ -132,15 +135,15 @@ def main() -> None:
             if args.tuned:
                 variants.append((args.network != "new", {key: yaml.safe_load(value) for key, value in
                                         (item.split("=", 1) for item in args.tuned)}))
-            if settings_e.engine not in refine.WARM_START_ENGINES:
-                variants = [(False, {})]
+            if settings_e.engine not in refine.WARM_START_ENGINES or estimator.depth_inputs is not None:
+                variants = [(False, {})]  # SNLE/SNRE, or a network that takes depths: a new network
             for warm, tuned in variants:
                 label = f"{engine} ({'continued' if warm else 'new'} network{', ' if tuned else ''}" + ", ".join(
                     f"{k} {v}" for k, v in tuned.items()) + ")"
                 settings_v = dataclasses.replace(settings_e, training={**settings_e.training, **tuned})
                 result = refine.refine_galaxy(settings_v, galaxy_id, x[row], catalogue.error_njy[row], posterior,
                                               amortized_samples[row], training["theta"][:n], training["flux"][:n],
-                                              warm)
+                                              warm, amortized_x[row])
                 refined_c2st = np.nan if reference is None else c2st(result.samples, reference)
                 epochs = "+".join(str(r["epochs"]) for r in result.rounds[1:])
                 summary.setdefault(label, []).append((bool(flagged[row]), amortized_c2st, refined_c2st,

@@ -586,6 +586,24 @@ def test_depth_inputs_draw_depths_per_row_and_band_and_read_them_from_errors(tmp
     assert held_depths.min() >= 27.0 and held_depths.max() <= 30.0 and len(np.unique(held_depths)) == held_depths.size
 
 
+def test_depth_input_training_blocks_do_not_depend_on_chunks(tmp_path, trained, monkeypatch):
+    """The galaxy branch of the training blocks with depth inputs (a stand-in flux model in place of the SPS
+    model): x is [features, depths], the same whichever chunk simulates a block."""
+    import dataclasses
+
+    settings = dataclasses.replace(stand_in_galaxy(tmp_path, trained[0], "theta"), simulator_name="galaxy",
+                                   depth_inputs=(27.0, 30.0))
+    monkeypatch.setattr(amortized, "galaxy_flux_simulator", lambda s: lambda theta, rng: 50.0 * (2.5 + theta))
+    whole = amortized.simulate_training_blocks(settings, slice(0, 600))
+    parts = [amortized.simulate_training_blocks(settings, scatter.chunk_rows(600, 100, 3, chunk)) for chunk in range(3)]
+    for i in range(3):
+        np.testing.assert_array_equal(whole[i], np.concatenate([p[i] for p in parts]))
+    theta, x, flux = whole
+    assert x.shape == (600, 6) and np.isfinite(x).all() and np.all((x[:, 3:] >= 27) & (x[:, 3:] <= 30))
+    np.testing.assert_allclose(flux, 50.0 * (2.5 + theta))
+    assert len(np.unique(x[:, 3:])) == x[:, 3:].size  # a depth per row and band
+
+
 def test_depth_offset_with_depth_inputs_is_the_distance_outside_the_range(tmp_path, trained, caplog):
     import dataclasses
 
@@ -597,6 +615,9 @@ def test_depth_offset_with_depth_inputs_is_the_distance_outside_the_range(tmp_pa
     assert "2 of 3 galaxies (67%) are measured over 0.5 mag off the depth range estimator toy was trained over " \
            "(amortized.toy.training_depth_range_ab: [27, 30]" in caplog.text and "Widen the range to [26.0, 31.0]" \
            in caplog.text
+    caplog.clear()
+    amortized.galaxy_depth_offset(settings, sigma_from_depth(np.full((4, 3), 30.8), 5))  # only deeper: never narrower
+    assert "Widen the range to [27.0, 31.0]" in caplog.text
     caplog.clear()
     amortized.galaxy_depth_offset(settings, error[[0] * 10])
     assert "galaxies" not in caplog.text

@@ -36,17 +36,26 @@ TRAINING_SET_KEYS = (
 )
 
 
+#: Keys left out of a job's params while null (their default): added to the schema later, so estimators and
+#: catalogues made before them keep their params and are not rerun (complete_block fills the default back in).
+NULL_DEFAULT_KEYS = ("training_depth_range_ab",)
+
+
+def without_null_defaults(block):
+    return {key: value for key, value in block.items() if not (key in NULL_DEFAULT_KEYS and value is None)}
+
+
 def amortized_block(wildcards):
     """amortized_train's params: the block without simulation_chunks (the same training set for any count)."""
     block = dict(CATALOGUES.estimator_blocks[wildcards.estimator])
     block.pop("simulation_chunks")
-    return canonical(block)
+    return canonical(without_null_defaults(block))
 
 
 def training_set_block(wildcards):
     """amortized_simulate's params: only what the training set depends on (TRAINING_SET_KEYS)."""
     block = CATALOGUES.estimator_blocks[wildcards.estimator]
-    return canonical({key: block[key] for key in TRAINING_SET_KEYS})
+    return canonical(without_null_defaults({key: block[key] for key in TRAINING_SET_KEYS}))
 
 
 def amortized_galaxy_inputs(wildcards):
@@ -91,7 +100,7 @@ def catalogue_model_inputs(wildcards):
 def catalogue_estimator_block(wildcards):
     """The catalogue's estimator's simulator and prior (TRAINING_SET_KEYS): the predictive check's simulator."""
     block = CATALOGUES.estimator_blocks[CATALOGUES.catalogues[wildcards.catalogue].block["estimator"]]
-    return canonical({key: block[key] for key in TRAINING_SET_KEYS})
+    return canonical(without_null_defaults({key: block[key] for key in TRAINING_SET_KEYS}))
 
 
 def catalogue_estimator(wildcards):

@@ -47,6 +47,7 @@ with log_to_file(snakemake.log[0]) as logger:
                                            for column in table.colnames if column.startswith("flag_")})
     off = np.mean(np.abs(np.nan_to_num(np.asarray(table["noise_depth_offset"], dtype=float))) > DEPTH_OFFSET_WARN_MAG)
     if off > DEPTH_OFFSET_WARN_SHARE:
-        logger.warning("%.0f%% of the galaxies are measured over %.1f mag off the estimator's training depth "
-                       "(noise_depth_offset): their posteriors and ood/fit p-values are miscalibrated; the "
-                       "catalogue_chunk logs give the depths to train at", 100 * off, DEPTH_OFFSET_WARN_MAG)
+        logger.warning("%.0f%% of the galaxies are measured over %.1f mag off the estimator's training depth (or "
+                       "outside its training_depth_range_ab; noise_depth_offset): their posteriors and ood/fit "
+                       "p-values are miscalibrated; the catalogue_chunk logs give the depth range to train over",
+                       100 * off, DEPTH_OFFSET_WARN_MAG)

@@ -486,6 +486,10 @@ def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndar
     if beyond.mean() <= DEPTH_OFFSET_WARN_SHARE:
         return offset
     median, depths = float(np.nanmedian(offset)), ", ".join(f"{d:.2f}" for d in band_depths)
+    bright = float(np.floor(2 * np.nanquantile(depth, 0.01)) / 2)  # the catalogue's depths, rounded out to 0.5 mag
+    faint = max(float(np.ceil(2 * np.nanquantile(depth, 0.99)) / 2), bright + 0.5)
+    if settings.depth_inputs is not None:  # widen, never narrow
+        bright, faint = min(bright, settings.depth_inputs[0]), max(faint, settings.depth_inputs[1])
     head = (f"{int(beyond.sum())} of {len(offset)} galaxies ({100 * beyond.mean():.0f}%) are measured over "
             f"{DEPTH_OFFSET_WARN_MAG:.1f} mag off the depth")
     if settings.depth_inputs is None:
@@ -496,15 +500,14 @@ def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndar
                        "%.1f], each galaxy then conditioned on its own errors) or train it at the catalogue's depths "
                        "(galaxy.features.noise.depth_5sigma_ab: [%s])", head, settings.name, median,
                        "shallower" if median < 0 else "deeper", depths,
-                       ", ".join(f"{d:.2f}" for d in njy_to_ab(5 * noise.sigma_njy)), settings.name,
-                       np.floor(2 * np.nanquantile(depth, 0.01)) / 2, np.ceil(2 * np.nanquantile(depth, 0.99)) / 2,
+                       ", ".join(f"{d:.2f}" for d in njy_to_ab(5 * noise.sigma_njy)), settings.name, bright, faint,
                        depths)
     else:
         logger.warning("%s range estimator %s was trained over (amortized.%s.training_depth_range_ab: [%g, %g]; "
                        "column noise_depth_offset, median %+.2f mag; median 5-sigma depths per band [%s] AB): the "
                        "network extrapolates to these depths and they are likely flagged ood. Widen the range to "
                        "[%.1f, %.1f]", head, settings.name, settings.name, *settings.depth_inputs, median, depths,
-                       np.floor(2 * np.nanquantile(depth, 0.01)) / 2, np.ceil(2 * np.nanquantile(depth, 0.99)) / 2)
+                       bright, faint)
     return offset
 
 
@@ -884,7 +887,9 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
 AMORTIZED_FILES = {
     "posterior": "posterior.pt",  # sbi DirectPosterior (no default x), torch.load(..., weights_only=False)
     "estimator": "estimator.pt",  # the trained flow (bounded to the prior)
-    "held_out": "held_out.npz",  # held-out theta (m, d), x (m, k), and the OOD score's calibration
+    # held-out theta (m, d), x (m, k: what the estimator conditions on, 2 n_filters with depth inputs), and the
+    # OOD score's calibration
+    "held_out": "held_out.npz",
     "training_log": "training_log.tsv",  # per epoch: training and validation loss
     "summary": "amortized.json",  # sizes, timings, held-out log prob and coverage, OOD quantiles
     # theta (n, d) of the rows it trained on and, for the galaxy model, their noise-free fluxes (n, n_filters)

@@ -118,7 +118,7 @@ def feature_warnings(x: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
     if report["kind"] in ("flux", "flux_njy") and len(x) > 1:
         tail = flux_tail_ratio(x)
         report["flux_std_over_iqr"] = {name: float(t) for name, t in zip(names, tail)}
-        if np.nanmax(tail) > FLUX_TAIL_WARN_RATIO:
+        if np.any(tail > FLUX_TAIL_WARN_RATIO):
             report["warning"] = (
                 "flux features are heavy-tailed (standard deviation / interquartile range per band: "
                 + ", ".join(f"{name} {t:.3g}" for name, t in zip(names, tail))
