@@ -131,6 +131,35 @@ def test_sheet_row_with_errors_a_missing_band_and_a_fixed_redshift(tmp_path):
     assert np.allclose(plan.observations["b"].x_o, 31.4 - 2.5 * np.log10([10, 20, 30, 40, 50, 60, 70, 80]))
 
 
+def test_feature_x_o_with_a_missing_band_is_fitted_without_it(tmp_path):
+    """x_o given as features (no x_err): nan, or galaxy.missing_value (synference's 99 magnitudes), marks a band
+    missing; the run drops it and keeps the configured depth. Other simulators refuse the nan."""
+    sheet = ("observation\tx_o\n"
+             "a\t25,26,nan,27,28,29,30,31\n"
+             "b\t25,26,99,27,28,29,30,31\n"
+             "c\t25,26,26.5,27,28,29,30,31\n")
+    plan = galaxy_plan(tmp_path, sheet, missing_value=99)
+    for name in ("a", "b"):
+        settings = plan.settings("g", name)
+        assert settings.simulator_settings["bands"] == [0, 1, 3, 4, 5, 6, 7]
+        assert "sigma_njy" not in settings.simulator_settings  # the configured depth
+        assert settings.simulator().output_dim(settings.prior) == 7
+        np.testing.assert_array_equal(plan.observations[name].x_o, [25, 26, 27, 28, 29, 30, 31])
+    assert "bands" not in plan.settings("g", "c").simulator_settings and plan.observations["c"].x_o.shape == (8,)
+    without_sentinel = galaxy_plan(tmp_path, "observation\tx_o\nb\t25,26,99,27,28,29,30,31\n")
+    assert without_sentinel.observations["b"].x_o.shape == (8,)  # 99 is a value unless galaxy.missing_value says
+    with pytest.raises(ConfigError, match=r"row 'a' column x_o: every band is missing"):
+        galaxy_plan(tmp_path, "observation\tx_o\na\t" + ",".join(["nan"] * 8) + "\n")
+    with pytest.raises(ConfigError, match=r"row 'a' column x_o: 3 features for 8 filters"):
+        galaxy_plan(tmp_path, "observation\tx_o\na\t25,nan,26\n")
+    (tmp_path / "toy.tsv").write_text("observation\tx_o\na\t0.1,nan,0.3\n")
+    with pytest.raises(ConfigError, match=r"row 'a' column x_o: nan marks a missing band, which only galaxy runs "
+                                          r"understand, but run 't' uses simulator 'linear_gaussian'"):
+        plan_workflow({"observations": str(tmp_path / "toy.tsv"), "runs": {"t": {
+            "simulator": "linear_gaussian", "prior": {"parameters": [
+                {"name": f"p{i}", "low": -1, "high": 1} for i in range(3)]}}}})
+
+
 def test_chunk_jobs_simulate_with_the_observations_noise_and_bands(tmp_path, constant_flux):
     """simulate_chunk (a scattered round's job) gets the observation's run settings: same noise, same bands."""
     from seqsbi import rounds

@@ -159,8 +159,9 @@ def read_observations(path: str | Path) -> dict[str, Observation]:
                 raise ConfigError(f"{where}: x_o has {flux.size} values but x_err {error.size}; give one flux and one "
                                   f"1-sigma error (nJy) per filter")
             observations[name] = Observation(name, None, theta, flux_njy=flux, flux_err_njy=error, columns=columns)
-        else:
-            observations[name] = Observation(name, _parse_vector(x_text, where, "x_o"), theta, columns=columns)
+        else:  # features; nan marks a band missing for galaxy runs (seqsbi.simulators.galaxy.photometry)
+            observations[name] = Observation(name, _parse_vector(x_text, where, "x_o", allow_nan=True), theta,
+                                             columns=columns)
     if not observations:
         raise ConfigError(f"observations: sheet {str(path)!r} has no rows")
     return observations

@@ -104,11 +104,42 @@ def photometry_observations(observations: dict[str, Observation], galaxy: dict[s
     return resolved
 
 
+def feature_observations(observations: dict[str, Observation], galaxy: dict[str, Any], sheet: str
+                         ) -> dict[str, Observation]:
+    """Sheet rows whose x_o is given as features with a band missing (nan, or ``galaxy.missing_value``, e.g.
+    synference's 99 magnitudes), with x_o over the bands present and ``bands`` their indices: fitted without the
+    missing bands, their noise the configured depth (no errors given). Rows without a missing value are left out.
+
+    Raises:
+        ConfigError: naming the sheet row: x_o not one value per filter, or every band missing.
+    """
+    codes, sentinel = list(galaxy["filters"]), galaxy.get("missing_value")
+    resolved = {}
+    for name, obs in observations.items():
+        if obs.x_o is None or obs.flux_njy is not None or obs.library_index is not None:
+            continue
+        missing = missing_mask(obs.x_o, sentinel)
+        if not missing.any():
+            continue
+        where = f"{sheet} row {name!r} column x_o"
+        if obs.x_o.size != len(codes):
+            raise ConfigError(f"{where}: {obs.x_o.size} features for {len(codes)} filters ({', '.join(codes)}); give "
+                              f"one per filter, nan for a missing band")
+        if missing.all():
+            raise ConfigError(f"{where}: every band is missing; give at least one feature")
+        present = np.flatnonzero(~missing)
+        resolved[name] = replace(obs, x_o=obs.x_o[present], bands=tuple(int(j) for j in present))
+    return resolved
+
+
 def observation_simulator_settings(settings: dict[str, Any], obs: Observation) -> dict[str, Any]:
     """A galaxy run's simulator settings for ``obs``: its own errors (sigma_njy, None where missing) and
-    bands; unchanged for an observation without photometry (library rows, x_o given as features)."""
+    bands; for x_o given as features, its bands only when one is missing (:func:`feature_observations`);
+    unchanged otherwise (library rows, complete feature rows)."""
     if obs.flux_err_njy is None:
-        return settings
+        if obs.bands is None:
+            return settings
+        return {**settings, "bands": list(obs.bands)}
     specialised = dict(settings)
     specialised["sigma_njy"] = [None if not np.isfinite(e) else float(e) for e in obs.flux_err_njy]
     if obs.bands is not None:
