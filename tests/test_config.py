@@ -141,7 +141,10 @@ def test_observation_length_mismatch(tmp_path):
 def test_non_finite_observation(tmp_path, bad):
     sheet = f"observation\tx_o\nbroken\t0,{bad},0\n"
     expected = (rf"observations\.tsv row 'broken' column x_o: value '{bad}' is not finite; "
-                r"observations must be finite numbers$")
+                r"observations must be finite numbers \(nan marks a missing band in galaxy runs\)$")
+    if bad == "nan":  # a missing band, which only galaxy runs have
+        expected = (r"observations\.tsv row 'broken' column x_o: nan marks a missing band, which only galaxy runs "
+                    r"understand, but run 'r' uses simulator")
     with pytest.raises(ConfigError, match=expected):
         plan(tmp_path, sheet=sheet)
 

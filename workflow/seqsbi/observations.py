@@ -61,7 +61,7 @@ def _parse_vector(text: str, where: str, column: str, allow_nan: bool = False) -
         if not math.isfinite(value):
             raise ConfigError(
                 f"{where} column {column}: value {item!r} is not finite; observations must be finite numbers"
-                + (" (nan marks a missing band)" if allow_nan else "")
+                + (" (nan marks a missing band in galaxy runs)" if allow_nan else "")
             )
         values.append(value)
     return np.asarray(values, dtype=float)
