@@ -544,6 +544,7 @@ def test_depth_inputs_are_checked_and_name_the_key():
     assert _depth_inputs("amortized.a", {**block, "training_depth_range_ab": None}, galaxy_run) is None
     for bad, match in (({"training_depth_range_ab": [30, 27]}, r"amortized.a.training_depth_range_ab: \[30, 27\]; "
                                                                r"give \[bright, faint\]"),
+                       ({"training_depth_range_ab": [-50, 100]}, r"both within 10-40 AB"),
                        ({"source": "library"}, r"needs source: simulate"),):
         with pytest.raises(ConfigError, match=match):
             _depth_inputs("amortized.a", {**block, **bad}, galaxy_run)
@@ -831,6 +832,8 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     # 27.9 AB) lie inside [27, 30], so no depth offset.
     depth_summary = json.loads((workdir / "results/amortized/depth_npe/amortized.json").read_text())
     assert depth_summary["training_depth_range_ab"] == [27.0, 30.0]
+    assert depth_summary["features"]["noise"].startswith("depth inputs: 5-sigma depths drawn uniformly in [27, 30]")
+    assert summary["features"]["kind"] == "ab_magnitude" and "ab_floor_share" in summary["features"]  # one depth
     held_x = np.load(workdir / "results/amortized/depth_npe/held_out.npz")["x"]
     assert held_x.shape == (120, 2 * len(filters)) and np.all((held_x[:, len(filters):] >= 27) & (
         held_x[:, len(filters):] <= 30))

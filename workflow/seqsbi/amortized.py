@@ -12,7 +12,6 @@ that train or sample.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import warnings
@@ -91,6 +90,11 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
     return settings
 
 
+#: 5-sigma depths (AB) a training_depth_range_ab may span: from shallower than any imaging survey (2MASS reaches
+#: ~17 AB) to deeper than any (the Hubble Ultra Deep Field's 5-sigma point-source depth is ~30-31 AB).
+DEPTH_RANGE_LIMITS_AB = (10.0, 40.0)
+
+
 def _depth_inputs(key: str, block: dict, run: dict) -> tuple[float, float] | None:
     """``training_depth_range_ab`` as (bright, faint) AB, checked; None when unset.
 
@@ -104,9 +108,10 @@ def _depth_inputs(key: str, block: dict, run: dict) -> tuple[float, float] | Non
         return None
     where = f"{key}.training_depth_range_ab"
     bright, faint = (float(d) for d in depths)
-    if not (np.isfinite(bright) and np.isfinite(faint) and bright < faint):
+    low, high = DEPTH_RANGE_LIMITS_AB
+    if not (np.isfinite(bright) and np.isfinite(faint) and low <= bright < faint <= high):
         raise ConfigError(f"{where}: {list(depths)}; give [bright, faint] 5-sigma depths in AB with bright < faint, "
-                          f"e.g. [27.0, 30.0]")
+                          f"both within {low:g}-{high:g} AB, e.g. [27.0, 30.0]")
     if run["simulator"] != "galaxy":
         raise ConfigError(f"{where}: depths are galaxy photometry; simulator {run['simulator']!r} has none (drop it)")
     if run["simulator_settings"].get("noise") is None:
@@ -564,12 +569,19 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
     if settings.simulator_name == "galaxy":  # AB floor share or flux tails, warned about as a round's are
         from seqsbi.rounds import feature_report
 
-        if settings.depth_inputs is not None:  # each row its own floor: the share is not defined by one depth
-            logger.info("depth inputs: 5-sigma depths drawn uniformly in [%g, %g] AB per row and band",
-                        *settings.depth_inputs)
-        seen = settings if settings.depth_inputs is None else dataclasses.replace(
-            settings, simulator_settings={**settings.simulator_settings, "noise": None})
-        features = feature_report(seen, x[train_rows][:, :len(settings.simulator_settings["filters"])])
+        seen = x[train_rows][:, :len(settings.simulator_settings["filters"])]
+        if settings.depth_inputs is None:
+            features = feature_report(settings, seen)
+        else:  # each row its own AB floor, so no floor share; the flux check still applies
+            from seqsbi.simulators.galaxy.simulator import feature_warnings
+
+            features = feature_warnings(seen, {**settings.simulator_settings, "noise": None})
+            features["noise"] = (f"depth inputs: 5-sigma depths drawn uniformly in [{settings.depth_inputs[0]:g}, "
+                                 f"{settings.depth_inputs[1]:g}] AB per row and band")
+            logger.info("features: %s over %d band(s); %s", features["kind"], len(features["bands"]),
+                        features["noise"])
+            if "warning" in features:
+                logger.warning(features["warning"])
     torch.manual_seed(training_seed(seed))
     prior = engines.make_prior(settings.prior, settings.device)
     with warnings.catch_warnings():
