@@ -296,6 +296,8 @@ def evaluate(mock_path: Path, results: Path) -> None:
     import h5py
     from astropy.table import Table
 
+    from seqsbi.units import njy_to_ab
+
     mock = Table.read(mock_path, format="ascii.csv")
     kinds = np.asarray(mock["injected"].filled("") if hasattr(mock["injected"], "filled") else mock["injected"])
     kinds = kinds.astype(str)
@@ -334,7 +336,7 @@ def evaluate(mock_path: Path, results: Path) -> None:
         if "refined" in table.colnames:
             print(f"refined rows: {int(np.sum(table['refined']))}")
         _, _, data, error = _read_mock(mock_path, ROOT / "config/config.yaml")
-        depth = np.nanmedian(31.4 - 2.5 * np.log10(5 * error), axis=1)
+        depth = np.nanmedian(njy_to_ab(5 * error), axis=1)
         faint = _faint_half(data, error)
         print("rows (normal, sampled) | n | 68% coverage per parameter | 95% coverage per parameter")
         for label, rows in [(f"median depth {lo:g}-{hi:g} AB", (depth >= lo) & (depth < hi))

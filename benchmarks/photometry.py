@@ -73,13 +73,14 @@ def main() -> None:
     from seqsbi.catalogue_table import catalogue_features, read_catalogue
     from seqsbi.config import validate_config
     from seqsbi.reference import reference_posterior
+    from seqsbi.units import njy_to_ab
 
     torch.set_num_threads(1)
     workdirs = dict(item.split("=", 1) for item in args.workdir)
     _, kinds, data, error = _read_mock(args.mock, ROOT / "config/config.yaml")
     rows = pick_rows(data, error, kinds == "", args.snr)
     print(f"rows {rows}: median S/N {[round(float(np.median(data[r] / error[r])), 2) for r in rows]}, median 5-sigma "
-          f"depth {[round(float(np.median(31.4 - 2.5 * np.log10(5 * error[r]))), 2) for r in rows]} AB")
+          f"depth {[round(float(np.median(njy_to_ab(5 * error[r]))), 2) for r in rows]} AB")
     references: dict[tuple[str, int], np.ndarray] = {}
     print("row | S/N | kind | catalogue | C2ST | reference s")
     scores: dict[tuple[str, str], list[float]] = {}

@@ -12,6 +12,7 @@ that train or sample.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -573,15 +574,10 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
         if settings.depth_inputs is None:
             features = feature_report(settings, seen)
         else:  # each row its own AB floor, so no floor share; the flux check still applies
-            from seqsbi.simulators.galaxy.simulator import feature_warnings
-
-            features = feature_warnings(seen, {**settings.simulator_settings, "noise": None})
-            features["noise"] = (f"depth inputs: 5-sigma depths drawn uniformly in [{settings.depth_inputs[0]:g}, "
-                                 f"{settings.depth_inputs[1]:g}] AB per row and band")
-            logger.info("features: %s over %d band(s); %s", features["kind"], len(features["bands"]),
-                        features["noise"])
-            if "warning" in features:
-                logger.warning(features["warning"])
+            features = feature_report(dataclasses.replace(settings, simulator_settings={
+                **settings.simulator_settings, "noise": None}), seen, noise_note=(
+                f"depth inputs: 5-sigma depths drawn uniformly in [{settings.depth_inputs[0]:g}, "
+                f"{settings.depth_inputs[1]:g}] AB per row and band"))
     torch.manual_seed(training_seed(seed))
     prior = engines.make_prior(settings.prior, settings.device)
     with warnings.catch_warnings():

@@ -215,24 +215,10 @@ def _check_simulation_chunks(settings: RunSettings) -> None:
         )
 
 
-def _check_missing_features_have_galaxy_runs(runs: dict, observations: dict[str, Observation], sheet: str) -> None:
-    """A sheet x_o with nan (a band missing: seqsbi.simulators.galaxy.photometry.feature_observations) fitted by a
-    run of another simulator, which has no bands to drop, is refused naming the row and the run."""
-    for name, run in runs.items():
-        if run["simulator"] == "galaxy":
-            continue
-        for obs_name in run.get("observations", list(observations)):
-            obs = observations.get(obs_name)
-            if obs is not None and obs.x_o is not None and obs.flux_njy is None and np.isnan(obs.x_o).any():
-                raise ConfigError(f"{sheet} row {obs_name!r} column x_o: nan marks a missing band, which only galaxy "
-                                  f"runs understand, but run {name!r} uses simulator {run['simulator']!r}; give every "
-                                  f"value (or list only other rows under runs.{name}.observations)")
-
-
 def _check_flux_rows_have_galaxy_runs(runs: dict, observations: dict[str, Observation], sheet: str) -> None:
-    """A sheet row with ``x_err`` or a catalogue row (fluxes and errors per filter) fitted by a run of another
-    simulator is refused before the galaxy photometry checks read it (they would complain about the galaxy
-    block instead)."""
+    """A sheet row with ``x_err`` or a catalogue row (fluxes and errors per filter), or an x_o with nan (a band
+    missing: seqsbi.simulators.galaxy.photometry.feature_observations), fitted by a run of another simulator is
+    refused before the galaxy photometry checks read it (they would complain about the galaxy block instead)."""
     for name, run in runs.items():
         if run["simulator"] == "galaxy":
             continue
@@ -243,6 +229,10 @@ def _check_flux_rows_have_galaxy_runs(runs: dict, observations: dict[str, Observ
                 raise ConfigError(f"{sheet} row {obs_name!r} column {column}: per-band fluxes and errors are for "
                                   f"galaxy runs, but run {name!r} uses simulator {run['simulator']!r}; give x_o alone "
                                   f"(or list only other rows under runs.{name}.observations)")
+            if obs is not None and obs.x_o is not None and np.isnan(obs.x_o).any():
+                raise ConfigError(f"{sheet} row {obs_name!r} column x_o: nan marks a missing band, which only galaxy "
+                                  f"runs understand, but run {name!r} uses simulator {run['simulator']!r}; give every "
+                                  f"value (or list only other rows under runs.{name}.observations)")
 
 
 def _check_run_observations(run: RunSettings, observations: dict[str, Observation], sheet: str,
@@ -385,10 +375,7 @@ def plan_workflow(config: dict, check_devices: bool = True) -> WorkflowPlan:
         sheet_rows = {name: obs for name, obs in observations.items()
                       if obs.flux_njy is not None and obs.catalogue_id is None}
         observations.update(photometry_observations(sheet_rows, filled["galaxy"], filled["observations"]))
-    if any(obs.x_o is not None and np.isnan(obs.x_o).any() for obs in observations.values()) or (
-            filled["galaxy"].get("missing_value") is not None):
-        _check_missing_features_have_galaxy_runs(filled["runs"], observations, filled["observations"])
-        observations.update(feature_observations(observations, filled["galaxy"], filled["observations"]))
+    observations.update(feature_observations(observations, filled["galaxy"], filled["observations"]))
     for name, run in filled["runs"].items():
         filled["runs"][name] = galaxy_config.resolve_galaxy_run(name, run, filled["galaxy"])
     runs = {name: run_settings(name, run, list(observations)) for name, run in filled["runs"].items()}

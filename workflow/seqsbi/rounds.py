@@ -291,10 +291,12 @@ def check_invalid_simulations(settings: RunSettings, theta: np.ndarray, x: np.nd
     return report
 
 
-def feature_report(settings: RunSettings, x: np.ndarray) -> dict | None:
+def feature_report(settings: RunSettings, x: np.ndarray, noise_note: str | None = None) -> dict | None:
     """What the simulator says about a round's training set x (n, k), if it can (``feature_warnings`` on the
     simulator function; the galaxy model: feature kind, bands, noise per band and, for AB magnitudes, the
-    share on the 1-sigma floor). Logged, with a warning when it has one; round.json's ``features``."""
+    share on the 1-sigma floor). Logged, with a warning when it has one; round.json's ``features``.
+    ``noise_note``: the noise as a sentence, when the simulator settings cannot say it (an amortized estimator
+    with depth inputs: a depth per row)."""
     from seqsbi.simulators import BUILTIN_SIMULATORS
 
     # built-ins only: resolving a custom simulator would import (run) the user's module once more
@@ -306,6 +308,8 @@ def feature_report(settings: RunSettings, x: np.ndarray) -> dict | None:
     origin = "the observation" if report.get("noise") == "observation" else "the configured depth"
     noise = ("no noise" if sigma is None else f"flux noise from {origin}: "
              + ", ".join(f"{band} {s:.4g} nJy" for band, s in zip(report["bands"], sigma)))
+    if noise_note is not None:
+        report["noise"] = noise = noise_note
     logger.info("features: %s over %d band(s) (%s); %s", report["kind"], len(report["bands"]),
                 ", ".join(report["bands"]), noise)
     if "warning" in report:
