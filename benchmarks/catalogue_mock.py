@@ -76,14 +76,16 @@ def _galaxy_settings(config_path: Path):
 
 
 def _estimator_settings(config_path: Path, estimator_dir: Path):
-    """The mock's galaxy settings with the depth inputs the estimator in ``estimator_dir`` was trained with
-    (``training_depth_range_ab`` in its amortized.json)."""
+    """The mock's galaxy settings with the depth inputs and band masks the estimator in ``estimator_dir`` was
+    trained with (``training_depth_range_ab``, ``training_missing_bands`` in its amortized.json)."""
     import dataclasses
     import json
 
     settings, galaxy = _galaxy_settings(config_path)
-    depths = json.loads((estimator_dir / "amortized.json").read_text()).get("training_depth_range_ab")
-    return dataclasses.replace(settings, depth_inputs=None if depths is None else tuple(depths)), galaxy
+    summary = json.loads((estimator_dir / "amortized.json").read_text())
+    depths, masks = summary.get("training_depth_range_ab"), summary.get("training_missing_bands")
+    return dataclasses.replace(settings, depth_inputs=None if depths is None else tuple(depths),
+                               missing_bands=None if masks is None else (masks["share"], masks["max_bands"])), galaxy
 
 
 def make_mock(settings, galaxies: int, injected: int, depth: tuple[float, float], seed: int,
@@ -315,7 +317,8 @@ def evaluate(mock_path: Path, results: Path) -> None:
         flagged = np.asarray(table["flags"]).astype(str) != ""
         sampled = np.isfinite(samples).all(axis=(1, 2))
         print(f"== {name}: {len(table)} rows ({int(normal.sum())} normal, {int((~normal).sum())} injected); normal "
-              f"rows without samples (bands missing): {int((normal & ~sampled).sum())}, left out of what follows")
+              f"rows without samples (bands missing the estimator cannot take): {int((normal & ~sampled).sum())}, "
+              f"left out of what follows")
         scored = normal & sampled
         c68, c95 = _coverage(samples[scored], truth[scored], 0.68), _coverage(samples[scored], truth[scored], 0.95)
         median = np.nanmedian(samples[scored], axis=1)
@@ -341,7 +344,8 @@ def evaluate(mock_path: Path, results: Path) -> None:
         print("rows (normal, sampled) | n | 68% coverage per parameter | 95% coverage per parameter")
         for label, rows in [(f"median depth {lo:g}-{hi:g} AB", (depth >= lo) & (depth < hi))
                             for lo, hi in ((27, 28), (28, 29), (29, 30))] + [
-                ("S/N < 2 in half the bands or more", faint), ("brighter", ~faint)]:
+                ("S/N < 2 in half the bands or more", faint), ("brighter", ~faint),
+                ("bands missing", np.isnan(data).any(axis=1)), ("every band", ~np.isnan(data).any(axis=1))]:
             rows = rows & scored
             if rows.any():
                 print(f"{label} | {int(rows.sum())} | "

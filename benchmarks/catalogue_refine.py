@@ -12,7 +12,10 @@ config of the same shape). For ``--flagged`` flagged and ``--unflagged`` unflagg
   and the wall time of each refinement and reference (``--no-reference``: the refinements' times only;
   ``--live-points``, ``--effective-samples``: cheaper references than the engine's defaults).
 
-Prints one row per galaxy and variant (engine, new or continued network, ``--tuned`` training), then means.
+``--rows`` picks table rows; ``--noise depth`` (or ``both``) refines with the configured depth instead of (or
+beside) the galaxy's own errors, as every simulation did before per-observation noise (issue 18 item 1).
+
+Prints one row per galaxy and variant (engine, new or continued network, ``--tuned`` training, noise), then means.
 Measured numbers only.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/catalogue_refine.py --flagged 5 --unflagged 5
@@ -44,6 +47,12 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=None, help="training.max_num_epochs (default: refine's)")
     parser.add_argument("--batch-size", type=int, default=None, help="training.training_batch_size")
     parser.add_argument("--skip-rows", type=int, nargs="*", default=[], help="table rows to leave out")
+    parser.add_argument("--rows", type=int, nargs="*", default=None,
+                        help="these table rows instead of the first --flagged and --unflagged")
+    parser.add_argument("--noise", choices=("own", "depth", "both"), default="own",
+                        help="refinement simulations with the galaxy's own errors (issue 18 item 1), with the "
+                             "configured depth (galaxy.features.noise; what every simulation used before), or both "
+                             "in turn; the reference always has the galaxy's own errors")
     parser.add_argument("--network", choices=("both", "continued", "new"), default="both",
                         help="round 1 continues the amortized network (refine.warm_start), builds a new one, or both "
                              "in turn (SNLE/SNRE: always new)")
@@ -88,7 +97,8 @@ def main() -> None:
     flagged = np.asarray(table["flags"]).astype(str) != ""
     usable = normal & np.isin(np.arange(len(table)), args.skip_rows, invert=True)
     rows = np.concatenate([np.flatnonzero(usable & flagged)[:args.flagged],
-                           np.flatnonzero(usable & ~flagged)[:args.unflagged]])
+                           np.flatnonzero(usable & ~flagged)[:args.unflagged]]) if args.rows is None else np.array(
+        args.rows, dtype=int)
     catalogue = read_catalogue(ROOT / block["path"], galaxy["filters"], block["id_column"],
                                missing_value=galaxy.get("missing_value"))
     x = catalogue_features(catalogue, galaxy)
@@ -100,6 +110,10 @@ def main() -> None:
         amortized_samples = hf["samples"][np.sort(rows)]
     amortized_samples = dict(zip(np.sort(rows).tolist(), amortized_samples))
 
+    from seqsbi.simulators.galaxy.features import FluxNoise
+
+    configured = FluxNoise.from_config(galaxy["features"]["noise"], len(galaxy["filters"])).sigma_njy
+    noises = {"own": ("own",), "depth": ("depth",), "both": ("own", "depth")}[args.noise]
     print("row | id | flags | engine | C2ST amortized | C2ST refined | refine s | reference s")
     summary: dict[str, list] = {}
     for row in rows.tolist():
@@ -135,13 +149,16 @@ def main() -> None:
             if args.tuned:
                 variants.append((args.network != "new", {key: yaml.safe_load(value) for key, value in
                                         (item.split("=", 1) for item in args.tuned)}))
-            if settings_e.engine not in refine.WARM_START_ENGINES or estimator.depth_inputs is not None:
-                variants = [(False, {})]  # SNLE/SNRE, or a network that takes depths: a new network
-            for warm, tuned in variants:
+            if settings_e.engine not in refine.WARM_START_ENGINES or estimator.depth_inputs is not None or \
+                    estimator.missing_bands is not None:
+                variants = [(False, {})]  # SNLE/SNRE, or a network that takes depths or masks: a new network
+            for (warm, tuned), noise in ((variant, noise) for variant in variants for noise in noises):
                 label = f"{engine} ({'continued' if warm else 'new'} network{', ' if tuned else ''}" + ", ".join(
-                    f"{k} {v}" for k, v in tuned.items()) + ")"
+                    f"{k} {v}" for k, v in tuned.items()) + ("" if args.noise == "own" else f", {noise} noise") + ")"
                 settings_v = dataclasses.replace(settings_e, training={**settings_e.training, **tuned})
-                result = refine.refine_galaxy(settings_v, galaxy_id, x[row], catalogue.error_njy[row], posterior,
+                error = catalogue.error_njy[row] if noise == "own" else np.where(
+                    np.isfinite(catalogue.error_njy[row]), configured, np.nan)
+                result = refine.refine_galaxy(settings_v, galaxy_id, x[row], error, posterior,
                                               amortized_samples[row], training["theta"][:n], training["flux"][:n],
                                               warm, amortized_x[row])
                 refined_c2st = np.nan if reference is None else c2st(result.samples, reference)

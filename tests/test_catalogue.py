@@ -273,11 +273,12 @@ def test_warm_start_continues_the_amortized_network_only_where_it_can():
                                           r"catalogues.field.refine.run.constrain_to_prior, density_estimator cannot "
                                           r"apply; drop them or set warm_start: false"):
         resolve(True, density_estimator="maf", constrain_to_prior=True)
-    config["amortized"]["toy"]["training_depth_range_ab"] = [27.0, 30.0]  # the network takes depths too
-    with pytest.raises(ConfigError, match=r"catalogues.field.refine.warm_start: true, but estimator 'toy' has depth "
-                                          r"inputs .*set warm_start: false"):
-        resolve(True)
-    assert not resolve(False)
+    for key, value in (("training_depth_range_ab", [27.0, 30.0]), ("training_missing_bands", {"share": 0.2})):
+        config["amortized"]["toy"] = {**toy_block()["amortized"]["toy"], key: value}  # the network takes more
+        with pytest.raises(ConfigError, match=rf"catalogues.field.refine.warm_start: true, but estimator 'toy' takes "
+                                              rf"more than the features \({key}\).*set warm_start: false"):
+            resolve(True)
+        assert not resolve(False)
 
 
 def test_refine_flags_that_can_never_be_raised_are_refused():
@@ -400,6 +401,19 @@ def test_posterior_predictive_check_flags_what_the_model_cannot_reproduce(traine
     assert not whole.columns["flag_ppc"][:18].any()
     assert np.isnan(p_value[19]) and np.isnan(chi2[19]) and not whole.columns["flag_ppc"][19]
     assert whole.seconds["ppc"] > 0
+    # A band missing from x (NaN where the estimator had a stand-in: band masks) is left out of that row's
+    # discrepancy: the same chi^2 and p-value as a check of the other two bands alone.
+    gap = x[:18].copy()
+    gap[3, 1] = np.nan
+    left = amortized.catalogue_posteriors(result.estimator, result.ood, x[:18], settings.prior, 300, 11, flags, 8,
+                                          predictive=toy_predictive(settings), ppc_x=gap)
+    pair = amortized.catalogue_posteriors(result.estimator, result.ood, x[:18], settings.prior, 300, 11, flags, 8,
+                                          predictive=lambda *a: toy_predictive(settings)(*a)[:, :, [0, 2]],
+                                          ppc_x=x[:18, [0, 2]])
+    assert np.isclose(left.columns["ppc_chi2"][3], pair.columns["ppc_chi2"][3], rtol=1e-12, atol=0)
+    assert not np.isclose(left.columns["ppc_chi2"][3], whole.columns["ppc_chi2"][3])
+    assert left.columns["ppc_p_value"][3] == pair.columns["ppc_p_value"][3]
+    np.testing.assert_array_equal(np.delete(left.columns["ppc_chi2"][:16], 3), np.delete(chi2[:16], 3))  # blocks 0-1
     # Chunks of whole blocks give the same p-values (each block's predictive noise is seeded by its index).
     parts = [amortized.catalogue_posteriors(result.estimator, result.ood, x[rows], settings.prior, 300, 11, flags, 8,
                                             first, predictive=toy_predictive(settings))
@@ -555,6 +569,90 @@ def test_depth_inputs_are_checked_and_name_the_key():
         plan_catalogues(toy_block(training_depth_range_ab=[27, 30]))
 
 
+def test_band_masks_are_checked_and_name_the_key():
+    from seqsbi.amortized import _missing_bands
+
+    galaxy_run = {"simulator": "galaxy", "simulator_settings": {"noise": {"depth_5sigma_ab": 29.0},
+                                                                "filters": FILTERS}}
+    block = {"training_missing_bands": {"share": 0.2, "max_bands": 2}, "source": "simulate"}
+    assert _missing_bands("amortized.a", block, galaxy_run) == (0.2, 2)
+    assert _missing_bands("amortized.a", {**block, "training_missing_bands": None}, galaxy_run) is None
+    with pytest.raises(ConfigError, match=r"amortized.a.training_missing_bands.max_bands: 3, but there are 3 filters; "
+                                          r"a simulation needs at least one band: use at most 2"):
+        _missing_bands("amortized.a", {**block, "training_missing_bands": {"share": 0.2, "max_bands": 3}},
+                       galaxy_run)
+    with pytest.raises(ConfigError, match=r"amortized.a.training_missing_bands: needs source: simulate"):
+        _missing_bands("amortized.a", {**block, "source": "library"}, galaxy_run)
+    with pytest.raises(ConfigError, match=r"amortized.a.training_missing_bands: needs galaxy.features.noise"):
+        _missing_bands("amortized.a", block, {**galaxy_run, "simulator_settings": {"noise": None, "filters": FILTERS}})
+    with pytest.raises(ConfigError, match=r"amortized.toy.training_missing_bands: bands are galaxy photometry; "
+                                          r"simulator 'linear_gaussian'"):
+        plan_catalogues(toy_block(training_missing_bands={"share": 0.1}))
+    assert toy_block(training_missing_bands={"share": 0.1})["amortized"]["toy"]["training_missing_bands"] == {
+        "share": 0.1, "max_bands": 2}  # the schema's default
+    for bad in ({"share": 0.0}, {"share": 1.0}, {"max_bands": 1}, {"share": 0.1, "max_bands": 0}):
+        with pytest.raises(ConfigError, match=r"amortized.toy.training_missing_bands"):
+            toy_block(training_missing_bands=bad)
+
+
+def test_band_masks_drop_bands_at_random_and_mark_them_in_x(tmp_path, trained):
+    """With band masks, a share of training rows loses 1 to max_bands bands; x holds a stand-in (the feature of zero
+    flux at the training depth) and a mask column per band; a catalogue row with more bands missing stays NaN."""
+    import dataclasses
+
+    from seqsbi.units import njy_to_ab, sigma_from_depth
+
+    settings = dataclasses.replace(stand_in_galaxy(tmp_path, trained[0], "theta"), missing_bands=(0.3, 2))
+    mask = amortized.training_band_mask(settings, 60_000, np.random.default_rng(0))
+    count = mask.sum(axis=1)
+    assert abs(np.mean(count > 0) - 0.3) < 0.01 and count.max() == 2 and abs(np.mean(count == 1) - 0.15) < 0.01
+    np.testing.assert_allclose(mask.mean(axis=0), (0.15 * 1 + 0.15 * 2) / 3, atol=0.006)  # every band alike
+    np.testing.assert_array_equal(mask, amortized.training_band_mask(settings, 60_000, np.random.default_rng(0)))
+    features = np.array([[24.0, 25.0, 26.0], [20.0, np.nan, 21.0], [np.nan, np.nan, 22.0], [20.0, 21.0, np.nan]])
+    error = np.array([[1.0, 1.0, 1.0], [1.0, np.nan, 1.0], [np.nan, np.nan, 1.0], [1.0, 1.0, 1.0]])
+    floor = njy_to_ab(sigma_from_depth(29.0, 5))  # zero flux at the configured depth: the AB floor
+    x = amortized.estimator_x(settings, features, error)
+    np.testing.assert_allclose(x[:3], [[24.0, 25.0, 26.0, 0, 0, 0], [20.0, floor, 21.0, 0, 1, 0],
+                                       [floor, floor, 22.0, 1, 1, 0]])
+    assert np.isnan(x[3, 2]) and x[3, 5] == 0  # a non-finite feature with a finite error is invalid, not missing
+    narrow = dataclasses.replace(settings, missing_bands=(0.3, 1))
+    assert np.isnan(amortized.estimator_x(narrow, features, error)[2]).all()  # 2 missing: more than it takes
+    deep = amortized.estimator_x(dataclasses.replace(settings, depth_inputs=(27.0, 30.0)), features, error)
+    five_sigma = 31.4 - 2.5 * np.log10(5.0)  # a 1 nJy error's 5-sigma depth, 29.65 AB
+    np.testing.assert_allclose(deep[1], [20.0, njy_to_ab(sigma_from_depth(28.5, 5)), 21.0, five_sigma, 28.5,
+                                         five_sigma, 0, 1, 0])  # a missing band: the range's middle
+
+
+@pytest.mark.parametrize("depths, masks, width", [((27.0, 30.0), None, 6), ((27.0, 30.0), (0.3, 2), 9),
+                                                   (None, (0.3, 2), 6)])
+def test_galaxy_training_blocks_with_depths_or_masks_do_not_depend_on_chunks(tmp_path, trained, monkeypatch, depths,
+                                                                            masks, width):
+    """The galaxy branch of the training blocks with depth inputs and/or band masks (a stand-in flux model in place
+    of the SPS model): x is [features, depths, masks] as configured, the same whichever chunk simulates a block."""
+    import dataclasses
+
+    settings = dataclasses.replace(stand_in_galaxy(tmp_path, trained[0], "theta"), simulator_name="galaxy",
+                                   depth_inputs=depths, missing_bands=masks)
+    monkeypatch.setattr(amortized, "galaxy_flux_simulator", lambda s: lambda theta, rng: 50.0 * (2.5 + theta))
+    whole = amortized.simulate_training_blocks(settings, slice(0, 600))
+    parts = [amortized.simulate_training_blocks(settings, scatter.chunk_rows(600, 100, 3, chunk)) for chunk in range(3)]
+    for i in range(3):
+        np.testing.assert_array_equal(whole[i], np.concatenate([p[i] for p in parts]))
+    theta, x, flux = whole
+    assert x.shape == (600, width) and np.isfinite(x).all()
+    np.testing.assert_allclose(flux, 50.0 * (2.5 + theta))
+    missing = x[:, -3:].astype(bool) if masks is not None else np.zeros((600, 3), dtype=bool)
+    if depths is not None:
+        assert np.all((x[:, 3:6] >= 27) & (x[:, 3:6] <= 30))
+        drawn = x[:, 3:6][~missing]
+        assert len(np.unique(drawn)) == drawn.size  # a depth per row and band
+        np.testing.assert_array_equal(x[:, 3:6][missing], 28.5)  # a missing band's stand-in: the range's middle
+    if masks is not None:
+        assert 0.2 < np.any(missing, axis=1).mean() < 0.4 and missing.sum(axis=1).max() == 2
+        fill = amortized.missing_band_fill(settings)[0]
+        np.testing.assert_array_equal(x[:, :3][missing], np.broadcast_to(fill, (600, 3))[missing])
+
+
 def test_depth_inputs_draw_depths_per_row_and_band_and_read_them_from_errors(tmp_path, trained):
     """With depth inputs the training noise is a depth per row and band, uniform in the range, and the network's x
     is [features, depths]; a catalogue row's depths come from its own errors (NaN where a band is missing)."""
@@ -585,24 +683,6 @@ def test_depth_inputs_draw_depths_per_row_and_band_and_read_them_from_errors(tmp
     score, _, _ = amortized.galaxy_model_fit(deep, training, trained[1].held_out_theta, 0.05, 7, features, error)
     held_depths = njy_to_ab(5 * score.held_out_sigma_njy)
     assert held_depths.min() >= 27.0 and held_depths.max() <= 30.0 and len(np.unique(held_depths)) == held_depths.size
-
-
-def test_depth_input_training_blocks_do_not_depend_on_chunks(tmp_path, trained, monkeypatch):
-    """The galaxy branch of the training blocks with depth inputs (a stand-in flux model in place of the SPS
-    model): x is [features, depths], the same whichever chunk simulates a block."""
-    import dataclasses
-
-    settings = dataclasses.replace(stand_in_galaxy(tmp_path, trained[0], "theta"), simulator_name="galaxy",
-                                   depth_inputs=(27.0, 30.0))
-    monkeypatch.setattr(amortized, "galaxy_flux_simulator", lambda s: lambda theta, rng: 50.0 * (2.5 + theta))
-    whole = amortized.simulate_training_blocks(settings, slice(0, 600))
-    parts = [amortized.simulate_training_blocks(settings, scatter.chunk_rows(600, 100, 3, chunk)) for chunk in range(3)]
-    for i in range(3):
-        np.testing.assert_array_equal(whole[i], np.concatenate([p[i] for p in parts]))
-    theta, x, flux = whole
-    assert x.shape == (600, 6) and np.isfinite(x).all() and np.all((x[:, 3:] >= 27) & (x[:, 3:] <= 30))
-    np.testing.assert_allclose(flux, 50.0 * (2.5 + theta))
-    assert len(np.unique(x[:, 3:])) == x[:, 3:].size  # a depth per row and band
 
 
 def test_depth_offset_with_depth_inputs_is_the_distance_outside_the_range(tmp_path, trained, caplog):
@@ -744,9 +824,11 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
         "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 2,
         "test_fraction": 0.3,  # 120 held out: OOD p-values reach 1/121, below the default ood_min_p_value 0.01
         "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
-        # Depth inputs: each training row's depths drawn in [27, 30] AB and given to the network (TSNPE's field).
+        # Depth inputs: each training row's depths drawn in [27, 30] AB and given to the network, and band masks
+        # (TSNPE's field, whose row 1 lacks a band).
         "depth_npe": {"prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100,
                       "test_fraction": 0.3, "training_depth_range_ab": [27.0, 30.0],
+                      "training_missing_bands": {"share": 0.3, "max_bands": 1},
                       "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
         # The 12-row library's own rows and features as the training set (rule features).
         "library_npe": {"prior": {"from_library": True}, "source": "library", "test_fraction": 0.5,
@@ -758,19 +840,21 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     tiny = {"simulations_per_round": 100, "rounds": 2, "training": {"max_num_epochs": 3},
             "network": {"hidden_features": 8, "num_transforms": 1},
             "mcmc": {"num_chains": 4, "warmup_steps": 5, "thin": 1}}
-    # Row 1 lacks F444W: no amortized posterior (flag missing_bands); SNPE's refinement fits it without the band.
+    # Row 1 lacks F444W: no amortized posterior from galaxy_npe (flag missing_bands), so SNPE's refinement fits it
+    # without the band from round 0; depth_npe (band masks) fits it, and TSNPE's round 0 is that posterior.
     gaps = catalogue_table(filters=filters)
     gaps["F444W"][1] = np.nan
     gaps.write(workdir / "gaps.ecsv")
     # SNPE's round 1 continues the amortized network (refine.warm_start), except for row 1 (a band missing: the
     # network its round 0 trained), so one batch mixes methods; TSNPE's and SNLE's build a new one.
-    for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
+    for engine, limit in (("SNPE", 3), ("TSNPE", 2), ("SNLE", 1)):
         run = {**tiny, "engine": engine} if engine != "SNPE" else {
             **{k: v for k, v in tiny.items() if k != "network"}, "engine": engine}
         config["catalogues"][f"field_{engine.lower()}"] = {
             **config["catalogues"]["field"], "chunks": 1, "flags": {"ood_min_p_value": 1.0},
             "refine": {"max_galaxies": limit, "galaxies_per_job": 2, "run": run, "warm_start": engine == "SNPE"}}
-    config["catalogues"]["field_snpe"]["path"] = str(workdir / "gaps.ecsv")
+    config["catalogues"]["field_snpe"]["path"] = config["catalogues"]["field_tsnpe"]["path"] = str(workdir /
+                                                                                                  "gaps.ecsv")
     config["catalogues"]["field_tsnpe"]["estimator"] = "depth_npe"
     # config/examples/catalogue.yaml's catalogue and refinement on tiny budgets, beside them (its galaxy block is
     # the demo's, checked below; the test's tiny library has the same filters and parameters).
@@ -832,23 +916,30 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     # 27.9 AB) lie inside [27, 30], so no depth offset.
     depth_summary = json.loads((workdir / "results/amortized/depth_npe/amortized.json").read_text())
     assert depth_summary["training_depth_range_ab"] == [27.0, 30.0]
+    assert depth_summary["training_missing_bands"] == {"share": 0.3, "max_bands": 1}
     assert depth_summary["features"]["noise"].startswith("depth inputs: 5-sigma depths drawn uniformly in [27, 30]")
+    assert "band masks: 30% of rows miss 1-1 bands" in depth_summary["features"]["noise"]
     assert summary["features"]["kind"] == "ab_magnitude" and "ab_floor_share" in summary["features"]  # one depth
-    held_x = np.load(workdir / "results/amortized/depth_npe/held_out.npz")["x"]
-    assert held_x.shape == (120, 2 * len(filters)) and np.all((held_x[:, len(filters):] >= 27) & (
-        held_x[:, len(filters):] <= 30))
+    held_x = np.load(workdir / "results/amortized/depth_npe/held_out.npz")["x"]  # [features, depths, masks]
+    k = len(filters)
+    assert held_x.shape == (120, 3 * k) and np.all((held_x[:, k:2 * k] >= 27) & (held_x[:, k:2 * k] <= 30))
+    assert set(held_x[:, 2 * k:].sum(axis=1)) == {0.0, 1.0}
     depth_table = Table.read(workdir / "results/catalogues/field_tsnpe/summary.fits")
     np.testing.assert_array_equal(depth_table["noise_depth_offset"], 0.0)
+    # Row 1's missing band: fitted by the estimator (band masks), its predictive check and fit over the others.
     assert np.isfinite(depth_table["ppc_p_value"]).all() and np.isfinite(depth_table["fit_p_value"]).all()
+    assert not depth_table["flag_missing_bands"].any() and depth_table["n_missing_bands"][1] == 1
+    assert np.isfinite(depth_table["log_mass_median"][1]) and depth_table["method"][1] == depth_table["method"][0]
 
-    for engine, limit in (("SNPE", 3), ("TSNPE", 1), ("SNLE", 1)):
+    for engine, limit in (("SNPE", 3), ("TSNPE", 2), ("SNLE", 1)):
         out = workdir / f"results/catalogues/field_{engine.lower()}"
         amortized_table, merged = Table.read(out / "summary.fits"), Table.read(out / "merged_summary.fits")
         gap = engine == "SNPE"  # row 1 (flagged missing_bands, not ood) has no F444W
+        masked = engine == "TSNPE"  # row 1 has no F444W either, but the estimator takes it (band masks)
         flagged = np.flatnonzero(np.asarray(amortized_table["flag_ood"]) | np.asarray(
             amortized_table["flag_missing_bands"]))
-        assert len(flagged) > limit and (1 in flagged[:limit]) == gap
-        assert list(amortized_table["n_missing_bands"]) == [0, int(gap)] + [0] * 18
+        assert len(flagged) > limit and (1 in flagged[:limit]) == (gap or masked)
+        assert list(amortized_table["n_missing_bands"]) == [0, int(gap or masked)] + [0] * 18
         refined = np.flatnonzero(np.asarray(merged["refined"]))
         np.testing.assert_array_equal(refined, flagged[:limit])  # the first flagged rows, in table order
         assert [merged["refine_note"][r] for r in refined] == [f"refined for {amortized_table['flags'][r]}"
@@ -872,6 +963,8 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
             # Round 1 trains on round 0's 100 re-noised training rows and its own 100: nothing new for round 0.
             assert galaxy[1]["training_simulations"] == 200 and galaxy[1]["new_simulations"] == 100
             assert galaxy[1]["proposal"].startswith("truncated_prior" if engine == "TSNPE" else "posterior")
+            if galaxy_id == "gal001" and masked:  # its round 0: the amortized posterior at [x_o, depths, mask]
+                assert galaxy[0]["source"] == "amortized estimator" and galaxy[0]["epochs"] == 0
             if galaxy_id == "gal001" and gap:  # round 0 trained on the training rows without F444W
                 assert galaxy[0]["source"].startswith("amortized training rows, missing bands dropped")
                 assert galaxy[0]["training_simulations"] == 100 and galaxy[0]["epochs"] >= 1

@@ -33,12 +33,13 @@ TRAINING_SET_KEYS = (
     "seed",
     "test_fraction",
     "training_depth_range_ab",
+    "training_missing_bands",
 )
 
 
 #: Keys left out of a job's params while null (their default): added to the schema later, so estimators and
 #: catalogues made before them keep their params and are not rerun (complete_block fills the default back in).
-NULL_DEFAULT_KEYS = ("training_depth_range_ab",)
+NULL_DEFAULT_KEYS = ("training_depth_range_ab", "training_missing_bands")
 
 
 def without_null_defaults(block):

@@ -34,7 +34,7 @@ with log_to_file(snakemake.log[0]) as logger:
     write_samples_in_parts(snakemake.output.samples, parts(), names, units, method)
     table = vstack(tables, metadata_conflicts="silent")
     missing = np.asarray(table["flag_missing_bands"])
-    if missing.any():  # no amortized posterior: the estimator needs every band
+    if missing.any():  # no amortized posterior: bands missing that the estimator cannot take
         method_column = np.asarray(table["method"]).astype(object)
         method_column[missing] = MISSING_BANDS_METHOD
         table["method"] = method_column.astype(str)

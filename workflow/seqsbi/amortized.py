@@ -69,7 +69,7 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
         simulations_per_round=block["simulations"], simulation_block_size=block["simulation_block_size"],
         simulation_chunks=block["simulation_chunks"], posterior_samples=1000, seed=block["seed"],
         device=block["device"], training=dict(block["training"]), mcmc={}, truncation={},
-        depth_inputs=_depth_inputs(key, block, run),
+        depth_inputs=_depth_inputs(key, block, run), missing_bands=_missing_bands(key, block, run),
     )
     if block["source"] == "library" and (settings.prior.fixed or not settings.prior.is_box):
         raise ConfigError(f"{key}.prior: a library training set is drawn from the library's own (uniform) sampling "
@@ -123,6 +123,32 @@ def _depth_inputs(key: str, block: dict, run: dict) -> tuple[float, float] | Non
     return bright, faint
 
 
+def _missing_bands(key: str, block: dict, run: dict) -> tuple[float, int] | None:
+    """``training_missing_bands`` as (share, max_bands), checked; None when unset.
+
+    Raises:
+        ConfigError: naming ``<key>.training_missing_bands``: a simulator other than the galaxy model, no
+            ``galaxy.features.noise`` (a missing band's stand-in feature is that of zero flux at the training
+            depth), ``source: library``, or max_bands not fewer than the filters.
+    """
+    missing = block.get("training_missing_bands")
+    if missing is None:
+        return None
+    where = f"{key}.training_missing_bands"
+    if run["simulator"] != "galaxy":
+        raise ConfigError(f"{where}: bands are galaxy photometry; simulator {run['simulator']!r} has none (drop it)")
+    if run["simulator_settings"].get("noise") is None:
+        raise ConfigError(f"{where}: needs galaxy.features.noise (null now): a missing band's stand-in is the "
+                          f"feature of zero flux at the training depth; set galaxy.features.noise or drop {where}")
+    if block["source"] != "simulate":
+        raise ConfigError(f"{where}: needs source: simulate (a library's features have every band)")
+    n_filters = len(run["simulator_settings"]["filters"])
+    if missing["max_bands"] >= n_filters:
+        raise ConfigError(f"{where}.max_bands: {missing['max_bands']}, but there are {n_filters} filters; a "
+                          f"simulation needs at least one band: use at most {n_filters - 1}")
+    return float(missing["share"]), int(missing["max_bands"])
+
+
 def complete_block(name: str, block: dict) -> dict:
     """An amortized block with the schema's defaults filled for missing keys (a job's params carry only the
     keys its output depends on; the rest does not change what it computes)."""
@@ -152,7 +178,9 @@ def simulate_training_blocks(settings: RunSettings, rows: slice
     The galaxy model's x is the simulator's own (:func:`seqsbi.simulators.galaxy.simulator.galaxy`: fluxes,
     then noise and features from the same Generator); with depth inputs (``training_depth_range_ab``) each row's
     per-band depths are drawn first (:func:`training_noise`) and x is :func:`estimator_x` of its features (n, 2
-    n_filters). numpy only (no torch), so chunk jobs start fast.
+    n_filters); with band masks (``training_missing_bands``) each row then loses bands (:func:`training_band_mask`)
+    and x is :func:`estimator_x` of what is left, its mask included. numpy only (no torch), so chunk jobs start
+    fast.
     """
     size, prior = settings.simulation_block_size, settings.prior
     if rows.start % size:
@@ -173,12 +201,16 @@ def simulate_training_blocks(settings: RunSettings, rows: slice
         n = min(size, rows.stop - first)
         theta = prior.draw(n, rng)  # the prior itself (uniform: low + u (high - low), as before)
         thetas.append(theta)
-        if galaxy and settings.depth_inputs is not None:
+        if galaxy and (settings.depth_inputs is not None or settings.missing_bands is not None):
             flux_blocks.append(fluxes(theta, rng))
             noise = training_noise(settings, n, rng)
             features = simulate_features(flux_blocks[-1], configured["features"], noise, rng,
                                          _flux_scale(configured))
-            xs.append(estimator_x(settings, features, noise.sigma_njy))
+            sigma = np.array(np.broadcast_to(noise.sigma_njy, features.shape))
+            if settings.missing_bands is not None:
+                mask = training_band_mask(settings, n, rng)
+                features[mask], sigma[mask] = np.nan, np.nan
+            xs.append(estimator_x(settings, features, sigma))
         elif galaxy:
             flux_blocks.append(fluxes(theta, rng))
             xs.append(features_from_flux(flux_blocks[-1], rng, len(configured["filters"]), configured["features"],
@@ -216,20 +248,70 @@ def training_noise(settings: RunSettings, n: int, rng: np.random.Generator) -> F
     return FluxNoise(np.asarray(sigma_from_depth(depths, 5), dtype=float), configured.get("max_snr"))
 
 
+def training_band_mask(settings: RunSettings, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, n_filters) True where a training row's band is dropped (``settings.missing_bands`` = (share, max_bands)):
+    each row loses bands with probability share, then 1 to max_bands of them (uniform), which ones uniform.
+    Draws 3 n values from ``rng`` whatever the outcome (so a block's later draws do not depend on it)."""
+    share, max_bands = settings.missing_bands
+    n_filters = len(settings.simulator_settings["filters"])
+    dropped = rng.uniform(size=n) < share
+    count = np.where(dropped, rng.integers(1, max_bands + 1, size=n), 0)
+    order = np.argsort(rng.uniform(size=(n, n_filters)), axis=1)  # a random permutation of the bands per row
+    return np.argsort(order, axis=1) < count[:, None]
+
+
+def missing_band_fill(settings: RunSettings) -> tuple[np.ndarray, np.ndarray]:
+    """What stands in for a missing band in :func:`estimator_x` with band masks: (features (n_filters,), 5-sigma
+    depths (n_filters,) AB): the feature of zero flux at the training depth (the configured depth, or the middle of
+    ``training_depth_range_ab``), and that depth, so the stand-ins sit inside the features' range (sbi z-scores x)
+    and the mask columns alone say the band is missing."""
+    from seqsbi.simulators.galaxy.features import LUPTON_SOFTENING_PER_SIGMA, to_features
+    from seqsbi.units import njy_to_ab, sigma_from_depth
+
+    configured = settings.simulator_settings
+    n_filters = len(configured["filters"])
+    if settings.depth_inputs is None:
+        depth = np.broadcast_to(np.asarray(configured["noise"]["depth_5sigma_ab"], dtype=float), (n_filters,))
+    else:
+        depth = np.full(n_filters, 0.5 * (settings.depth_inputs[0] + settings.depth_inputs[1]))
+    sigma = np.asarray(sigma_from_depth(depth, 5), dtype=float)[None, :]
+    features = to_features(np.zeros_like(sigma), configured["features"], sigma,
+                           softening_njy=LUPTON_SOFTENING_PER_SIGMA * sigma, flux_scale_njy=_flux_scale(configured))
+    return features[0], np.asarray(njy_to_ab(5 * sigma[0]), dtype=float)
+
+
 def estimator_x(settings: RunSettings, features: np.ndarray, sigma_njy: np.ndarray) -> np.ndarray:
-    """What the estimator conditions on for rows with features (n, k) and per-band 1-sigma flux errors (n, k) nJy:
-    the features, and with depth inputs (``training_depth_range_ab``) each band's 5-sigma depth in AB beside them,
-    (n, 2k): [features, 31.4 - 2.5 log10(5 sigma)] (:func:`seqsbi.units.njy_to_ab`). The errors are the
-    observation's own, before the ``max_snr`` floor (the training rows' drawn depths are too). A missing band
-    (NaN error) gives a NaN depth, as its feature is NaN."""
+    """What the estimator conditions on for rows with features (n, k) and per-band 1-sigma flux errors (n, k) nJy
+    (a missing band: NaN error):
+
+    - the features alone (n, k), a missing band's NaN kept (no amortized posterior for that row);
+    - with depth inputs (``training_depth_range_ab``), each band's 5-sigma depth in AB beside them, (n, 2k):
+      [features, 31.4 - 2.5 log10(5 sigma)] (:func:`seqsbi.units.njy_to_ab`). The errors are the observation's
+      own, before the ``max_snr`` floor (the training rows' drawn depths are too);
+    - with band masks (``training_missing_bands``), then a mask column per band, 1 where it is missing (n, 2k, or
+      3k with depth inputs): a missing band's feature and depth are :func:`missing_band_fill`'s stand-ins. A row
+      missing more bands than the estimator was trained for (``max_bands``) or with every band missing stays NaN.
+    """
     from seqsbi.units import njy_to_ab
 
-    features = np.asarray(features, dtype=float)
-    if settings.depth_inputs is None:
+    features = np.array(features, dtype=float)
+    sigma = np.broadcast_to(np.asarray(sigma_njy, dtype=float), features.shape)
+    if settings.depth_inputs is None and settings.missing_bands is None:
         return features
-    with np.errstate(invalid="ignore", divide="ignore"):
-        depths = njy_to_ab(5 * np.broadcast_to(np.asarray(sigma_njy, dtype=float), features.shape))
-    return np.hstack([features, np.where(np.isfinite(depths), depths, np.nan)])
+    parts = [features]
+    if settings.depth_inputs is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            depths = njy_to_ab(5 * sigma)
+        parts.append(np.where(np.isfinite(depths), depths, np.nan))
+    if settings.missing_bands is None:
+        return np.hstack(parts)
+    missing = ~np.isfinite(sigma)
+    fill_features, fill_depths = missing_band_fill(settings)
+    for part, fill in zip(parts, (fill_features, fill_depths)):
+        part[missing] = np.broadcast_to(fill, part.shape)[missing]
+    x = np.hstack([*parts, missing.astype(float)])
+    x[missing.sum(axis=1) > settings.missing_bands[1]] = np.nan  # not trained for: refined without those bands
+    return x
 
 
 def _flux_scale(configured: dict) -> np.ndarray | None:
@@ -570,14 +652,16 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
     if settings.simulator_name == "galaxy":  # AB floor share or flux tails, warned about as a round's are
         from seqsbi.rounds import feature_report
 
-        seen = x[train_rows][:, :len(settings.simulator_settings["filters"])]
-        if settings.depth_inputs is None:
-            features = feature_report(settings, seen)
+        n_filters = len(settings.simulator_settings["filters"])
+        seen = x[train_rows]
+        if settings.missing_bands is not None:  # the rows with every band (stand-ins would count as features)
+            seen = seen[~np.any(seen[:, -n_filters:] > 0, axis=1)]
+        seen = seen[:, :n_filters]
+        if settings.depth_inputs is None:  # one depth: the floor share of the configured noise
+            features = feature_report(settings, seen, noise_note=training_noise_note(settings))
         else:  # each row its own AB floor, so no floor share; the flux check still applies
             features = feature_report(dataclasses.replace(settings, simulator_settings={
-                **settings.simulator_settings, "noise": None}), seen, noise_note=(
-                f"depth inputs: 5-sigma depths drawn uniformly in [{settings.depth_inputs[0]:g}, "
-                f"{settings.depth_inputs[1]:g}] AB per row and band"))
+                **settings.simulator_settings, "noise": None}), seen, noise_note=training_noise_note(settings))
     torch.manual_seed(training_seed(seed))
     prior = engines.make_prior(settings.prior, settings.device)
     with warnings.catch_warnings():
@@ -620,6 +704,8 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
         "held_out_galaxies_per_s": check.stop / sample_s,
         "parameters": list(settings.prior.names), "units": list(settings.prior.units),
         "training_depth_range_ab": None if settings.depth_inputs is None else list(settings.depth_inputs),
+        "training_missing_bands": None if settings.missing_bands is None else {
+            "share": settings.missing_bands[0], "max_bands": settings.missing_bands[1]},
         "features": features,
         "ood": {"neighbours": ood_neighbours, "held_out_distance_quantiles": {
             str(q): float(np.quantile(ood.held_out_distances, q)) for q in (0.5, 0.9, 0.99)}},
@@ -627,6 +713,21 @@ def train_amortized(settings: RunSettings, theta: np.ndarray, x: np.ndarray, tes
     logger.info("held out: mean log prob %.3f; 68%% coverage %s; 95%% coverage %s",
                 result_summary["held_out_mean_log_prob"], _rounded(coverage["0.68"]), _rounded(coverage["0.95"]))
     return AmortizedResult(posterior, estimator, held_theta, held_x, ood, training_log, result_summary, train_rows)
+
+
+def training_noise_note(settings: RunSettings) -> str | None:
+    """The training noise of an estimator with depth inputs or band masks as one sentence (the training log's and
+    amortized.json's ``features.noise``); None for neither (the simulator settings say it)."""
+    if settings.depth_inputs is None and settings.missing_bands is None:
+        return None
+    notes = ["flux noise from the configured depth (galaxy.features.noise)"]
+    if settings.depth_inputs is not None:
+        notes = [f"depth inputs: 5-sigma depths drawn uniformly in [{settings.depth_inputs[0]:g}, "
+                 f"{settings.depth_inputs[1]:g}] AB per row and band"]
+    if settings.missing_bands is not None:
+        notes.append(f"band masks: {100 * settings.missing_bands[0]:g}% of rows miss 1-{settings.missing_bands[1]} "
+                     f"bands (features reported for the rows with every band)")
+    return "; ".join(notes)
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
@@ -778,12 +879,15 @@ def posterior_predictive_check(samples: np.ndarray, x: np.ndarray, simulate: Pre
     Blocks of ``batch_galaxies`` rows (counted from ``first_block``, as the sampling's) draw their noise from
     numpy Generators seeded per block: the p-values do not depend on chunking. Rows whose x or samples are
     not finite get NaN; draws whose simulation is not finite are left out of that galaxy's count (NaN when
-    fewer than 2 remain).
+    fewer than 2 remain). A band whose x is NaN (missing) is left out of that galaxy's discrepancy (its
+    simulations too).
     """
     n = len(x)
     chi2, p_value = np.full(n, np.nan), np.full(n, np.nan)
     ppc_seed = block_seed(seed, _PPC_SEED_KEY)
-    usable = np.all(np.isfinite(x), axis=1) & np.all(np.isfinite(samples[:, :draws]), axis=(1, 2))
+    observed_bands = np.isfinite(x)
+    usable = np.any(observed_bands, axis=1) & np.all(np.isfinite(samples[:, :draws]), axis=(1, 2))
+    x = np.where(observed_bands, x, 0.0)  # a missing band: 0 in x and in every simulation, so z = 0 there
     for offset in range(0, n, batch_galaxies):
         rows = np.arange(offset, min(offset + batch_galaxies, n))
         rows = rows[usable[rows]]
@@ -791,6 +895,7 @@ def posterior_predictive_check(samples: np.ndarray, x: np.ndarray, simulate: Pre
             continue
         rng = np.random.default_rng(block_seed(ppc_seed, first_block + offset // batch_galaxies))
         predictive = np.asarray(simulate(np.asarray(samples[rows, :draws], dtype=float), rows, rng), dtype=float)
+        predictive = np.where(observed_bands[rows, None, :], predictive, 0.0)
         complete = np.all(np.isfinite(predictive), axis=(1, 2))
         if complete.any():
             _, observed, replicated = diagnostics.chi2_discrepancy(predictive[complete], x[rows[complete]])
@@ -839,9 +944,10 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
       - ``fit``: ``fit_p_value`` < ``fit_min_p_value``, with ``fit_chi2``: the best chi^2 of the galaxy's fluxes
         against the training set's models (``model_fit``: the :class:`ModelFitScore` and the rows' fluxes and
         1-sigma errors (n, k) nJy; missing bands left out); without ``model_fit`` the columns are NaN, never raised;
-      - ``missing_bands``: a band missing from the catalogue (``missing`` (n, k) True there; ``n_missing_bands``
-        counts them): the estimator needs every band, so the row has no samples (NaN in the table) and a
-        refinement (seqsbi.refine) fits it without those bands;
+      - ``missing_bands``: bands missing from the catalogue (``missing`` (n, k) True there; ``n_missing_bands``
+        counts them) that the estimator cannot take (no band masks, or more than its ``max_bands``: x not finite),
+        so the row has no samples (NaN in the table) and a refinement (seqsbi.refine) fits it without those
+        bands; a row whose x is finite was fitted by the estimator (band masks) and is not flagged;
       - ``invalid_x``: any other non-finite feature (no samples; NaN in the table).
     """
     start = time.perf_counter()
@@ -880,8 +986,8 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
               "prior_edge": finite & (columns["prior_edge_share"] > flags["prior_edge_max_share"]),
               "ppc": np.nan_to_num(columns["ppc_p_value"], nan=1.0) < flags.get("ppc_min_p_value", 0.0),
               "fit": np.nan_to_num(columns["fit_p_value"], nan=1.0) < flags.get("fit_min_p_value", 0.0),
-              "missing_bands": np.zeros(len(x), dtype=bool) if missing is None else np.any(missing, axis=1)}
-    raised["invalid_x"] = ~finite & ~raised["missing_bands"]
+              "missing_bands": np.zeros(len(x), dtype=bool) if missing is None else np.any(missing, axis=1) & ~finite}
+    raised["invalid_x"] = ~finite & (np.ones(len(x), dtype=bool) if missing is None else ~np.any(missing, axis=1))
     columns["n_missing_bands"] = np.zeros(len(x), dtype=int) if missing is None else np.sum(missing, axis=1)
     for name, mask in raised.items():
         columns[f"flag_{name}"] = mask

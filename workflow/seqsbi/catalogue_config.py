@@ -174,11 +174,11 @@ def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
     """Runs with ``round0_amortized``: the estimator exists and fits the run at every observation.
 
     Raises:
-        ConfigError: naming ``runs.<run>.round0_amortized``: an estimator not under amortized or with depth
-            inputs (``training_depth_range_ab``), an engine that
-            cannot continue from it (seqsbi.refine.REFINE_ENGINES), another simulator, filters or features, a
-            prior (the observation's own, where it has prior columns) other than the estimator's, or more
-            simulations_per_round than the estimator has training rows.
+        ConfigError: naming ``runs.<run>.round0_amortized``: an estimator not under amortized or with inputs
+            beside the features (seqsbi.refine.EXTRA_INPUT_KEYS: depths, band masks), an engine that cannot continue
+            from it (seqsbi.refine.REFINE_ENGINES), another simulator, filters or features, a prior (the
+            observation's own, where it has prior columns) other than the estimator's, or more simulations_per_round
+            than the estimator has training rows.
     """
     from seqsbi import refine
 
@@ -191,10 +191,11 @@ def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
             raise ConfigError(f"{key}: {estimator!r} is not under amortized; defined: "
                               f"{', '.join(catalogues.estimators) or 'none'}")
         settings, trained = plan.runs[name], catalogues.estimators[estimator]
-        if trained.depth_inputs is not None:
-            raise ConfigError(f"{key}: estimator {estimator!r} has depth inputs (training_depth_range_ab), which a "
-                              f"run's round 0 does not supply yet (catalogue refinements do); use an estimator "
-                              f"without them")
+        extra = [k for k in refine.EXTRA_INPUT_KEYS if catalogues.estimator_blocks[estimator].get(k) is not None]
+        if extra:
+            raise ConfigError(f"{key}: estimator {estimator!r} takes more than the features ({', '.join(extra)}), "
+                              f"which a run's round 0 does not supply yet (catalogue refinements do); use an "
+                              f"estimator without them")
         if settings.engine not in refine.REFINE_ENGINES:
             raise ConfigError(f"{key}: engine {settings.engine!r} cannot continue from an amortized round 0 (rounds "
                               f"1 onwards draw from a proposal built at x_o); use one of "

@@ -26,8 +26,9 @@ from seqsbi.simulators.galaxy.catalogue import flux_column
 #: Percentiles in the summary table: column suffix -> percentile.
 PERCENTILES = {"p2_5": 2.5, "p16": 16.0, "median": 50.0, "p84": 84.0, "p97_5": 97.5}
 ERROR_SUFFIX = "_err"
-#: The summary table's ``method`` for a galaxy with a band missing (flag missing_bands): no amortized posterior.
-MISSING_BANDS_METHOD = "none: bands missing (the amortized estimator needs every band)"
+#: The summary table's ``method`` for a galaxy with bands missing that the estimator cannot take (flag missing_bands: no
+#: band masks, or more than their max_bands): no amortized posterior.
+MISSING_BANDS_METHOD = "none: bands missing (more than the amortized estimator takes)"
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ class RunSettings:
     # Amortized galaxy estimators: (bright, faint) 5-sigma AB range of the per-band training depths, which the
     # network takes as inputs beside the features (amortized.<name>.training_depth_range_ab); None: one depth.
     depth_inputs: tuple[float, float] | None = None
+    # Amortized galaxy estimators: (share of training rows with bands missing, most bands missing in a row); the
+    # network takes a missing-band mask beside the features (amortized.<name>.training_missing_bands); None: none.
+    missing_bands: tuple[float, int] | None = None
 
     @property
     def is_reference(self) -> bool:

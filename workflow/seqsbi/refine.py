@@ -73,6 +73,11 @@ def run_name(catalogue: str) -> str:
     return f"{catalogue}.refine"
 
 
+#: Amortized block keys that give the network inputs beside the features (depths, band masks): such an estimator
+#: cannot be continued by a refinement's round 1 (refine.warm_start) or serve a run's round 0 (round0_amortized).
+EXTRA_INPUT_KEYS = ("training_depth_range_ab", "training_missing_bands")
+
+
 def refinement_settings(catalogue: str, block: dict, estimator_block: dict, galaxy: dict) -> RunSettings:
     """:class:`RunSettings` of catalogue ``catalogue``'s refinement: ``refine.run`` (RUN_DEFAULTS, then a
     run's schema defaults) with the estimator's simulator and prior and the catalogue's posterior_samples.
@@ -80,7 +85,8 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
     Raises:
         ConfigError: naming ``catalogues.<catalogue>.refine.run.<key>``: a key from FIXED_KEYS, a bad value
             (the runs schema's checks), an engine not in REFINE_ENGINES, fewer than 2 rounds;
-            :func:`warm_start`'s refusals, and warm_start with an estimator with depth inputs.
+            :func:`warm_start`'s refusals, and warm_start with an estimator with depth inputs or band masks
+            (EXTRA_INPUT_KEYS).
     """
     from seqsbi.config import check_training_budget, run_settings, validate_config
     from seqsbi.simulators.galaxy import config as galaxy_config
@@ -109,10 +115,11 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
     if settings.rounds < 2:
         raise ConfigError(f"{key}.rounds: {settings.rounds}; round 0 is the amortized estimator, so a refinement "
                           f"needs at least 2 rounds (round 0 and one sequential round)")
-    if warm_start(catalogue, block, settings) and estimator_block.get("training_depth_range_ab") is not None:
-        raise ConfigError(f"catalogues.{catalogue}.refine.warm_start: true, but estimator {block['estimator']!r} has "
-                          f"depth inputs (training_depth_range_ab): its network takes 2 x the refinement's features, "
-                          f"so round 1 cannot continue it; set warm_start: false")
+    extra = [key for key in EXTRA_INPUT_KEYS if estimator_block.get(key) is not None]
+    if warm_start(catalogue, block, settings) and extra:
+        raise ConfigError(f"catalogues.{catalogue}.refine.warm_start: true, but estimator {block['estimator']!r} "
+                          f"takes more than the features ({', '.join(extra)}): its network's input is wider than "
+                          f"the refinement's features, so round 1 cannot continue it; set warm_start: false")
     return dataclasses.replace(settings, simulation_chunks=1)
 
 
@@ -233,12 +240,13 @@ def amortized_round_zero(settings: RunSettings, observation: Any, amortized_post
     (n, n_filters) nJy (n = simulations_per_round) with the observation's noise and features (``settings``'
     simulator settings: its own ``sigma_njy`` and ``bands``, or the configured depth), recorded as drawn from the
     prior. Its posterior is the amortized estimator at x_o, its samples ``samples`` (S, d) when given, else
-    ``posterior_samples`` drawn from it. An observation without every band (``bands`` set) cannot use the
-    amortized estimator (it conditions on every band): round 0 then trains the engine on those rows instead.
+    ``posterior_samples`` drawn from it. An observation without every band (``bands`` set) uses the amortized
+    estimator only when ``amortized_x`` is finite (an estimator with band masks that takes this many missing
+    bands); otherwise round 0 trains the engine on those rows instead.
     ``warm_start`` (:func:`warm_start`): the trainer holds a copy of the amortized network, which round 1 then
     continues training (sbi builds a new network for a trainer that holds none). ``amortized_x``: what the
     amortized estimator conditions on at this observation when it is not x_o itself (an estimator with depth
-    inputs: :func:`seqsbi.amortized.estimator_x`, (2k,)).
+    inputs or band masks: :func:`seqsbi.amortized.estimator_x`, (2k,) or (3k,)).
 
     Returns:
         seqsbi.rounds.RoundResult of round 0 (its trainer holds the round-0 rows, and no network, the amortized
@@ -261,7 +269,8 @@ def amortized_round_zero(settings: RunSettings, observation: Any, amortized_post
     theta0 = below_upper_bounds(theta0, settings.prior.high)
     x0 = round_zero_x(settings, observation.name, flux0_njy)
     bands = settings.simulator_settings.get("bands")
-    if bands is not None and len(bands) < len(settings.simulator_settings["filters"]):
+    if bands is not None and len(bands) < len(settings.simulator_settings["filters"]) and (
+            amortized_x is None or not np.all(np.isfinite(amortized_x))):
         logger.info("%s: bands %s only; round 0 trains on the amortized training rows without the others",
                     observation.name, bands)
         result = train_round(settings, observation, 0, None, Simulations(theta0, x0, {}))
@@ -307,9 +316,9 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
     """Rounds 1..rounds-1 of ``settings`` for one galaxy, round 0 being the amortized estimator.
 
     A galaxy with missing bands (NaN in ``x_o`` and ``error_njy``) is fitted without them: its simulations
-    (round 0's re-noised rows included) have only its bands, and since the amortized estimator needs every
-    band, round 0 trains the engine on those re-noised training rows (still no new simulations) instead of
-    using the amortized posterior.
+    (round 0's re-noised rows included) have only its bands. Round 0 is the amortized posterior at
+    ``amortized_x`` when that is finite (an estimator with band masks); otherwise (the estimator needs every
+    band) round 0 trains the engine on those re-noised training rows (still no new simulations).
 
     Args:
         settings: the refinement run (:func:`refinement_settings`).
@@ -321,8 +330,8 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
         theta0, flux0_njy: (n, d), (n, n_filters) round 0's rows: the estimator's training theta and noise-free
             fluxes (n = simulations_per_round).
         warm_start: round 1 continues the amortized network (:func:`warm_start`; not for missing bands).
-        amortized_x: what the amortized estimator conditions on, when not x_o (depth inputs: (2k,), from
-            :func:`seqsbi.amortized.estimator_x`); the rounds after it see x_o only.
+        amortized_x: what the amortized estimator conditions on, when not x_o (depth inputs or band masks: (2k,)
+            or (3k,), from :func:`seqsbi.amortized.estimator_x`); the rounds after it see x_o's bands only.
 
     Raises:
         ValueError: round-0 rows that are not simulations_per_round, or shapes that do not match.
@@ -336,7 +345,8 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
     present = np.isfinite(np.asarray(error_njy, dtype=float))
     observation = Observation(name=galaxy, x_o=np.asarray(x_o, dtype=float)[present])
     previous = amortized_round_zero(own, observation, amortized_posterior, theta0, flux0_njy,
-                                    amortized_samples if present.all() else None, warm_start and present.all(),
+                                    amortized_samples if np.all(np.isfinite(amortized_samples)) else None,
+                                    warm_start and present.all(),
                                     amortized_x)
     rounds = [previous.summary]
     amortized_net = warm_start and bool(present.all())
