@@ -623,6 +623,24 @@ def test_band_masks_drop_bands_at_random_and_mark_them_in_x(tmp_path, trained):
                                          five_sigma, 0, 1, 0])  # a missing band: the range's middle
 
 
+def test_rows_with_bands_missing_the_estimator_cannot_take_name_band_masks_that_would(tmp_path, trained, caplog):
+    import dataclasses
+
+    settings = stand_in_galaxy(tmp_path, trained[0], "theta")
+    missing = np.zeros((40, 3), dtype=bool)
+    missing[:5, 0] = missing[5:7, 1:] = True  # 7 of 40 rows (17.5%), at most 2 bands
+    amortized.advise_band_masks(settings, missing, ~missing.any(axis=1))
+    assert "7 of 40 galaxies have bands missing that estimator toy cannot take (it has no band masks)" in caplog.text
+    assert "amortized.toy.training_missing_bands: {share: 0.20, max_bands: 2}" in caplog.text
+    caplog.clear()
+    one = dataclasses.replace(settings, missing_bands=(0.2, 1))  # takes the 5 one-band rows, not the 2 others
+    amortized.advise_band_masks(one, missing, missing.sum(axis=1) <= 1)
+    assert "2 of 40 galaxies" in caplog.text and "(it takes at most 1 missing (training_missing_bands))" in caplog.text
+    caplog.clear()
+    amortized.advise_band_masks(one, missing[:5], np.ones(5, dtype=bool))
+    assert caplog.text == ""
+
+
 @pytest.mark.parametrize("depths, masks, width", [((27.0, 30.0), None, 6), ((27.0, 30.0), (0.3, 2), 9),
                                                    (None, (0.3, 2), 6)])
 def test_galaxy_training_blocks_with_depths_or_masks_do_not_depend_on_chunks(tmp_path, trained, monkeypatch, depths,

@@ -17,6 +17,7 @@ with log_to_file(snakemake.log[0]) as logger:
 
     from seqsbi import artifacts, engines
     from seqsbi.amortized import (
+        advise_band_masks,
         catalogue_posteriors,
         complete_block,
         estimator_x,
@@ -55,6 +56,7 @@ with log_to_file(snakemake.log[0]) as logger:
                                   model_fit=model_fit, ppc_x=x)
     seconds = time.perf_counter() - start
     result.columns["noise_depth_offset"] = galaxy_depth_offset(settings, catalogue.error_njy[rows])
+    advise_band_masks(settings, np.isnan(catalogue.flux_njy[rows]), np.isfinite(inputs).all(axis=1))
     ppc_s = result.seconds.get("ppc", 0.0)
     artifacts.write_npz(snakemake.output.chunk, rows=np.array([rows.start, rows.stop]), ids=catalogue.ids[rows],
                         x=x, samples=result.samples, flags=result.flags, sample_s=np.array(seconds),

@@ -599,6 +599,26 @@ def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndar
     return offset
 
 
+def advise_band_masks(settings: RunSettings, missing: np.ndarray, handled: np.ndarray) -> None:
+    """Log a warning naming ``training_missing_bands`` settings that would take a catalogue's rows with bands
+    missing (``missing`` (n, k) True where a band is missing) which the estimator did not take (``handled`` (n,)
+    False: no amortized posterior, so they are refined, minutes a galaxy): the share of such rows rounded up to
+    0.05 (at least 0.1) and the most bands missing in one row (at most k - 1). Silent when there are none."""
+    missing = np.asarray(missing, dtype=bool)
+    count = missing.sum(axis=1)
+    rows = (count > 0) & ~np.asarray(handled, dtype=bool)
+    if not rows.any():
+        return
+    share = min(max(float(np.ceil(20 * (count > 0).mean()) / 20), 0.1), 0.95)
+    most = int(min(count.max(), missing.shape[1] - 1))
+    have = "has no band masks" if settings.missing_bands is None else \
+        f"takes at most {settings.missing_bands[1]} missing (training_missing_bands)"
+    logger.warning("%d of %d galaxies have bands missing that estimator %s cannot take (it %s): no amortized "
+                   "posterior (flag missing_bands), so they are refined if refine is set, minutes a galaxy. Band masks "
+                   "would fit them here: amortized.%s.training_missing_bands: {share: %.2f, max_bands: %d}",
+                   int(rows.sum()), len(rows), settings.name, have, settings.name, share, most)
+
+
 # --- training -------------------------------------------------------------------------------------------------
 
 
