@@ -78,6 +78,7 @@ def main() -> None:
 
     from seqsbi import artifacts, engines, refine
     from seqsbi.amortized import estimator_x, settings_for
+    from seqsbi.catalogue_config import plan_catalogues
     from seqsbi.catalogue_table import catalogue_features, read_catalogue
     from seqsbi.config import validate_config
     from seqsbi.diagnostics import c2st
@@ -86,7 +87,7 @@ def main() -> None:
     torch.set_num_threads(1)
     config = validate_config(yaml.safe_load(args.config.read_text()))
     block = config["catalogues"][args.catalogue]
-    estimator_block = config["amortized"][block["estimator"]]
+    estimator_block = plan_catalogues(config).estimator_blocks[block["estimator"]]  # auto resolved, as the run did
     galaxy = config["galaxy"]
     results = ROOT / "results/catalogues" / args.catalogue
     amortized_dir = ROOT / "results/amortized" / block["estimator"]

@@ -623,15 +623,81 @@ def test_band_masks_drop_bands_at_random_and_mark_them_in_x(tmp_path, trained):
                                          five_sigma, 0, 1, 0])  # a missing band: the range's middle
 
 
+def test_auto_depth_inputs_and_band_masks_follow_the_served_catalogues():
+    """``auto`` (the default) resolves from the catalogues an estimator serves: one depth and no masks for a
+    catalogue at the configured depth with every band; depth inputs over its depths and band masks for one at mixed
+    depths with gaps; null where a network taking the features alone is needed; explicit values untouched."""
+    from seqsbi.amortized import complete_block
+    from seqsbi.catalogue_config import resolve_auto_inputs
+    from seqsbi.catalogue_table import Catalogue
+    from seqsbi.units import sigma_from_depth
+
+    def config(**block):
+        return validate_config({"galaxy": {"features": {"kind": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0}}},
+                                "amortized": {"a": {"prior": {"from_library": True}, **block},
+                                              "unused": {"prior": {"from_library": True}}},
+                                "catalogues": {"f": {"path": "f.csv", "estimator": "a"}}})
+
+    rng = np.random.default_rng(0)
+    k = len(config()["galaxy"]["filters"])  # 8
+
+    def catalogue(depths, missing=None):
+        flux, error = np.full(depths.shape, 50.0), sigma_from_depth(depths, 5)
+        if missing is not None:
+            flux, error = np.where(missing, np.nan, flux), np.where(missing, np.nan, error)
+        return {"f": Catalogue("f.csv", np.arange(len(depths)).astype(str), (), flux, error)}
+
+    plain = config()
+    reasons = resolve_auto_inputs(plain, catalogue(np.full((200, k), 29.3)))  # within 0.5 mag, every band
+    assert plain["amortized"]["a"]["training_depth_range_ab"] is None and plain["amortized"]["a"][
+        "training_missing_bands"] is None
+    assert reasons["a"]["training_depth_range_ab"].startswith("0.0% of the catalogues' band depths lie over 0.5 mag")
+    assert reasons["unused"]["training_depth_range_ab"] == "null: it serves no catalogue"
+    missing = np.zeros((200, k), dtype=bool)
+    missing[:30, 0] = missing[30:40, :3] = True  # 20% of rows, at most 3 bands
+    mixed = config()
+    resolve_auto_inputs(mixed, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
+    assert mixed["amortized"]["a"]["training_depth_range_ab"] == [27.0, 30.0]
+    assert mixed["amortized"]["a"]["training_missing_bands"] == {"share": 0.5, "max_bands": 3}
+    missing[:150, 1] = True  # 75% of rows; one row with 6 of 8 missing: max_bands at most half the filters
+    missing[0, :6] = True
+    many = config()
+    resolve_auto_inputs(many, catalogue(np.full((200, k), 29.0), missing))
+    assert many["amortized"]["a"]["training_missing_bands"] == {"share": 0.75, "max_bands": 4}
+    # Explicit values stay; the network must take the features alone for warm_start and a run's round 0.
+    explicit = config(training_depth_range_ab=[26.0, 31.0], training_missing_bands=None)
+    resolve_auto_inputs(explicit, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
+    assert explicit["amortized"]["a"]["training_depth_range_ab"] == [26.0, 31.0]
+    assert explicit["amortized"]["a"]["training_missing_bands"] is None
+    warm = config()
+    warm["catalogues"]["f"]["refine"] = {"warm_start": True}
+    reasons = resolve_auto_inputs(warm, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
+    assert warm["amortized"]["a"]["training_depth_range_ab"] is None
+    assert reasons["a"]["training_missing_bands"] == "null: catalogue 'f' continues its network (refine.warm_start)"
+    run = config()
+    run["runs"] = {"r": {"round0_amortized": "a"}}
+    assert resolve_auto_inputs(run, catalogue(np.full((200, k), 27.0), missing))["a"][
+        "training_depth_range_ab"] == "null: a run's round0_amortized"
+    # A job's params hold the resolved value, a resolved null left out: filled back as auto, read as null.
+    assert complete_block("a", {"prior": {"from_library": True}})["training_depth_range_ab"] is None
+    assert complete_block("a", {"prior": {"from_library": True}, "training_missing_bands": {"share": 0.5}})[
+        "training_missing_bands"] == {"share": 0.5, "max_bands": 2}
+
+
 def test_rows_with_bands_missing_the_estimator_cannot_take_name_band_masks_that_would(tmp_path, trained, caplog):
     import dataclasses
 
     settings = stand_in_galaxy(tmp_path, trained[0], "theta")
     missing = np.zeros((40, 3), dtype=bool)
-    missing[:5, 0] = missing[5:7, 1:] = True  # 7 of 40 rows (17.5%), at most 2 bands
+    missing[:5, 0] = missing[5:7, 1:] = True  # 7 of 40 rows (17.5%), at most 2 bands: share 0.5 (the least)
     amortized.advise_band_masks(settings, missing, ~missing.any(axis=1))
     assert "7 of 40 galaxies have bands missing that estimator toy cannot take (it has no band masks)" in caplog.text
-    assert "amortized.toy.training_missing_bands: {share: 0.20, max_bands: 2}" in caplog.text
+    assert "amortized.toy.training_missing_bands: {share: 0.50, max_bands: 2}" in caplog.text
+    caplog.clear()
+    many = np.zeros((40, 3), dtype=bool)
+    many[:29, 2] = True  # 72.5% of rows: the catalogue's share, rounded up
+    amortized.advise_band_masks(settings, many, np.zeros(40, dtype=bool))
+    assert "{share: 0.75, max_bands: 1}" in caplog.text
     caplog.clear()
     one = dataclasses.replace(settings, missing_bands=(0.2, 1))  # takes the 5 one-band rows, not the 2 others
     amortized.advise_band_masks(one, missing, missing.sum(axis=1) <= 1)
@@ -842,11 +908,10 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
         "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 2,
         "test_fraction": 0.3,  # 120 held out: OOD p-values reach 1/121, below the default ood_min_p_value 0.01
         "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
-        # Depth inputs: each training row's depths drawn in [27, 30] AB and given to the network, and band masks
-        # (TSNPE's field, whose row 1 lacks a band).
+        # Depth inputs: each training row's depths drawn in [27, 30] AB and given to the network, and band masks,
+        # resolved from auto: TSNPE's field, the only catalogue it serves, has row 1 without a band.
         "depth_npe": {"prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100,
-                      "test_fraction": 0.3, "training_depth_range_ab": [27.0, 30.0],
-                      "training_missing_bands": {"share": 0.3, "max_bands": 1},
+                      "test_fraction": 0.3, "training_depth_range_ab": [27.0, 30.0],  # (auto: band masks)
                       "network": {"hidden_features": 16, "num_transforms": 2}, "training": {"max_num_epochs": 3}},
         # The 12-row library's own rows and features as the training set (rule features).
         "library_npe": {"prior": {"from_library": True}, "source": "library", "test_fraction": 0.5,
@@ -934,9 +999,10 @@ def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
     # 27.9 AB) lie inside [27, 30], so no depth offset.
     depth_summary = json.loads((workdir / "results/amortized/depth_npe/amortized.json").read_text())
     assert depth_summary["training_depth_range_ab"] == [27.0, 30.0]
-    assert depth_summary["training_missing_bands"] == {"share": 0.3, "max_bands": 1}
+    assert depth_summary["training_missing_bands"] == {"share": 0.5, "max_bands": 1}  # auto: 1 of 20 rows, 1 band
     assert depth_summary["features"]["noise"].startswith("depth inputs: 5-sigma depths drawn uniformly in [27, 30]")
-    assert "band masks: 30% of rows miss 1-1 bands" in depth_summary["features"]["noise"]
+    assert "band masks: 50% of rows miss 1-1 bands" in depth_summary["features"]["noise"]
+    assert summary["training_depth_range_ab"] is None and summary["training_missing_bands"] is None  # a run's round 0
     assert summary["features"]["kind"] == "ab_magnitude" and "ab_floor_share" in summary["features"]  # one depth
     held_x = np.load(workdir / "results/amortized/depth_npe/held_out.npz")["x"]  # [features, depths, masks]
     k = len(filters)

@@ -96,8 +96,14 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
 DEPTH_RANGE_LIMITS_AB = (10.0, 40.0)
 
 
+#: Amortized keys whose default, ``auto``, is resolved at parse time from the catalogues an estimator serves
+#: (:func:`seqsbi.catalogue_config.resolve_auto_inputs`); jobs get the resolved value.
+AUTO_KEYS = ("training_depth_range_ab", "training_missing_bands")
+
+
 def _depth_inputs(key: str, block: dict, run: dict) -> tuple[float, float] | None:
-    """``training_depth_range_ab`` as (bright, faint) AB, checked; None when unset.
+    """``training_depth_range_ab`` as (bright, faint) AB, checked; None when unset (or ``auto`` left unresolved:
+    no catalogue was read, as in a job whose params carry the resolved null).
 
     Raises:
         ConfigError: naming ``<key>.training_depth_range_ab``: a range not bright < faint, a simulator other than
@@ -105,7 +111,7 @@ def _depth_inputs(key: str, block: dict, run: dict) -> tuple[float, float] | Non
             ``source: library`` (the library's features have one depth).
     """
     depths = block.get("training_depth_range_ab")
-    if depths is None:
+    if depths is None or depths == "auto":
         return None
     where = f"{key}.training_depth_range_ab"
     bright, faint = (float(d) for d in depths)
@@ -124,7 +130,7 @@ def _depth_inputs(key: str, block: dict, run: dict) -> tuple[float, float] | Non
 
 
 def _missing_bands(key: str, block: dict, run: dict) -> tuple[float, int] | None:
-    """``training_missing_bands`` as (share, max_bands), checked; None when unset.
+    """``training_missing_bands`` as (share, max_bands), checked; None when unset (or ``auto`` unresolved).
 
     Raises:
         ConfigError: naming ``<key>.training_missing_bands``: a simulator other than the galaxy model, no
@@ -132,7 +138,7 @@ def _missing_bands(key: str, block: dict, run: dict) -> tuple[float, int] | None
             depth), ``source: library``, or max_bands not fewer than the filters.
     """
     missing = block.get("training_missing_bands")
-    if missing is None:
+    if missing is None or missing == "auto":
         return None
     where = f"{key}.training_missing_bands"
     if run["simulator"] != "galaxy":
@@ -141,7 +147,8 @@ def _missing_bands(key: str, block: dict, run: dict) -> tuple[float, int] | None
         raise ConfigError(f"{where}: needs galaxy.features.noise (null now): a missing band's stand-in is the "
                           f"feature of zero flux at the training depth; set galaxy.features.noise or drop {where}")
     if block["source"] != "simulate":
-        raise ConfigError(f"{where}: needs source: simulate (a library's features have every band)")
+        raise ConfigError(f"{where}: needs source: simulate (a library's features have every band): set source: "
+                          f"simulate or {where}: null")
     n_filters = len(run["simulator_settings"]["filters"])
     if missing["max_bands"] >= n_filters:
         raise ConfigError(f"{where}.max_bands: {missing['max_bands']}, but there are {n_filters} filters; a "
@@ -151,10 +158,15 @@ def _missing_bands(key: str, block: dict, run: dict) -> tuple[float, int] | None
 
 def complete_block(name: str, block: dict) -> dict:
     """An amortized block with the schema's defaults filled for missing keys (a job's params carry only the
-    keys its output depends on; the rest does not change what it computes)."""
+    keys its output depends on; the rest does not change what it computes), and ``auto`` (AUTO_KEYS) as null:
+    a job's params hold the value resolved at parse time, left out when null."""
     from seqsbi.config import validate_config
 
-    return validate_config({"amortized": {name: dict(block)}})["amortized"][name]
+    filled = validate_config({"amortized": {name: dict(block)}})["amortized"][name]
+    for key in AUTO_KEYS:  # params carry resolved values; a resolved null is left out and filled back as auto
+        if filled[key] == "auto":
+            filled[key] = None
+    return filled
 
 
 def held_out_count(n: int, test_fraction: float) -> int:
@@ -251,7 +263,7 @@ def training_noise(settings: RunSettings, n: int, rng: np.random.Generator) -> F
 def training_band_mask(settings: RunSettings, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, n_filters) True where a training row's band is dropped (``settings.missing_bands`` = (share, max_bands)):
     each row loses bands with probability share, then 1 to max_bands of them (uniform), which ones uniform.
-    Draws 3 n values from ``rng`` whatever the outcome (so a block's later draws do not depend on it)."""
+    Its draws vary in number, so a training block draws it last (nothing after it in that block's stream)."""
     share, max_bands = settings.missing_bands
     n_filters = len(settings.simulator_settings["filters"])
     dropped = rng.uniform(size=n) < share
@@ -549,6 +561,58 @@ def galaxy_model_fit(settings: RunSettings, training: dict[str, np.ndarray], hel
 DEPTH_OFFSET_WARN_MAG, DEPTH_OFFSET_WARN_SHARE = 0.5, 0.1
 
 
+def catalogue_depth_range(depth_ab: np.ndarray) -> tuple[float, float]:
+    """(bright, faint) 5-sigma depths (AB) of a catalogue's band depths ``depth_ab`` (any shape, NaN left out):
+    their 1st and 99th percentiles rounded out to 0.5 mag (at least 0.5 mag apart), within DEPTH_RANGE_LIMITS_AB."""
+    low, high = DEPTH_RANGE_LIMITS_AB
+    bright = min(max(float(np.floor(2 * np.nanquantile(depth_ab, 0.01)) / 2), low), high - 0.5)
+    faint = min(max(float(np.ceil(2 * np.nanquantile(depth_ab, 0.99)) / 2), bright + 0.5), high)
+    return bright, faint
+
+
+#: ``training_depth_range_ab: auto`` gives an estimator depth inputs when more than this share of its catalogues'
+#: band depths lie over DEPTH_OFFSET_WARN_MAG from the configured depth (galaxy.features.noise).
+AUTO_DEPTH_SHARE = 0.1
+
+
+def auto_depth_range(settings: RunSettings, error_njy: np.ndarray) -> tuple[tuple[float, float] | None, str]:
+    """What ``training_depth_range_ab: auto`` resolves to for catalogue errors ``error_njy`` (n, k) nJy (every
+    catalogue the estimator serves, stacked; NaN for a missing band), with the reason as a sentence: the
+    catalogues' depth range (:func:`catalogue_depth_range`) when more than AUTO_DEPTH_SHARE of their band depths lie
+    over DEPTH_OFFSET_WARN_MAG from the configured depth, else None (one depth: the configured one).
+    ``settings`` must have galaxy noise (the caller checks)."""
+    from seqsbi.units import njy_to_ab, sigma_from_depth
+
+    error_njy = np.asarray(error_njy, dtype=float)
+    configured = njy_to_ab(5 * np.broadcast_to(np.asarray(sigma_from_depth(np.asarray(
+        settings.simulator_settings["noise"]["depth_5sigma_ab"], dtype=float), 5)), error_njy.shape[1:]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        depth = njy_to_ab(5 * error_njy)
+    off = np.abs(depth - configured)[np.isfinite(depth)]
+    share = float(np.mean(off > DEPTH_OFFSET_WARN_MAG)) if off.size else 0.0
+    if share <= AUTO_DEPTH_SHARE:
+        return None, (f"{100 * share:.1f}% of the catalogues' band depths lie over {DEPTH_OFFSET_WARN_MAG:g} mag from "
+                      f"galaxy.features.noise's: one depth")
+    bright, faint = catalogue_depth_range(depth)
+    return (bright, faint), (f"{100 * share:.1f}% of the catalogues' band depths lie over {DEPTH_OFFSET_WARN_MAG:g} "
+                             f"mag from galaxy.features.noise's: depth inputs over their 1st-99th percentiles")
+
+
+def auto_band_masks(settings: RunSettings, missing: np.ndarray) -> tuple[dict | None, str]:
+    """What ``training_missing_bands: auto`` resolves to for catalogue rows' missing bands ``missing`` (n, k)
+    (True: missing; every catalogue the estimator serves, stacked), with the reason: None when no row misses a
+    band, else {share: BAND_MASK_SHARE, or the rows' share rounded up to 0.05 where larger (at most 0.95),
+    max_bands: the most bands missing in a row, at most half the filters} (rows missing more are refined)."""
+    missing = np.asarray(missing, dtype=bool)
+    count = missing.sum(axis=1)
+    if not count.any():
+        return None, "no catalogue row misses a band: none"
+    share = _band_mask_share(count)
+    most = int(min(count.max(), max(len(settings.simulator_settings["filters"]) // 2, 1)))
+    return {"share": share, "max_bands": most}, (f"{100 * (count > 0).mean():.1f}% of the catalogues' rows miss "
+                                                 f"1-{int(count.max())} bands")
+
+
 def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndarray:
     """(n,) median over each row's bands of (its 5-sigma depth - the estimator's training depth) in AB mag, from
     1-sigma errors (n, k) nJy (missing bands, NaN, left out; NaN without training noise). With depth inputs
@@ -574,8 +638,7 @@ def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndar
     if beyond.mean() <= DEPTH_OFFSET_WARN_SHARE:
         return offset
     median, depths = float(np.nanmedian(offset)), ", ".join(f"{d:.2f}" for d in band_depths)
-    bright = float(np.floor(2 * np.nanquantile(depth, 0.01)) / 2)  # the catalogue's depths, rounded out to 0.5 mag
-    faint = max(float(np.ceil(2 * np.nanquantile(depth, 0.99)) / 2), bright + 0.5)
+    bright, faint = catalogue_depth_range(depth)
     if settings.depth_inputs is not None:  # widen, never narrow
         bright, faint = min(bright, settings.depth_inputs[0]), max(faint, settings.depth_inputs[1])
     head = (f"{int(beyond.sum())} of {len(offset)} galaxies ({100 * beyond.mean():.0f}%) are measured over "
@@ -599,18 +662,30 @@ def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndar
     return offset
 
 
+#: The training share of rows with bands missing that advise_band_masks suggests: on a 4,000-row mock with 19.2%
+#: of rows missing 1-2 bands, share 0.5 kept the 68% coverage of those rows within 0.67-0.74 with either network
+#: measured, share 0.2 did not (0.61-0.70 with 128 x 3; benchmarks/README.md, "Band masks").
+BAND_MASK_SHARE = 0.5
+
+
+def _band_mask_share(count: np.ndarray) -> float:
+    """The training share of band masks for rows missing ``count`` (n,) bands: BAND_MASK_SHARE, or the share of
+    rows with any missing rounded up to 0.05 where larger, at most 0.95."""
+    return min(max(float(np.ceil(20 * (count > 0).mean()) / 20), BAND_MASK_SHARE), 0.95)
+
+
 def advise_band_masks(settings: RunSettings, missing: np.ndarray, handled: np.ndarray) -> None:
     """Log a warning naming ``training_missing_bands`` settings that would take a catalogue's rows with bands
     missing (``missing`` (n, k) True where a band is missing) which the estimator did not take (``handled`` (n,)
-    False: no amortized posterior, so they are refined, minutes a galaxy): the share of such rows rounded up to
-    0.05 (at least 0.1) and the most bands missing in one row (at most k - 1). Silent when there are none."""
+    False: no amortized posterior, so they are refined, minutes a galaxy): a share of BAND_MASK_SHARE (or the
+    catalogue's share of rows with bands missing, rounded up to 0.05, where larger) and the most bands missing in
+    one row (at most k - 1). Silent when there are none."""
     missing = np.asarray(missing, dtype=bool)
     count = missing.sum(axis=1)
     rows = (count > 0) & ~np.asarray(handled, dtype=bool)
-    if not rows.any():
+    if not rows.any() or settings.simulator_settings.get("noise") is None:  # band masks need noise (and simulate)
         return
-    share = min(max(float(np.ceil(20 * (count > 0).mean()) / 20), 0.1), 0.95)
-    most = int(min(count.max(), missing.shape[1] - 1))
+    share, most = _band_mask_share(count), int(min(count.max(), missing.shape[1] - 1))  # every row it can take
     have = "has no band masks" if settings.missing_bands is None else \
         f"takes at most {settings.missing_bands[1]} missing (training_missing_bands)"
     logger.warning("%d of %d galaxies have bands missing that estimator %s cannot take (it %s): no amortized "
@@ -1021,8 +1096,8 @@ def catalogue_posteriors(estimator: Any, ood: OODScore, x: np.ndarray, prior: Pa
 AMORTIZED_FILES = {
     "posterior": "posterior.pt",  # sbi DirectPosterior (no default x), torch.load(..., weights_only=False)
     "estimator": "estimator.pt",  # the trained flow (bounded to the prior)
-    # held-out theta (m, d), x (m, k: what the estimator conditions on, 2 n_filters with depth inputs), and the
-    # OOD score's calibration
+    # held-out theta (m, d), x (what the estimator conditions on: (m, k), 2k with depths or masks, 3k with both),
+    # and the OOD score's calibration
     "held_out": "held_out.npz",
     "training_log": "training_log.tsv",  # per epoch: training and validation loss
     "summary": "amortized.json",  # sizes, timings, held-out log prob and coverage, OOD quantiles

@@ -6,14 +6,17 @@ when a config has catalogues), so a bad catalogue stops the workflow before any 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from seqsbi import scatter
-from seqsbi.amortized import held_out_count, settings_for
+from seqsbi.amortized import AUTO_KEYS, held_out_count, settings_for
 from seqsbi.errors import ConfigError
+
+logger = logging.getLogger("seqsbi.catalogue_config")
 
 if TYPE_CHECKING:
     from seqsbi.config import RunSettings
@@ -121,8 +124,59 @@ def check_held_out_flags(key: str, block: dict, estimator: str, held_out: int) -
                               f"the values without the flag)")
 
 
+def resolve_auto_inputs(config: dict, read: dict) -> dict[str, dict[str, str]]:
+    """Resolve ``auto`` (the default of AUTO_KEYS) in every ``amortized`` block of a validated config, in place,
+    from the catalogues each estimator serves (``read``: catalogue name -> its
+    :class:`seqsbi.catalogue_table.Catalogue`), and log each resolution with its reason.
+
+    ``training_depth_range_ab``: :func:`seqsbi.amortized.auto_depth_range` of the served catalogues' errors;
+    ``training_missing_bands``: :func:`seqsbi.amortized.auto_band_masks` of their missing bands. Both resolve to
+    null for an estimator that serves no catalogue, is not a simulated galaxy estimator with noise
+    (``source: simulate``, ``galaxy.features.noise``), is a run's ``round0_amortized``, or serves a catalogue with
+    ``refine.warm_start: true`` (those need a network that takes the features alone).
+
+    Returns:
+        estimator -> key -> the reason, as logged.
+    """
+    from seqsbi.amortized import auto_band_masks, auto_depth_range
+
+    galaxy, blocks = config["galaxy"], config.get("amortized") or {}
+    served: dict[str, list[str]] = {}
+    for name, block in (config.get("catalogues") or {}).items():
+        served.setdefault(block["estimator"], []).append(name)
+    round_zero = {run.get("round0_amortized") for run in (config.get("runs") or {}).values()}
+    reasons: dict[str, dict[str, str]] = {}
+    for name, block in blocks.items():
+        auto = [key for key in AUTO_KEYS if block.get(key) == "auto"]
+        if not auto:
+            continue
+        catalogues = [read[c] for c in served.get(name, []) if c in read]
+        warm = [c for c in served.get(name, []) if (config["catalogues"][c].get("refine") or {}).get("warm_start")]
+        why = ("it serves no catalogue" if not catalogues else
+               "a run's round0_amortized" if name in round_zero else
+               f"catalogue {warm[0]!r} continues its network (refine.warm_start)" if warm else
+               f"simulator {block['simulator']!r}" if block["simulator"] != "galaxy" else
+               "source: library" if block["source"] != "simulate" else
+               "galaxy.features.noise is null" if galaxy["features"].get("noise") is None else None)
+        settings = settings_for(name, block, galaxy)  # auto reads as null here
+        for key in auto:
+            if why is not None:
+                block[key], reason = None, f"null: {why}"
+            elif key == "training_depth_range_ab":
+                value, reason = auto_depth_range(settings, np.vstack([c.error_njy for c in catalogues]))
+                block[key] = None if value is None else list(value)
+            else:
+                block[key], reason = auto_band_masks(settings, np.vstack([np.isnan(c.flux_njy) for c in catalogues]))
+            reasons.setdefault(name, {})[key] = reason
+            logger.info("amortized.%s.%s: auto -> %s (%s)", name, key, block[key], reason)
+    return reasons
+
+
 def plan_catalogues(config: dict) -> CataloguesPlan:
     """Check every amortized estimator and catalogue of a validated (defaults-filled) config.
+
+    ``auto`` values of the estimators (AUTO_KEYS) are resolved in ``config`` itself (:func:`resolve_auto_inputs`),
+    so the plan's estimator blocks, and the job params made from them, hold the resolved values.
 
     Raises:
         ConfigError: naming the key: an unknown estimator, a catalogue of an estimator whose simulator is not
@@ -139,8 +193,8 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
                               f"use source: simulate for simulator {block['simulator']!r}")
         estimators[name] = settings_for(name, block, galaxy)
         estimators[name].simulator().output_dim(estimators[name].prior)  # a custom simulator fails now, not in a job
-    catalogues = {}
-    for name, block in (config.get("catalogues") or {}).items():
+    read = {}
+    for name, block in (config.get("catalogues") or {}).items():  # config checks, then the file
         key = f"catalogues.{name}"
         if block["estimator"] not in blocks:
             raise ConfigError(f"{key}.estimator: {block['estimator']!r} is not under amortized; "
@@ -150,23 +204,28 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
                               f"{blocks[block['estimator']]['simulator']!r}; a catalogue of fluxes per filter needs "
                               f"an estimator with simulator: galaxy")
         check_ppc_flags(key, block)
-        estimator_block = blocks[block["estimator"]]
-        n = training_set_size(estimators[block["estimator"]], estimator_block, galaxy)
-        check_held_out_flags(key, block, block["estimator"], held_out_count(n, estimator_block["test_fraction"]))
+        n = training_set_size(estimators[block["estimator"]], blocks[block["estimator"]], galaxy)
+        check_held_out_flags(key, block, block["estimator"], held_out_count(n, blocks[block["estimator"]][
+            "test_fraction"]))
         check_refine_flags(key, block)
         from seqsbi.catalogue_table import read_catalogue
 
-        refinement = None
+        read[name] = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path",
+                                    missing_value=galaxy.get("missing_value"))
+    for name in resolve_auto_inputs(config, read):  # the estimators' auto keys, from what they serve
+        estimators[name] = settings_for(name, blocks[name], galaxy)
+    catalogues = {}
+    for name, block in (config.get("catalogues") or {}).items():
+        estimator_block, refinement = blocks[block["estimator"]], None
         if block["refine"] is not None:
             from seqsbi import refine
 
             refinement = refine.refinement_settings(name, block, estimator_block, galaxy)
-            check_round_zero_rows(f"{key}.refine.run.simulations_per_round", refinement.simulations_per_round,
-                                  block["estimator"], estimator_block, n)
-        catalogue = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path",
-                                   missing_value=galaxy.get("missing_value"))
-        catalogues[name] = CataloguePlan(name, block, len(catalogue.ids), chunk_count(len(catalogue.ids), block),
-                                         refinement)
+            check_round_zero_rows(f"catalogues.{name}.refine.run.simulations_per_round",
+                                  refinement.simulations_per_round, block["estimator"], estimator_block,
+                                  training_set_size(estimators[block["estimator"]], estimator_block, galaxy))
+        n_rows = len(read[name].ids)
+        catalogues[name] = CataloguePlan(name, block, n_rows, chunk_count(n_rows, block), refinement)
     return CataloguesPlan(estimators, blocks, catalogues)
 
 
@@ -191,7 +250,7 @@ def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
             raise ConfigError(f"{key}: {estimator!r} is not under amortized; defined: "
                               f"{', '.join(catalogues.estimators) or 'none'}")
         settings, trained = plan.runs[name], catalogues.estimators[estimator]
-        extra = [k for k in refine.EXTRA_INPUT_KEYS if catalogues.estimator_blocks[estimator].get(k) is not None]
+        extra = refine.extra_inputs(catalogues.estimator_blocks[estimator])
         if extra:
             raise ConfigError(f"{key}: estimator {estimator!r} takes more than the features ({', '.join(extra)}), "
                               f"which a run's round 0 does not supply yet (catalogue refinements do); use an "

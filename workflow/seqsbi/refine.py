@@ -78,6 +78,11 @@ def run_name(catalogue: str) -> str:
 EXTRA_INPUT_KEYS = ("training_depth_range_ab", "training_missing_bands")
 
 
+def extra_inputs(estimator_block: dict) -> list[str]:
+    """The EXTRA_INPUT_KEYS an amortized block sets (``auto`` unresolved reads as null, as in jobs)."""
+    return [key for key in EXTRA_INPUT_KEYS if estimator_block.get(key) not in (None, "auto")]
+
+
 def refinement_settings(catalogue: str, block: dict, estimator_block: dict, galaxy: dict) -> RunSettings:
     """:class:`RunSettings` of catalogue ``catalogue``'s refinement: ``refine.run`` (RUN_DEFAULTS, then a
     run's schema defaults) with the estimator's simulator and prior and the catalogue's posterior_samples.
@@ -115,7 +120,7 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
     if settings.rounds < 2:
         raise ConfigError(f"{key}.rounds: {settings.rounds}; round 0 is the amortized estimator, so a refinement "
                           f"needs at least 2 rounds (round 0 and one sequential round)")
-    extra = [key for key in EXTRA_INPUT_KEYS if estimator_block.get(key) is not None]
+    extra = extra_inputs(estimator_block)
     if warm_start(catalogue, block, settings) and extra:
         raise ConfigError(f"catalogues.{catalogue}.refine.warm_start: true, but estimator {block['estimator']!r} "
                           f"takes more than the features ({', '.join(extra)}): its network's input is wider than "
