@@ -119,14 +119,22 @@ def _depth_inputs(key: str, block: dict, run: dict) -> tuple[float, float] | Non
     if not (np.isfinite(bright) and np.isfinite(faint) and low <= bright < faint <= high):
         raise ConfigError(f"{where}: {list(depths)}; give [bright, faint] 5-sigma depths in AB with bright < faint, "
                           f"both within {low:g}-{high:g} AB, e.g. [27.0, 30.0]")
-    if run["simulator"] != "galaxy":
-        raise ConfigError(f"{where}: depths are galaxy photometry; simulator {run['simulator']!r} has none (drop it)")
-    if run["simulator_settings"].get("noise") is None:
-        raise ConfigError(f"{where}: needs galaxy.features.noise (null now): its max_snr floor applies on top of "
-                          f"the drawn depths; set galaxy.features.noise or drop {where}")
-    if block["source"] != "simulate":
-        raise ConfigError(f"{where}: needs source: simulate (a library's features were made at one depth)")
+    _check_simulated_galaxy_noise(where, block, run, "depths", "its max_snr floor applies on top of the drawn depths",
+                                  "a library's features were made at one depth")
     return bright, faint
+
+
+def _check_simulated_galaxy_noise(where: str, block: dict, run: dict, what: str, noise_why: str,
+                                  library_why: str) -> None:
+    """What depth inputs and band masks both need: the galaxy simulator, galaxy.features.noise and source: simulate;
+    ConfigError naming ``where``, why (``noise_why``, ``library_why``) and the fix otherwise."""
+    if run["simulator"] != "galaxy":
+        raise ConfigError(f"{where}: {what} are galaxy photometry; simulator {run['simulator']!r} has none (drop it)")
+    if run["simulator_settings"].get("noise") is None:
+        raise ConfigError(f"{where}: needs galaxy.features.noise (null now): {noise_why}; set galaxy.features.noise "
+                          f"or drop {where}")
+    if block["source"] != "simulate":
+        raise ConfigError(f"{where}: needs source: simulate ({library_why}): set source: simulate or {where}: null")
 
 
 def _missing_bands(key: str, block: dict, run: dict) -> tuple[float, int] | None:
@@ -141,14 +149,9 @@ def _missing_bands(key: str, block: dict, run: dict) -> tuple[float, int] | None
     if missing is None or missing == "auto":
         return None
     where = f"{key}.training_missing_bands"
-    if run["simulator"] != "galaxy":
-        raise ConfigError(f"{where}: bands are galaxy photometry; simulator {run['simulator']!r} has none (drop it)")
-    if run["simulator_settings"].get("noise") is None:
-        raise ConfigError(f"{where}: needs galaxy.features.noise (null now): a missing band's stand-in is the "
-                          f"feature of zero flux at the training depth; set galaxy.features.noise or drop {where}")
-    if block["source"] != "simulate":
-        raise ConfigError(f"{where}: needs source: simulate (a library's features have every band): set source: "
-                          f"simulate or {where}: null")
+    _check_simulated_galaxy_noise(where, block, run, "bands",
+                                  "a missing band's stand-in is the feature of zero flux at the training depth",
+                                  "a library's features have every band")
     n_filters = len(run["simulator_settings"]["filters"])
     if missing["max_bands"] >= n_filters:
         raise ConfigError(f"{where}.max_bands: {missing['max_bands']}, but there are {n_filters} filters; a "
