@@ -659,11 +659,19 @@ def test_auto_depth_inputs_and_band_masks_follow_the_served_catalogues():
     resolve_auto_inputs(mixed, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
     assert mixed["amortized"]["a"]["training_depth_range_ab"] == [27.0, 30.0]
     assert mixed["amortized"]["a"]["training_missing_bands"] == {"share": 0.5, "max_bands": 3}
-    missing[:150, 1] = True  # 75% of rows; one row with 6 of 8 missing: max_bands at most half the filters
+    missing[:150, 1] = True  # 75% of rows; one row with 6 of 8 missing: over half the filters, refined
     missing[0, :6] = True
     many = config()
-    resolve_auto_inputs(many, catalogue(np.full((200, k), 29.0), missing))
-    assert many["amortized"]["a"]["training_missing_bands"] == {"share": 0.75, "max_bands": 4}
+    reasons = resolve_auto_inputs(many, catalogue(np.full((200, k), 29.0), missing))
+    assert many["amortized"]["a"]["training_missing_bands"] == {"share": 0.75, "max_bands": 3}
+    assert "at most 3 in a row the masks take (1 row(s) missing more are refined)" in reasons["a"][
+        "training_missing_bands"]
+    only = np.zeros((200, k), dtype=bool)
+    only[0, :7] = True
+    unhelped = config()
+    assert resolve_auto_inputs(unhelped, catalogue(np.full((200, k), 29.0), only))["a"][
+        "training_missing_bands"].startswith("every row with bands missing misses over half of them: none")
+    assert unhelped["amortized"]["a"]["training_missing_bands"] is None
     # Explicit values stay; the network must take the features alone for warm_start and a run's round 0.
     explicit = config(training_depth_range_ab=[26.0, 31.0], training_missing_bands=None)
     resolve_auto_inputs(explicit, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
@@ -689,19 +697,22 @@ def test_rows_with_bands_missing_the_estimator_cannot_take_name_band_masks_that_
 
     settings = stand_in_galaxy(tmp_path, trained[0], "theta")
     missing = np.zeros((40, 3), dtype=bool)
-    missing[:5, 0] = missing[5:7, 1:] = True  # 7 of 40 rows (17.5%), at most 2 bands: share 0.5 (the least)
+    missing[:5, 0] = missing[5:7, 1:] = True  # 7 of 40 rows (17.5%): share 0.5 (the least); 2 of 3 bands: refined
     amortized.advise_band_masks(settings, missing, ~missing.any(axis=1))
     assert "7 of 40 galaxies have bands missing that estimator toy cannot take (it has no band masks)" in caplog.text
-    assert "amortized.toy.training_missing_bands: {share: 0.50, max_bands: 2}" in caplog.text
+    assert "amortized.toy.training_missing_bands: {share: 0.50, max_bands: 1}" in caplog.text
     caplog.clear()
     many = np.zeros((40, 3), dtype=bool)
     many[:29, 2] = True  # 72.5% of rows: the catalogue's share, rounded up
     amortized.advise_band_masks(settings, many, np.zeros(40, dtype=bool))
     assert "{share: 0.75, max_bands: 1}" in caplog.text
     caplog.clear()
-    one = dataclasses.replace(settings, missing_bands=(0.2, 1))  # takes the 5 one-band rows, not the 2 others
+    one = dataclasses.replace(settings, missing_bands=(0.2, 1))  # takes the 5 one-band rows, not the 2 others ...
     amortized.advise_band_masks(one, missing, missing.sum(axis=1) <= 1)
-    assert "2 of 40 galaxies" in caplog.text and "(it takes at most 1 missing (training_missing_bands))" in caplog.text
+    assert caplog.text == ""  # ... which miss over half the bands: no masks would take them
+    amortized.advise_band_masks(one, missing, missing.sum(axis=1) == 0)  # an estimator that took none of them
+    assert "5 of 40 galaxies" not in caplog.text and "7 of 40 galaxies" in caplog.text
+    assert "(it takes at most 1 missing (training_missing_bands))" in caplog.text
     caplog.clear()
     amortized.advise_band_masks(one, missing[:5], np.ones(5, dtype=bool))
     assert caplog.text == ""

@@ -9,6 +9,8 @@ try:
     check_amortized_round_zero(PLAN, CATALOGUES)
 except ConfigError as error:
     raise WorkflowError(f"seqsbi: invalid configuration\n{error}") from None
+for line in CATALOGUES.auto_lines():  # what each estimator's auto keys became, before any job runs
+    print(f"seqsbi: {line}", file=sys.stderr)
 
 
 #: A refined catalogue's outputs: every galaxy's samples and summary row, refined where it was (catalogue_merged).

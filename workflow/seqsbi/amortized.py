@@ -603,17 +603,28 @@ def auto_depth_range(settings: RunSettings, error_njy: np.ndarray) -> tuple[tupl
 
 def auto_band_masks(settings: RunSettings, missing: np.ndarray) -> tuple[dict | None, str]:
     """What ``training_missing_bands: auto`` resolves to for catalogue rows' missing bands ``missing`` (n, k)
-    (True: missing; every catalogue the estimator serves, stacked), with the reason: None when no row misses a
-    band, else {share: BAND_MASK_SHARE, or the rows' share rounded up to 0.05 where larger (at most 0.95),
-    max_bands: the most bands missing in a row, at most half the filters} (rows missing more are refined)."""
+    (True: missing; every catalogue the estimator serves, stacked), with the reason: None when no row misses at
+    most half the bands (:func:`takeable_missing`), else {share: BAND_MASK_SHARE, or the rows' share rounded up to
+    0.05 where larger (at most 0.95), max_bands: the most bands missing in such a row} (rows missing more are
+    refined)."""
     missing = np.asarray(missing, dtype=bool)
     count = missing.sum(axis=1)
-    if not count.any():
-        return None, "no catalogue row misses a band: none"
-    share = _band_mask_share(count)
-    most = int(min(count.max(), max(len(settings.simulator_settings["filters"]) // 2, 1)))
-    return {"share": share, "max_bands": most}, (f"{100 * (count > 0).mean():.1f}% of the catalogues' rows miss "
-                                                 f"1-{int(count.max())} bands")
+    most = takeable_missing(count, missing.shape[1])
+    if not most:
+        return None, ("no catalogue row misses a band: none" if not count.any() else
+                      "every row with bands missing misses over half of them: none (those rows are refined)")
+    beyond = int((count > most).sum())
+    return {"share": _band_mask_share(count), "max_bands": most}, (
+        f"{100 * (count > 0).mean():.1f}% of the catalogues' rows miss bands, at most {most} in a row the masks "
+        f"take" + (f" ({beyond} row(s) missing more are refined)" if beyond else ""))
+
+
+def takeable_missing(count: np.ndarray, n_filters: int) -> int:
+    """The most bands missing in a row (``count`` (n,) missing per row) among rows missing at most half the
+    ``n_filters`` bands (at least 1): what band masks are trained for; 0 when no such row misses one."""
+    count = np.asarray(count, dtype=int)
+    takeable = count[(count > 0) & (count <= max(n_filters // 2, 1))]
+    return int(takeable.max()) if takeable.size else 0
 
 
 def galaxy_depth_offset(settings: RunSettings, error_njy: np.ndarray) -> np.ndarray:
@@ -688,7 +699,9 @@ def advise_band_masks(settings: RunSettings, missing: np.ndarray, handled: np.nd
     rows = (count > 0) & ~np.asarray(handled, dtype=bool)
     if not rows.any() or settings.simulator_settings.get("noise") is None:  # band masks need noise (and simulate)
         return
-    share, most = _band_mask_share(count), int(min(count.max(), missing.shape[1] - 1))  # every row it can take
+    share, most = _band_mask_share(count), takeable_missing(count[rows], missing.shape[1])
+    if not most:  # only rows missing over half the bands: refined, as auto would leave them
+        return
     have = "has no band masks" if settings.missing_bands is None else \
         f"takes at most {settings.missing_bands[1]} missing (training_missing_bands)"
     logger.warning("%d of %d galaxies have bands missing that estimator %s cannot take (it %s): no amortized "

@@ -7,7 +7,7 @@ when a config has catalogues), so a bad catalogue stops the workflow before any 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +41,12 @@ class CataloguesPlan:
     estimators: dict[str, RunSettings]
     estimator_blocks: dict[str, dict]
     catalogues: dict[str, CataloguePlan]
+    auto: dict[str, dict[str, str]] = field(default_factory=dict)  # resolve_auto_inputs' reasons
+
+    def auto_lines(self) -> list[str]:
+        """One line per resolved ``auto`` key: what it became and why (printed when the Snakefile is parsed)."""
+        return [f"amortized.{name}.{key}: auto -> {self.estimator_blocks[name][key]} ({reason})"
+                for name, keys in self.auto.items() for key, reason in keys.items()]
 
 
 def sampling_rows(n_rows: int, block: dict, chunk: int) -> slice:
@@ -212,7 +218,8 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
 
         read[name] = read_catalogue(block["path"], galaxy["filters"], block["id_column"], key=f"{key}.path",
                                     missing_value=galaxy.get("missing_value"))
-    for name in resolve_auto_inputs(config, read):  # the estimators' auto keys, from what they serve
+    auto = resolve_auto_inputs(config, read)
+    for name in auto:  # the estimators' auto keys, from what they serve
         estimators[name] = settings_for(name, blocks[name], galaxy)
     catalogues = {}
     for name, block in (config.get("catalogues") or {}).items():
@@ -226,7 +233,7 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
                                   training_set_size(estimators[block["estimator"]], estimator_block, galaxy))
         n_rows = len(read[name].ids)
         catalogues[name] = CataloguePlan(name, block, n_rows, chunk_count(n_rows, block), refinement)
-    return CataloguesPlan(estimators, blocks, catalogues)
+    return CataloguesPlan(estimators, blocks, catalogues, auto)
 
 
 def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:

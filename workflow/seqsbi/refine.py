@@ -124,7 +124,8 @@ def refinement_settings(catalogue: str, block: dict, estimator_block: dict, gala
     if warm_start(catalogue, block, settings) and extra:
         raise ConfigError(f"catalogues.{catalogue}.refine.warm_start: true, but estimator {block['estimator']!r} "
                           f"takes more than the features ({', '.join(extra)}): its network's input is wider than "
-                          f"the refinement's features, so round 1 cannot continue it; set warm_start: false")
+                          f"the refinement's features, so round 1 cannot continue it; set warm_start: false or "
+                          f"amortized.{block['estimator']}.{extra[0]}: null")
     return dataclasses.replace(settings, simulation_chunks=1)
 
 
