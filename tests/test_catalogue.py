@@ -12,7 +12,7 @@ import yaml
 from astropy import units as u
 from astropy.table import Table
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, snakemake, tiny_run, write_workdir
 from seqsbi import amortized, scatter
 from seqsbi.catalogue_config import plan_catalogues
 from seqsbi.catalogue_table import read_catalogue, summary_table, write_samples, write_samples_in_parts, write_table
@@ -279,6 +279,33 @@ def test_warm_start_continues_the_amortized_network_only_where_it_can():
                                               rf"more than the features \({key}\).*set warm_start: false"):
             resolve(True)
         assert not resolve(False)
+
+
+@pytest.mark.parametrize("key, value", [("training_depth_range_ab", [27.0, 30.0]),
+                                        ("training_missing_bands", {"share": 0.2})])
+def test_a_run_round_zero_from_an_estimator_with_depths_or_masks_is_refused_at_parse_time(tmp_path, key, value):
+    """runs.<run>.round0_amortized naming an estimator whose network takes more than the features (depth inputs or
+    band masks, set explicitly: auto resolves to null for such an estimator) is refused when the Snakefile is
+    parsed (catalogue_common.smk: plan_catalogues, then check_amortized_round_zero), naming the key and the fix."""
+    from seqsbi.catalogue_config import check_amortized_round_zero
+
+    config = yaml.safe_load(write_workdir(tmp_path, {"r": tiny_run(round0_amortized="a")}).read_text())
+    config["galaxy"] = {"features": {"kind": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0}}}
+
+    def check(setting):
+        config["amortized"] = {"a": {"prior": {"from_library": True}, key: setting}}
+        plan = plan_workflow(config, check_devices=False)
+        with pytest.raises(ConfigError) as error:
+            check_amortized_round_zero(plan, plan_catalogues(plan.config))
+        return str(error.value)
+
+    assert check(value) == (f"runs.r.round0_amortized: estimator 'a' takes more than the features ({key}), which a "
+                            f"run's round 0 does not supply yet (catalogue refinements do); set amortized.a.{key}: "
+                            f"null (auto resolves to null for a round0_amortized estimator) or name an estimator "
+                            f"without them")
+    # A network on the features alone passes this check; the next refuses the run's linear_gaussian simulator.
+    for setting in (None, "auto"):
+        assert check(setting).startswith("runs.r.round0_amortized: round 0 re-noises the estimator's galaxy fluxes")
 
 
 def test_refine_flags_that_can_never_be_raised_are_refused():
@@ -692,6 +719,33 @@ def test_auto_depth_inputs_and_band_masks_follow_the_served_catalogues():
         "training_missing_bands"] == {"share": 0.5, "max_bands": 2}
 
 
+@pytest.mark.parametrize("depths, expected, clipped", [
+    ((8.0, 42.0), (10.0, 40.0), "8.00 and 42.00 AB"),  # both percentiles past the limits
+    ((8.0, 29.8), (10.0, 30.0), "8.00 and 29.80 AB"),  # the bright one only
+    ((27.2, 29.8), (27.0, 30.0), None),  # within the limits: rounded out to 0.5 mag, not clipped
+])
+def test_auto_depth_range_says_when_the_catalogue_depths_were_clipped_to_the_limits(depths, expected, clipped):
+    """``training_depth_range_ab: auto`` over catalogue depths past DEPTH_RANGE_LIMITS_AB (10-40 AB) gives the
+    limits, and its reason (printed at parse time) says the catalogues' percentiles went past them."""
+    import dataclasses
+
+    from seqsbi.units import sigma_from_depth
+
+    config = toy_block()
+    settings = dataclasses.replace(amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"]),
+                                   simulator_settings={"noise": {"depth_5sigma_ab": 29.0}})
+    depth = np.repeat(np.array(depths), 100)[:, None] * np.ones((1, 3))  # half the rows at each depth, 3 bands
+    value, reason = amortized.auto_depth_range(settings, sigma_from_depth(depth, 5))
+    assert value == expected
+    assert reason.startswith("100.0% of the catalogues' band depths lie over 0.5 mag from galaxy.features.noise's: "
+                             "depth inputs over their 1st-99th percentiles")
+    if clipped:
+        assert reason.endswith(f", {clipped}, which go past the accepted 10-40 AB and were clipped to them (check "
+                               f"the catalogues' error columns and units)")
+    else:
+        assert "clipped" not in reason
+
+
 def test_rows_with_bands_missing_the_estimator_cannot_take_name_band_masks_that_would(tmp_path, trained, caplog):
     import dataclasses
 
@@ -716,6 +770,49 @@ def test_rows_with_bands_missing_the_estimator_cannot_take_name_band_masks_that_
     caplog.clear()
     amortized.advise_band_masks(one, missing[:5], np.ones(5, dtype=bool))
     assert caplog.text == ""
+
+
+def test_rows_missing_bands_the_estimator_cannot_take_are_flagged_and_the_rest_fitted(tmp_path, trained):
+    """The catalogue flags of rows with bands missing: a row missing more bands than the estimator's band masks take
+    (max_bands), or any band when it has none, is flagged missing_bands and gets NaN samples (refined without those
+    bands); a row missing at most max_bands is fitted by a masked estimator (finite samples, no flag); a non-finite
+    feature of a band that is there is invalid_x, never missing_bands."""
+    import dataclasses
+
+    import torch
+
+    settings, result = trained
+    plain = stand_in_galaxy(tmp_path, settings, "theta")  # 3 bands, no band masks
+    features = result.held_out_x[:5].copy()
+    error = np.ones_like(features)
+    error[1, 0] = error[2, :2] = error[4, :] = np.nan  # rows 1, 2 and 4 miss 1, 2 and all 3 bands
+    missing = np.isnan(error)  # the catalogue's missing fluxes (and errors)
+    features[missing] = np.nan
+    features[3, 2] = np.nan  # a band that is there with a non-finite feature: invalid, not missing
+
+    class FeaturesOnly:
+        """The trained flow behind a masked estimator's x ([features, masks] (n, 6)): only finite rows reach it."""
+        input_shape = result.estimator.input_shape
+
+        def sample(self, shape, condition):
+            assert condition.shape[1] == 6 and torch.isfinite(condition).all()
+            return result.estimator.sample(shape, condition=condition[:, :3])
+
+    ood = amortized.OODScore.calibrate(np.hstack([result.held_out_x, np.zeros_like(result.held_out_x)]),
+                                       np.hstack([result.held_out_x, np.zeros_like(result.held_out_x)]), 10)
+    for masks, estimator, score, taken in ((None, result.estimator, result.ood, [0]),
+                                           ((0.3, 1), FeaturesOnly(), ood, [0, 1]),
+                                           ((0.3, 2), FeaturesOnly(), ood, [0, 1, 2])):
+        chosen = dataclasses.replace(plain, missing_bands=masks)
+        x = amortized.estimator_x(chosen, features, error)
+        out = amortized.catalogue_posteriors(estimator, score, x, settings.prior, 50, 3, FLAGS, missing=missing)
+        fitted = np.isfinite(out.samples).all(axis=(1, 2))
+        assert fitted.tolist() == [i in taken for i in range(4)] + [False], masks  # row 4 misses every band
+        assert np.isnan(out.samples[~fitted]).all()
+        assert out.columns["flag_missing_bands"].tolist() == [i in (1, 2, 4) and i not in taken for i in range(5)]
+        assert out.columns["flag_invalid_x"].tolist() == [False, False, False, True, False], masks
+        assert out.columns["n_missing_bands"].tolist() == [0, 1, 2, 0, 3]
+        assert ["missing_bands" in flags for flags in out.flags] == out.columns["flag_missing_bands"].tolist()
 
 
 @pytest.mark.parametrize("depths, masks, width", [((27.0, 30.0), None, 6), ((27.0, 30.0), (0.3, 2), 9),

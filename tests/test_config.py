@@ -218,3 +218,73 @@ def test_bad_galaxy_block_names_key_and_value(tmp_path, galaxy, expected):
         plan_workflow(config)
     for fragment in expected:
         assert fragment in str(error.value)
+
+
+def _catalogue_example_with(estimator_keys: dict) -> dict:
+    config = yaml.safe_load((ROOT / "config" / "examples" / "catalogue.yaml").read_text())
+    config["amortized"]["galaxy_npe"].update(estimator_keys)
+    return config
+
+
+@pytest.mark.parametrize("config, expected", [
+    # The closest alternative's reason at its own key, then the accepted forms at the anyOf's key.
+    (_catalogue_example_with({"training_missing_bands": {"share": 2}}),
+     "amortized.galaxy_npe.training_missing_bands.share: 2 is greater than or equal to the maximum of 1 (Share of "
+     "training simulations with bands missing (0.5 measured well).); accepted at "
+     "amortized.galaxy_npe.training_missing_bands: {share, max_bands}, null or auto"),
+    (_catalogue_example_with({"training_missing_bands": {"share": 0.5, "max": 2}}),
+     "amortized.galaxy_npe.training_missing_bands: Additional properties are not allowed ('max' was unexpected); "
+     "accepted: {share, max_bands}, null or auto"),
+    (_catalogue_example_with({"training_missing_bands": 3}),
+     "amortized.galaxy_npe.training_missing_bands: 3 (int) is none of the accepted forms: {share, max_bands}, null "
+     "or auto"),
+    (_catalogue_example_with({"training_depth_range_ab": [27]}),
+     "amortized.galaxy_npe.training_depth_range_ab: [27] is too short (give exactly 2 items); accepted: "
+     "[bright, faint], null or auto"),
+    (_catalogue_example_with({"training_depth_range_ab": [27, "deep"]}),
+     "amortized.galaxy_npe.training_depth_range_ab.1: 'deep' is not of type 'number'; accepted at "
+     "amortized.galaxy_npe.training_depth_range_ab: [bright, faint], null or auto"),
+    (_catalogue_example_with({"training_depth_range_ab": "deep"}),
+     "amortized.galaxy_npe.training_depth_range_ab: 'deep' is not one of ['auto']; accepted: [bright, faint], null "
+     "or auto"),
+    ({"galaxy": {"features": {"flux_scale_njy": -1}}, "runs": {"r": tiny_run()}},
+     "galaxy.features.flux_scale_njy: -1 is less than or equal to the minimum of 0; accepted: a number > 0 or a list "
+     "of 1 or more numbers > 0"),
+    ({"galaxy": {"features": {"noise": {"depth_5sigma_ab": []}}}, "runs": {"r": tiny_run()}},
+     "galaxy.features.noise.depth_5sigma_ab: [] should be non-empty (give at least 1 item); accepted: a number or a "
+     "list of 1 or more numbers"),
+    ({"galaxy": {"filter_files": {"My/Cam.F1": {"wavelength_unit": "nm"}}}, "runs": {"r": tiny_run()}},
+     "galaxy.filter_files.My/Cam.F1: 'path' is a required property; accepted: a non-empty string or {path, "
+     "wavelength_unit}"),
+    ({"runs": {"r": tiny_run(prior={})}},
+     "runs.r.prior: 'parameters' is a required property; accepted: a mapping with parameters or a mapping with "
+     "from_library"),
+])
+def test_a_value_fitting_no_alternative_names_the_closest_ones_reason_and_the_accepted_forms(config, expected):
+    with pytest.raises(ConfigError) as error:
+        validate_config(config)
+    assert str(error.value).splitlines()[1:] == [f"  - {expected}"]
+
+
+def test_every_alternative_in_the_schema_has_a_brief_form():
+    """Each anyOf/oneOf alternative of the schema is named by a form a config error can list (its title, else one
+    made from its enum, type and bounds), not the catch-all."""
+    from seqsbi.config import _schema, _schema_form
+
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for keyword in ("anyOf", "oneOf"):
+                for alternative in node.get(keyword, []):
+                    found.append((path, _schema_form(alternative)))
+            for name, child in node.items():
+                walk(child, f"{path}.{name}")
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                walk(child, f"{path}[{i}]")
+
+    walk(_schema(), "")
+    assert len(found) >= 14  # 6 anyOf/oneOf with 2-3 alternatives each (grep anyOf/oneOf in the schema)
+    for path, form in found:
+        assert form and form != "any value" and len(form) <= 40, (path, form)

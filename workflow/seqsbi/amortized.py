@@ -582,8 +582,9 @@ def auto_depth_range(settings: RunSettings, error_njy: np.ndarray) -> tuple[tupl
     """What ``training_depth_range_ab: auto`` resolves to for catalogue errors ``error_njy`` (n, k) nJy (every
     catalogue the estimator serves, stacked; NaN for a missing band), with the reason as a sentence: the
     catalogues' depth range (:func:`catalogue_depth_range`) when more than AUTO_DEPTH_SHARE of their band depths lie
-    over DEPTH_OFFSET_WARN_MAG from the configured depth, else None (one depth: the configured one).
-    ``settings`` must have galaxy noise (the caller checks)."""
+    over DEPTH_OFFSET_WARN_MAG from the configured depth, else None (one depth: the configured one). Where those
+    percentiles go past DEPTH_RANGE_LIMITS_AB the range is clipped to the limits, and the reason says so with
+    the percentiles (AB). ``settings`` must have galaxy noise (the caller checks)."""
     from seqsbi.units import njy_to_ab, sigma_from_depth
 
     error_njy = np.asarray(error_njy, dtype=float)
@@ -597,8 +598,14 @@ def auto_depth_range(settings: RunSettings, error_njy: np.ndarray) -> tuple[tupl
         return None, (f"{100 * share:.1f}% of the catalogues' band depths lie over {DEPTH_OFFSET_WARN_MAG:g} mag from "
                       f"galaxy.features.noise's: one depth")
     bright, faint = catalogue_depth_range(depth)
-    return (bright, faint), (f"{100 * share:.1f}% of the catalogues' band depths lie over {DEPTH_OFFSET_WARN_MAG:g} "
-                             f"mag from galaxy.features.noise's: depth inputs over their 1st-99th percentiles")
+    reason = (f"{100 * share:.1f}% of the catalogues' band depths lie over {DEPTH_OFFSET_WARN_MAG:g} mag from "
+              f"galaxy.features.noise's: depth inputs over their 1st-99th percentiles")
+    low, high = DEPTH_RANGE_LIMITS_AB
+    first, last = (float(q) for q in np.nanquantile(depth, [0.01, 0.99]))
+    if first < low or last > high or first >= high:  # catalogue_depth_range clipped the range to the bounds
+        reason += (f", {first:.2f} and {last:.2f} AB, which go past the accepted {low:g}-{high:g} AB and were "
+                   f"clipped to them (check the catalogues' error columns and units)")
+    return (bright, faint), reason
 
 
 def auto_band_masks(settings: RunSettings, missing: np.ndarray) -> tuple[dict | None, str]:

@@ -260,8 +260,10 @@ def check_amortized_round_zero(plan, catalogues: CataloguesPlan) -> None:
         extra = refine.extra_inputs(catalogues.estimator_blocks[estimator])
         if extra:
             raise ConfigError(f"{key}: estimator {estimator!r} takes more than the features ({', '.join(extra)}), "
-                              f"which a run's round 0 does not supply yet (catalogue refinements do); use an "
-                              f"estimator without them")
+                              f"which a run's round 0 does not supply yet (catalogue refinements do); set "
+                              + " and ".join(f"amortized.{estimator}.{k}: null" for k in extra)
+                              + " (auto resolves to null for a round0_amortized estimator) or name an estimator "
+                                "without them")
         if settings.engine not in refine.REFINE_ENGINES:
             raise ConfigError(f"{key}: engine {settings.engine!r} cannot continue from an amortized round 0 (rounds "
                               f"1 onwards draw from a proposal built at x_o); use one of "

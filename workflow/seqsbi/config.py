@@ -103,10 +103,115 @@ def _validator_filling_defaults() -> type:
 
 
 def _format_schema_error(error: jsonschema.ValidationError) -> str:
+    """One ``key.path: message`` line for a schema violation, with the key's description as a hint; for a value
+    that fits none of an anyOf/oneOf's alternatives, the reason from the closest alternative and the accepted
+    forms instead (:func:`_alternatives_message`)."""
     key = ".".join(str(part) for part in error.absolute_path) or "<config root>"
+    if error.validator in ("anyOf", "oneOf") and isinstance(error.validator_value, list):
+        return _alternatives_message(key, error)
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     hint = f" ({' '.join(description.split())})" if description and error.validator != "additionalProperties" else ""
+    if error.validator in ("minItems", "maxItems") and isinstance(error.schema, dict):
+        hint = f" ({_item_count(error.schema)})" + hint
     return f"{key}: {error.message}{hint}"
+
+
+def _item_count(schema: dict) -> str:
+    """How many items an array schema takes, as an instruction (``give exactly 2 items``)."""
+    low, high = schema.get("minItems", 0), schema.get("maxItems")
+    count = f"exactly {low}" if low == high else f"{low} to {high}" if high is not None and low else \
+        f"at most {high}" if high is not None else f"at least {low}"
+    return f"give {count} item{'' if (high if high is not None else low) == 1 else 's'}"
+
+
+def _alternatives_message(key: str, error: jsonschema.ValidationError) -> str:
+    """``key``'s value fits none of an anyOf/oneOf's alternatives (``error``): the reason, from the closest
+    alternative (:func:`_closest_alternative`: its errors at their own key paths), then the accepted forms
+    (:func:`_schema_form`), e.g. ``amortized.a.training_missing_bands.share: 2 is greater than or equal to the
+    maximum of 1 (...); accepted at amortized.a.training_missing_bands: {share, max_bands}, null or auto``."""
+    forms = _join_forms([_schema_form(alternative) for alternative in error.validator_value])
+    if not error.context:  # oneOf: more than one alternative fits
+        return f"{key}: {error.message}; accepted: exactly one of {forms}"
+    closest = _closest_alternative(error)
+    if not closest:
+        return f"{key}: {error.instance!r} ({type(error.instance).__name__}) is none of the accepted forms: {forms}"
+    reasons = [_format_schema_error(sub) for sub in closest]
+    where = "" if all(not sub.relative_path for sub in closest) else f" at {key}"
+    return "; ".join(reasons) + f"; accepted{where}: {forms}"
+
+
+def _closest_alternative(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors of the anyOf/oneOf alternative that ``error``'s value comes closest to: among the alternatives
+    whose type (and enum's types) the value has, the one holding the most relevant error (jsonschema's
+    ``relevance``, deepest first); [] when the value's type fits none."""
+    by_alternative: dict[int, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        by_alternative.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [i for i, alternative in enumerate(error.validator_value)
+               if i in by_alternative and _type_fits(error.instance, alternative)]
+    if not fitting:
+        return []
+    relevance = jsonschema.exceptions.relevance  # (-depth, path, keyword ranks...): the ranks, paths left out
+    best = max(fitting, key=lambda i: max((len(sub.path), *relevance(sub)[2:]) for sub in by_alternative[i]))
+    return sorted(by_alternative[best], key=lambda sub: [str(part) for part in sub.path])
+
+
+def _type_fits(instance: Any, schema: Any) -> bool:
+    """Whether ``instance`` has a type ``schema`` accepts (its ``type``, or its enum values' types; True when it
+    names neither, as a ``required``-only alternative)."""
+    if not isinstance(schema, dict):
+        return True
+    checker = jsonschema.Draft7Validator.TYPE_CHECKER
+    types = schema.get("type")
+    if types is not None:
+        return any(checker.is_type(instance, t) for t in ([types] if isinstance(types, str) else types))
+    if "enum" in schema:
+        return any(type(instance) is type(value) for value in schema["enum"])
+    return True
+
+
+def _schema_form(schema: Any) -> str:
+    """One accepted form of an anyOf/oneOf alternative, briefly: its ``title`` if it has one, else from its enum
+    (e.g. ``auto``), type and bounds (e.g. ``null``, ``a number > 0``, ``a list of 2 numbers``, ``{share,
+    max_bands}``, ``a mapping with parameters``)."""
+    if not isinstance(schema, dict):
+        return "any value"
+    if "title" in schema:
+        return schema["title"]
+    if "enum" in schema:
+        return " | ".join("null" if v is None else str(v) for v in schema["enum"])
+    types = schema.get("type")
+    if isinstance(types, list):
+        return _join_forms([_schema_form({**schema, "type": t}) for t in types])
+    if types == "null":
+        return "null"
+    if types == "boolean":
+        return "true or false"
+    if types in ("number", "integer"):
+        bounds = [f"{sign} {schema[bound]:g}" for bound, sign in (
+            ("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+            if isinstance(schema.get(bound), (int, float)) and not isinstance(schema.get(bound), bool)]
+        return f"{'an integer' if types == 'integer' else 'a number'}{' ' + ' and '.join(bounds) if bounds else ''}"
+    if types == "string":
+        return "a non-empty string" if schema.get("minLength", 0) > 0 else "a string"
+    if types == "array":
+        low, high = schema.get("minItems"), schema.get("maxItems")
+        count = (f"{low} " if low is not None and low == high else
+                 f"{low} or more " if low else f"at most {high} " if high is not None else "")
+        items = _schema_form(schema.get("items", {}))
+        items = items[2:] if items.startswith("a ") else items[3:] if items.startswith("an ") else items
+        return f"a list of {count}{items.replace('number', 'numbers', 1).replace('string', 'strings', 1)}"
+    if types == "object" or "properties" in schema or "required" in schema:
+        if schema.get("properties"):
+            return "{" + ", ".join(schema["properties"]) + "}"
+        if schema.get("required"):
+            return f"a mapping with {' and '.join(schema['required'])}"
+        return "a mapping"
+    return "any value"
+
+
+def _join_forms(forms: list[str]) -> str:
+    return forms[0] if len(forms) == 1 else f"{', '.join(forms[:-1])} or {forms[-1]}"
 
 
 def validate_config(config: dict) -> dict:
