@@ -680,12 +680,16 @@ def test_auto_depth_inputs_and_band_masks_follow_the_served_catalogues():
         "training_missing_bands"] is None
     assert reasons["a"]["training_depth_range_ab"].startswith("0.0% of the catalogues' band depths lie over 0.5 mag")
     assert reasons["unused"]["training_depth_range_ab"] == "null: it serves no catalogue"
+    # simulations: auto follows the resolved inputs: 20,000 for the features alone, 50,000 with depths or masks.
+    assert plain["amortized"]["a"]["simulations"] == 20000
+    assert reasons["a"]["simulations"] == "the network takes the features alone"
     missing = np.zeros((200, k), dtype=bool)
     missing[:30, 0] = missing[30:40, :3] = True  # 20% of rows, at most 3 bands
     mixed = config()
     resolve_auto_inputs(mixed, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
     assert mixed["amortized"]["a"]["training_depth_range_ab"] == [27.0, 30.0]
     assert mixed["amortized"]["a"]["training_missing_bands"] == {"share": 0.5, "max_bands": 3}
+    assert mixed["amortized"]["a"]["simulations"] == 50000 and mixed["amortized"]["unused"]["simulations"] == 20000
     missing[:150, 1] = True  # 75% of rows; one row with 6 of 8 missing: over half the filters, refined
     missing[0, :6] = True
     many = config()
@@ -701,9 +705,17 @@ def test_auto_depth_inputs_and_band_masks_follow_the_served_catalogues():
     assert unhelped["amortized"]["a"]["training_missing_bands"] is None
     # Explicit values stay; the network must take the features alone for warm_start and a run's round 0.
     explicit = config(training_depth_range_ab=[26.0, 31.0], training_missing_bands=None)
-    resolve_auto_inputs(explicit, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
+    reasons = resolve_auto_inputs(explicit, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
     assert explicit["amortized"]["a"]["training_depth_range_ab"] == [26.0, 31.0]
     assert explicit["amortized"]["a"]["training_missing_bands"] is None
+    assert explicit["amortized"]["a"]["simulations"] == 50000
+    assert reasons["a"]["simulations"] == "the network also takes training_depth_range_ab"
+    sized = config(training_depth_range_ab=[26.0, 31.0], simulations=3000)
+    assert "simulations" not in resolve_auto_inputs(sized, catalogue(np.full((200, k), 29.0)))["a"]
+    assert sized["amortized"]["a"]["simulations"] == 3000
+    library = config(source="library")
+    assert resolve_auto_inputs(library, catalogue(np.full((200, k), 27.0), missing))["a"]["simulations"].startswith(
+        "unused")
     warm = config()
     warm["catalogues"]["f"]["refine"] = {"warm_start": True}
     reasons = resolve_auto_inputs(warm, catalogue(rng.uniform(27.2, 29.8, (200, k)), missing))
@@ -715,6 +727,9 @@ def test_auto_depth_inputs_and_band_masks_follow_the_served_catalogues():
         "training_depth_range_ab"] == "null: a run's round0_amortized"
     # A job's params hold the resolved value, a resolved null left out: filled back as auto, read as null.
     assert complete_block("a", {"prior": {"from_library": True}})["training_depth_range_ab"] is None
+    for block, size in (({}, 20000), ({"training_missing_bands": {"share": 0.5}}, 50000), ({"simulations": 400}, 400)):
+        completed = complete_block("a", {"prior": {"from_library": True}, **block})
+        assert amortized.settings_for("a", completed, config()["galaxy"]).simulations_per_round == size
     assert complete_block("a", {"prior": {"from_library": True}, "training_missing_bands": {"share": 0.5}})[
         "training_missing_bands"] == {"share": 0.5, "max_bands": 2}
 

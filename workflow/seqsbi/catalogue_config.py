@@ -131,20 +131,21 @@ def check_held_out_flags(key: str, block: dict, estimator: str, held_out: int) -
 
 
 def resolve_auto_inputs(config: dict, read: dict) -> dict[str, dict[str, str]]:
-    """Resolve ``auto`` (the default of AUTO_KEYS) in every ``amortized`` block of a validated config, in place,
-    from the catalogues each estimator serves (``read``: catalogue name -> its
+    """Resolve ``auto`` (the default of AUTO_KEYS and of ``simulations``) in every ``amortized`` block of a
+    validated config, in place, from the catalogues each estimator serves (``read``: catalogue name -> its
     :class:`seqsbi.catalogue_table.Catalogue`), and log each resolution with its reason.
 
     ``training_depth_range_ab``: :func:`seqsbi.amortized.auto_depth_range` of the served catalogues' errors;
     ``training_missing_bands``: :func:`seqsbi.amortized.auto_band_masks` of their missing bands. Both resolve to
     null for an estimator that serves no catalogue, is not a simulated galaxy estimator with noise
     (``source: simulate``, ``galaxy.features.noise``), is a run's ``round0_amortized``, or serves a catalogue with
-    ``refine.warm_start: true`` (those need a network that takes the features alone).
+    ``refine.warm_start: true`` (those need a network that takes the features alone). ``simulations``: then
+    :func:`seqsbi.amortized.auto_simulations` of the resolved block (more when the network takes depths or masks).
 
     Returns:
         estimator -> key -> the reason, as logged.
     """
-    from seqsbi.amortized import auto_band_masks, auto_depth_range
+    from seqsbi.amortized import auto_band_masks, auto_depth_range, auto_simulations
 
     galaxy, blocks = config["galaxy"], config.get("amortized") or {}
     served: dict[str, list[str]] = {}
@@ -154,8 +155,6 @@ def resolve_auto_inputs(config: dict, read: dict) -> dict[str, dict[str, str]]:
     reasons: dict[str, dict[str, str]] = {}
     for name, block in blocks.items():
         auto = [key for key in AUTO_KEYS if block.get(key) == "auto"]
-        if not auto:
-            continue
         catalogues = [read[c] for c in served.get(name, []) if c in read]
         warm = [c for c in served.get(name, []) if (config["catalogues"][c].get("refine") or {}).get("warm_start")]
         why = ("it serves no catalogue" if not catalogues else
@@ -164,7 +163,7 @@ def resolve_auto_inputs(config: dict, read: dict) -> dict[str, dict[str, str]]:
                f"simulator {block['simulator']!r}" if block["simulator"] != "galaxy" else
                "source: library" if block["source"] != "simulate" else
                "galaxy.features.noise is null" if galaxy["features"].get("noise") is None else None)
-        settings = settings_for(name, block, galaxy)  # auto reads as null here
+        settings = settings_for(name, block, galaxy) if auto else None  # auto reads as null here
         for key in auto:
             if why is not None:
                 block[key], reason = None, f"null: {why}"
@@ -174,6 +173,9 @@ def resolve_auto_inputs(config: dict, read: dict) -> dict[str, dict[str, str]]:
             else:
                 block[key], reason = auto_band_masks(settings, np.vstack([np.isnan(c.flux_njy) for c in catalogues]))
             reasons.setdefault(name, {})[key] = reason
+        if block.get("simulations") == "auto":  # after the inputs: their resolved values decide it
+            block["simulations"], reasons.setdefault(name, {})["simulations"] = auto_simulations(block)
+        for key, reason in reasons.get(name, {}).items():
             logger.info("amortized.%s.%s: auto -> %s (%s)", name, key, block[key], reason)
     return reasons
 
