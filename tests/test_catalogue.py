@@ -695,7 +695,8 @@ def test_auto_depth_inputs_and_band_masks_follow_the_served_catalogues():
     many = config()
     reasons = resolve_auto_inputs(many, catalogue(np.full((200, k), 29.0), missing))
     assert many["amortized"]["a"]["training_missing_bands"] == {"share": 0.75, "max_bands": 3}
-    assert "at most 3 in a row the masks take (1 row(s) missing more are refined)" in reasons["a"][
+    assert "share 0.75, their share rounded up; max_bands 3, the most missing in a row missing at most half the " \
+           "bands (1 row(s) missing more are refined)" in reasons["a"][
         "training_missing_bands"]
     only = np.zeros((200, k), dtype=bool)
     only[0, :7] = True

@@ -639,9 +639,12 @@ def auto_band_masks(settings: RunSettings, missing: np.ndarray) -> tuple[dict | 
         return None, ("no catalogue row misses a band: none" if not count.any() else
                       "every row with bands missing misses over half of them: none (those rows are refined)")
     beyond = int((count > most).sum())
-    return {"share": _band_mask_share(count), "max_bands": most}, (
-        f"{100 * (count > 0).mean():.1f}% of the catalogues' rows miss bands, at most {most} in a row the masks "
-        f"take" + (f" ({beyond} row(s) missing more are refined)" if beyond else ""))
+    share = _band_mask_share(count)
+    return {"share": share, "max_bands": most}, (
+        f"{100 * (count > 0).mean():.1f}% of the catalogues' rows miss bands: share "
+        + (f"{share:g}, the default" if share == BAND_MASK_SHARE else f"{share:g}, their share rounded up")
+        + f"; max_bands {most}, the most missing in a row missing at most half the bands"
+        + (f" ({beyond} row(s) missing more are refined)" if beyond else ""))
 
 
 def takeable_missing(count: np.ndarray, n_filters: int) -> int:

@@ -6,6 +6,8 @@ when a config has catalogues), so a bad catalogue stops the workflow before any 
 
 from __future__ import annotations
 
+import json
+
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -45,7 +47,7 @@ class CataloguesPlan:
 
     def auto_lines(self) -> list[str]:
         """One line per resolved ``auto`` key: what it became and why (printed when the Snakefile is parsed)."""
-        return [f"amortized.{name}.{key}: auto -> {self.estimator_blocks[name][key]} ({reason})"
+        return [f"amortized.{name}.{key}: auto -> {json.dumps(self.estimator_blocks[name][key])} ({reason})"
                 for name, keys in self.auto.items() for key, reason in keys.items()]
 
 
