@@ -70,7 +70,7 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
         simulation_block_size=block["simulation_block_size"],
         simulation_chunks=block["simulation_chunks"], posterior_samples=1000, seed=block["seed"],
         device=block["device"], training=dict(block["training"]), mcmc={}, truncation={},
-        depth_inputs=_depth_inputs(key, block, run), missing_bands=_missing_bands(key, block, run),
+        depth_inputs=_depth_inputs(key, block, run), missing_bands=_missing_bands(key, block, run), bounding="probit",
     )
     if block["source"] == "library" and (settings.prior.fixed or not settings.prior.is_box):
         raise ConfigError(f"{key}.prior: a library training set is drawn from the library's own (uniform) sampling "
@@ -877,7 +877,8 @@ def method_name(settings: RunSettings) -> str:
     """What the summary table records as the method, e.g. ``amortized NPE (zuko nsf, coupling)``."""
     kind = "coupling" if settings.density_estimator == "nice" or settings.network.get("passes") == 2 else \
         "autoregressive"
-    return f"amortized NPE (zuko {settings.density_estimator}, {kind}, bounded to the prior)"
+    return (f"amortized NPE (zuko {settings.density_estimator}, {kind}, bounded to the prior by a "
+            f"{settings.bounding} map)")
 
 
 def interval_coverage(samples: np.ndarray, truth: np.ndarray, levels=(0.68, 0.95),

@@ -7,7 +7,6 @@ when a config has catalogues), so a bad catalogue stops the workflow before any 
 from __future__ import annotations
 
 import json
-
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING

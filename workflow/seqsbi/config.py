@@ -44,7 +44,7 @@ class RunSettings:
     prior: ParameterSpace
     engine: str  # SNPE, TSNPE, NPE, SNLE or SNRE (a key of seqsbi.engines.ENGINES), or 'likelihood' (a reference run)
     density_estimator: str
-    constrain_to_prior: bool  # NPE methods: flow behind a logit map of the prior box (no leakage)
+    constrain_to_prior: bool  # NPE methods: flow behind a map of the prior box (no leakage; see bounding)
     network: dict[str, Any]  # hidden_features, num_transforms
     rounds: int | None  # None inside a round job, which must not depend on the total
     simulations_per_round: int
@@ -71,6 +71,9 @@ class RunSettings:
     # Amortized galaxy estimators: (share of training rows with bands missing, most bands missing in a row); the
     # network takes a missing-band mask beside the features (amortized.<name>.training_missing_bands); None: none.
     missing_bands: tuple[float, int] | None = None
+    # With constrain_to_prior, the map of the prior box in front of the flow: "logit" (sbi's) or "probit"
+    # (seqsbi.bounding: a posterior equal to the prior is the identity flow; amortized estimators).
+    bounding: str = "logit"
 
     @property
     def is_reference(self) -> bool:

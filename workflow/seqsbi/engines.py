@@ -173,7 +173,8 @@ def make_prior(space: ParameterSpace, device: str = "cpu") -> BoxUniform:
 
 def network_builder(settings: RunSettings, prior: BoxUniform):
     """sbi's builder for the configured network: classifier (SNRE), likelihood flow (SNLE) or
-    posterior flow (NPE methods; with ``constrain_to_prior`` zuko's flow behind a logit map of the box)."""
+    posterior flow (NPE methods; with ``constrain_to_prior`` zuko's flow behind a map of the box: sbi's logit
+    map, or the probit map of :mod:`seqsbi.bounding` where ``settings.bounding`` is "probit")."""
     from sbi.neural_nets import classifier_nn, likelihood_nn, posterior_nn
 
     size = settings.network
@@ -183,8 +184,13 @@ def network_builder(settings: RunSettings, prior: BoxUniform):
     if network == "likelihood":
         return likelihood_nn(model=settings.density_estimator, **size)
     if settings.constrain_to_prior:
-        return posterior_nn(model=f"zuko_{settings.density_estimator}", z_score_theta="transform_to_unconstrained",
-                            x_dist=prior, **size)
+        builder = posterior_nn(model=f"zuko_{settings.density_estimator}", z_score_theta="transform_to_unconstrained",
+                               x_dist=prior, **size)
+        if settings.bounding == "probit":
+            from seqsbi.bounding import probit_bounded
+
+            return probit_bounded(builder, prior)
+        return builder
     return posterior_nn(model=settings.density_estimator, **size)
 
 
