@@ -103,8 +103,8 @@ AUTO_KEYS = ("training_depth_range_ab", "training_missing_bands")
 
 #: ``simulations: auto``: the training-set size for a network on the features alone, and for one that also takes
 #: depth inputs or band masks (benchmarks/README.md, "Training-set size": on the 4,000-row mixed-depth mock the
-#: latter's 68% coverage reached 0.726-0.739 in some parameter in each of 7 trainings at 20,000, 0.721 in 2 at
-#: 50,000; the features alone calibrate at 20,000 on the 10,024-row one-depth mock).
+#: latter's 68% coverage reached 0.726-0.739 in some parameter in each of 7 trainings at 20,000; at 50,000 behind
+#: the probit map 0.662-0.712 in 3; the features alone calibrate at 20,000 on the 10,024-row one-depth mock).
 AUTO_SIMULATIONS = (20000, 50000)
 
 
