@@ -52,3 +52,33 @@ def test_an_identity_flow_behind_the_probit_map_is_the_uniform_prior(bounding):
         assert log_prob.max() > uniform + 0.5 and log_prob.min() < uniform - 0.5
     assert math.isclose(float(flow.sample((2000,), condition=x[:1]).std(dim=0)[0, 0]),
                         5 / math.sqrt(12), rel_tol=0.1) == (bounding == "probit")
+
+
+def test_the_inverse_stays_below_the_upper_bound_where_phi_rounds_to_one():
+    """Phi(z) is 1.0 in float32 for z above ~5.4: the inverse keeps theta in [low, high), where the prior's density
+    is positive, instead of on (or a rounding step past) the upper bound."""
+    high = torch.tensor([5.0, 1000.0, -1.4])
+    back = ProbitBoxTransform(LOW, high).inv(torch.tensor([[6.0, 9.0, 40.0], [-40.0, -9.0, -6.0]]))
+    assert (back[0] < high).all() and (back[0] >= torch.nextafter(high, LOW)).all()
+    assert (back[1] >= LOW).all()
+
+
+def test_amortized_estimators_are_built_behind_the_probit_map():
+    """seqsbi.amortized's settings ask for the probit map, and seqsbi.engines builds the flow with it in front; the
+    estimator's method says which map."""
+    import dataclasses
+
+    from test_catalogue import toy_block
+
+    from seqsbi import amortized, engines
+
+    config = toy_block()
+    settings = amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"])
+    assert settings.bounding == "probit"
+    assert amortized.method_name(settings).endswith("bounded to the prior by a probit map)")
+    prior = engines.make_prior(settings.prior, "cpu")
+    for bounding, kind in (("probit", ProbitBoxTransform), ("logit", torch.distributions.transforms.ComposeTransform)):
+        flow = engines.network_builder(dataclasses.replace(settings, bounding=bounding), prior)(
+            prior.sample((50,)), torch.randn(50, 3))
+        first = flow.net.transform.transforms[0].f._transform  # sbi's CallableTransform of an IndependentTransform
+        assert isinstance(first.base_transform, kind), bounding

@@ -166,6 +166,14 @@ def test_config_checks_name_the_key():
         plan_catalogues(toy_block(simulation_chunks=7))
     with pytest.raises(ConfigError, match="amortized.toy: 10 training simulations leave 1 held out"):
         plan_catalogues(toy_block(simulations=10, simulation_block_size=10, simulation_chunks=1, test_fraction=0.1))
+    # simulations: auto is checked once resolved: 50,000 (band masks) take 40 chunks, 20,000 (features alone) not.
+    galaxy = {"features": {"kind": "ab_magnitude", "noise": {"depth_5sigma_ab": 29.0}}}
+    masked = validate_config({"galaxy": galaxy, "amortized": {"a": {
+        "prior": {"from_library": True}, "training_missing_bands": {"share": 0.5}, "simulation_chunks": 40}}})
+    assert plan_catalogues(masked).estimator_blocks["a"]["simulations"] == 50000
+    with pytest.raises(ConfigError, match=r"amortized.a.simulation_chunks: 40 chunks but .* only 20 block"):
+        plan_catalogues(validate_config({"galaxy": galaxy, "amortized": {"a": {
+            "prior": {"from_library": True}, "simulation_chunks": 40}}}))
     config = toy_block()
     config["catalogues"] = {"field": {"path": "x.fits", "estimator": "other"}}
     config = validate_config(config)

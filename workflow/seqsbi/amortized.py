@@ -1,7 +1,7 @@
 """Amortized NPE for catalogues: a training set from the prior, one network for every galaxy, batched sampling.
 
 One ``amortized.<name>`` config block describes an estimator: the simulator and prior (as a run's), the flow
-(zuko, always bounded to the prior box by a logit map, so its samples need no rejection), the training set
+(zuko, always bounded to the prior box by a probit map, seqsbi.bounding, so its samples need no rejection), the training set
 (simulated from the prior in seeded blocks that scatter over chunk jobs, or a model library's features), and
 the held-out share. Sampling conditions the flow on a whole batch of x at once: one pass per flow layer for a
 coupling flow, whatever the number of galaxies (benchmarks/catalogue_throughput.py measures it).
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("seqsbi.amortized")
 
-#: Flows an amortized estimator may use: sbi's zuko builders that take the prior-box logit map
-#: (z_score_theta="transform_to_unconstrained"). nice is an affine coupling flow; maf and nsf are
+#: Flows an amortized estimator may use: sbi's zuko builders that take a map of the prior box
+#: (z_score_theta="transform_to_unconstrained"; seqsbi.bounding swaps its logit for a probit map). nice is an affine coupling flow; maf and nsf are
 #: autoregressive unless ``coupling: true`` (zuko's passes=2: one network pass per layer to sample).
 AMORTIZED_ESTIMATORS = ("nice", "nsf", "maf")
 #: The "observation" name that seeds an amortized estimator's training blocks (seqsbi.seeds.round_seed).
@@ -911,7 +911,7 @@ def sample_batched(estimator: Any, x: np.ndarray, n_samples: int, seed: int, bat
 
     Rows go in seeded blocks of ``batch_galaxies``: block b (counted from ``first_block``) draws with torch
     seeded by ``block_seed(seed, b)``, so a row's samples do not depend on which job samples its block. The
-    flow is bounded to the prior (a logit map), so every sample lies in the prior box and none is rejected.
+    flow is bounded to the prior (a probit map), so every sample lies in the prior box and none is rejected.
     Rows whose x is not finite get NaN samples (the caller flags them).
     """
     import torch

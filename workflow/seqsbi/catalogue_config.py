@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqsbi import scatter
-from seqsbi.amortized import AUTO_KEYS, held_out_count, settings_for
+from seqsbi.amortized import AUTO_KEYS, AUTO_SIMULATIONS, held_out_count, settings_for
 from seqsbi.errors import ConfigError
 
 logger = logging.getLogger("seqsbi.catalogue_config")
@@ -200,7 +200,9 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
         if block["source"] == "library" and block["simulator"] != "galaxy":
             raise ConfigError(f"amortized.{name}.source: 'library' needs simulator: galaxy (the model library's rows); "
                               f"use source: simulate for simulator {block['simulator']!r}")
-        estimators[name] = settings_for(name, block, galaxy)
+        # simulations: auto is resolved below (20,000 or 50,000): its checks run again then, with the value.
+        estimators[name] = settings_for(name, {**block, "simulations": AUTO_SIMULATIONS[-1]} if block[
+            "simulations"] == "auto" else block, galaxy)
         estimators[name].simulator().output_dim(estimators[name].prior)  # a custom simulator fails now, not in a job
     read = {}
     for name, block in (config.get("catalogues") or {}).items():  # config checks, then the file
@@ -213,9 +215,6 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
                               f"{blocks[block['estimator']]['simulator']!r}; a catalogue of fluxes per filter needs "
                               f"an estimator with simulator: galaxy")
         check_ppc_flags(key, block)
-        n = training_set_size(estimators[block["estimator"]], blocks[block["estimator"]], galaxy)
-        check_held_out_flags(key, block, block["estimator"], held_out_count(n, blocks[block["estimator"]][
-            "test_fraction"]))
         check_refine_flags(key, block)
         from seqsbi.catalogue_table import read_catalogue
 
@@ -224,6 +223,10 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
     auto = resolve_auto_inputs(config, read)
     for name in auto:  # the estimators' auto keys, from what they serve
         estimators[name] = settings_for(name, blocks[name], galaxy)
+    for name, block in (config.get("catalogues") or {}).items():  # with the resolved training-set sizes
+        n = training_set_size(estimators[block["estimator"]], blocks[block["estimator"]], galaxy)
+        check_held_out_flags(f"catalogues.{name}", block, block["estimator"], held_out_count(n, blocks[block[
+            "estimator"]]["test_fraction"]))
     catalogues = {}
     for name, block in (config.get("catalogues") or {}).items():
         estimator_block, refinement = blocks[block["estimator"]], None

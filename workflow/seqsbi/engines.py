@@ -44,7 +44,7 @@ REJECTION_DEFAULTS = {"min_acceptance": 0.01, "pilot_draws": 4000}
 REJECTION_BUDGET_FACTOR = 10
 #: sbi 0.27's max_sampling_batch_size default (DirectPosterior.sample, RestrictedPrior.sample).
 _SBI_REJECTION_BATCH = 10_000
-#: Estimators with a zuko version that sbi can put behind a logit map of the prior (constrain_to_prior).
+#: Estimators with a zuko version that sbi can put behind a map of the prior box (constrain_to_prior).
 BOUNDED_ESTIMATORS = ("maf", "nsf")
 
 
