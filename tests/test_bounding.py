@@ -68,9 +68,8 @@ def test_amortized_estimators_are_built_behind_the_probit_map():
     estimator's method says which map."""
     import dataclasses
 
-    from test_catalogue import toy_block
-
     from seqsbi import amortized, engines
+    from test_catalogue import toy_block
 
     config = toy_block()
     settings = amortized.settings_for("toy", config["amortized"]["toy"], config["galaxy"])

@@ -1,10 +1,10 @@
 """Amortized NPE for catalogues: a training set from the prior, one network for every galaxy, batched sampling.
 
 One ``amortized.<name>`` config block describes an estimator: the simulator and prior (as a run's), the flow
-(zuko, always bounded to the prior box by a probit map, seqsbi.bounding, so its samples need no rejection), the training set
-(simulated from the prior in seeded blocks that scatter over chunk jobs, or a model library's features), and
-the held-out share. Sampling conditions the flow on a whole batch of x at once: one pass per flow layer for a
-coupling flow, whatever the number of galaxies (benchmarks/catalogue_throughput.py measures it).
+(zuko, always bounded to the prior box by a probit map, seqsbi.bounding, so its samples need no rejection),
+the training set (simulated from the prior in seeded blocks that scatter over chunk jobs, or a model library's
+features), and the held-out share. Sampling conditions the flow on a whole batch of x at once: one pass per
+flow layer for a coupling flow, whatever the number of galaxies (benchmarks/catalogue_throughput.py measures it).
 
 Parse-time parts (settings, block seeds, splits) are numpy only; torch and sbi are imported by the functions
 that train or sample.
@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("seqsbi.amortized")
 
 #: Flows an amortized estimator may use: sbi's zuko builders that take a map of the prior box
-#: (z_score_theta="transform_to_unconstrained"; seqsbi.bounding swaps its logit for a probit map). nice is an affine coupling flow; maf and nsf are
-#: autoregressive unless ``coupling: true`` (zuko's passes=2: one network pass per layer to sample).
+#: (z_score_theta="transform_to_unconstrained"; seqsbi.bounding swaps its logit for a probit map). nice is an
+#: affine coupling flow; maf and nsf are autoregressive unless ``coupling: true`` (zuko's passes=2: one network
+#: pass per layer to sample).
 AMORTIZED_ESTIMATORS = ("nice", "nsf", "maf")
 #: The "observation" name that seeds an amortized estimator's training blocks (seqsbi.seeds.round_seed).
 _SEED_TAG = "amortized"
