@@ -171,6 +171,8 @@ def test_config_checks_name_the_key():
     masked = validate_config({"galaxy": galaxy, "amortized": {"a": {
         "prior": {"from_library": True}, "training_missing_bands": {"share": 0.5}, "simulation_chunks": 40}}})
     assert plan_catalogues(masked).estimator_blocks["a"]["simulations"] == 50000
+    # Inputs left on auto too: resolved from the served catalogue, checked against 50,000 only once resolved.
+    assert amortized.auto_simulations({"training_depth_range_ab": "auto", "training_missing_bands": None})[0] == 50000
     with pytest.raises(ConfigError, match=r"amortized.a.simulation_chunks: 40 chunks but .* only 20 block"):
         plan_catalogues(validate_config({"galaxy": galaxy, "amortized": {"a": {
             "prior": {"from_library": True}, "simulation_chunks": 40}}}))

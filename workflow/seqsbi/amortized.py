@@ -110,9 +110,10 @@ AUTO_SIMULATIONS = (20000, 50000)
 
 
 def auto_simulations(block: dict) -> tuple[int, str]:
-    """What ``simulations: auto`` is for an amortized block whose ``training_depth_range_ab`` and
-    ``training_missing_bands`` are resolved (``auto`` there reads as null), with the reason (AUTO_SIMULATIONS)."""
-    extra = [key for key in AUTO_KEYS if block.get(key) not in (None, "auto")]
+    """What ``simulations: auto`` is for an amortized block, with the reason (AUTO_SIMULATIONS). While its
+    ``training_depth_range_ab`` or ``training_missing_bands`` is still ``auto`` (parse-time checks before they are
+    resolved), the larger size, so a check passes that the resolved block may pass; checked again once resolved."""
+    extra = [key for key in AUTO_KEYS if block.get(key) is not None]
     if block.get("source") == "library":
         return AUTO_SIMULATIONS[0], "unused: the training set is the library's rows (source: library)"
     if not extra:

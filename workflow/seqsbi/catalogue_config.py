@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqsbi import scatter
-from seqsbi.amortized import AUTO_KEYS, AUTO_SIMULATIONS, held_out_count, settings_for
+from seqsbi.amortized import AUTO_KEYS, held_out_count, settings_for
 from seqsbi.errors import ConfigError
 
 logger = logging.getLogger("seqsbi.catalogue_config")
@@ -200,9 +200,7 @@ def plan_catalogues(config: dict) -> CataloguesPlan:
         if block["source"] == "library" and block["simulator"] != "galaxy":
             raise ConfigError(f"amortized.{name}.source: 'library' needs simulator: galaxy (the model library's rows); "
                               f"use source: simulate for simulator {block['simulator']!r}")
-        # simulations: auto is resolved below (20,000 or 50,000): its checks run again then, with the value.
-        estimators[name] = settings_for(name, {**block, "simulations": AUTO_SIMULATIONS[-1]} if block[
-            "simulations"] == "auto" else block, galaxy)
+        estimators[name] = settings_for(name, block, galaxy)  # simulations: auto checked again once resolved
         estimators[name].simulator().output_dim(estimators[name].prior)  # a custom simulator fails now, not in a job
     read = {}
     for name, block in (config.get("catalogues") or {}).items():  # config checks, then the file
