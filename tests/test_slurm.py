@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from astropy.table import Table
 
 from conftest import ROOT, job_counts, per_observation_jobs, snakemake, tiny_run, write_workdir
 from seqsbi.artifacts import read_npz
+from seqsbi.config import validate_config
 from slurm_cluster import one_node_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -60,3 +63,44 @@ def test_tiny_workflow_on_slurm_matches_local_run(tmp_path):
         assert np.array_equal(samples(cluster, obs, k), samples(local, obs, k)), (obs, k)
     for obs in ("zero", "shifted"):
         assert re.search(r"SLURM job \d+", (cluster / f"results/logs/pairplot/tiny/{obs}.log").read_text())
+
+
+def test_catalogue_refinements_are_submitted_in_groups(tmp_path):
+    """profiles/slurm's group-components: the amortized training set's chunks and the refinement batches go to
+    SLURM several jobs at a time (one sbatch job each group), and the merged table has every refined galaxy."""
+    from test_catalogue import catalogue_table
+    from test_galaxy_workflow import TARGETS, galaxy_workdir
+
+    workdir = galaxy_workdir(tmp_path / "cluster")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    del config["runs"]
+    filters = validate_config(config)["galaxy"]["filters"]
+    catalogue_table(filters=filters).write(workdir / "field.ecsv")
+    config["amortized"] = {"galaxy_npe": {
+        "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 4,
+        "test_fraction": 0.3, "network": {"hidden_features": 16, "num_transforms": 2},
+        "training": {"max_num_epochs": 3}}}
+    run = {"engine": "SNPE", "rounds": 2, "simulations_per_round": 100, "training": {"max_num_epochs": 3}}
+    # ood_min_p_value 1 flags every row: 4 refinements, one galaxy a job.
+    config["catalogues"] = {"field": {
+        "path": str(workdir / "field.ecsv"), "estimator": "galaxy_npe", "posterior_samples": 50, "chunks": 1,
+        "sampling_block_size": 8, "flags": {"ood_min_p_value": 1.0},
+        "refine": {"max_galaxies": 4, "galaxies_per_job": 1, "run": run}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, "--cores", "2", *TARGETS)  # the galaxy chain locally: the cluster part starts at the library
+
+    with one_node_slurm(tmp_path) as slurm_env:
+        # --cores 2, the test node's CPUs: a group's jobs beyond 2 at once run one after another in its SLURM job.
+        snakemake(workdir, *TEST_CLUSTER_ARGS, "--cores", "2", "results/catalogues/field/merged_summary.fits",
+                  env=slurm_env)
+
+    def slurm_jobs(pattern: str) -> list[str]:
+        logs = sorted((workdir / "results/logs").glob(pattern))
+        return [re.search(r"SLURM job (\d+)", log.read_text()).group(1) for log in logs]
+
+    simulate, refine = slurm_jobs("amortized_simulate/galaxy_npe/chunk_*.log"), slurm_jobs("refine_batch/field/*.log")
+    # group-components 10 and 4: the 4 chunks, ready together, are one SLURM job; so are the 4 batches.
+    assert len(simulate) == 4 and len(set(simulate)) == 1, simulate
+    assert len(refine) == 4 and len(set(refine)) == 1 and set(refine) != set(simulate), refine
+    merged = Table.read(workdir / "results/catalogues/field/merged_summary.fits")
+    assert int(np.sum(merged["refined"])) == 4

@@ -13,6 +13,9 @@ rule amortized_simulate:
         chunk=temp(f"{AMORTIZED_DIR}/chunks/chunk_{{chunk}}.npz"),
     log:
         "results/logs/amortized_simulate/{estimator}/chunk_{chunk}.log",
+    # Seconds-long jobs: a cluster profile submits several as one job (group-components in profiles/slurm).
+    group:
+        "amortized_simulate"
     conda:
         "../../envs/seqsbi.yaml"
     params:
@@ -89,6 +92,10 @@ rule refine_batch:
         batch=f"{CATALOGUE_DIR}/refined/batch_{{batch}}.npz",
     log:
         "results/logs/refine_batch/{catalogue}/batch_{batch}.log",
+    # Each job refines refine.galaxies_per_job galaxies in one Python process (one torch and sbi import); a
+    # cluster profile also submits several jobs as one (group-components in profiles/slurm). Ignored locally.
+    group:
+        "refine"
     conda:
         "../../envs/seqsbi.yaml"
     params:
