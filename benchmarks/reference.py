@@ -107,6 +107,9 @@ def main() -> None:
     parser.add_argument("--skip-existing", action="store_true",
                         help="reuse <out>/row_N/reference.npz and the C2ST scores already computed")
     args = parser.parse_args()
+    # Paths given on the command line are relative to where it was typed, not to the repository root.
+    args.config, args.out = args.config.resolve(), args.out.resolve()
+    args.fits = [fits.resolve() for fits in args.fits]
 
     os.chdir(ROOT)  # config paths are relative to the repository root
     import logging
