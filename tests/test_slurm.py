@@ -7,7 +7,9 @@ samples must equal those of a local run with the same seeds.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -89,18 +91,27 @@ def test_catalogue_refinements_are_submitted_in_groups(tmp_path):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "--cores", "2", *TARGETS)  # the galaxy chain locally: the cluster part starts at the library
 
-    with one_node_slurm(tmp_path) as slurm_env:
-        # --cores 2, the test node's CPUs: a group's jobs beyond 2 at once run one after another in its SLURM job.
-        snakemake(workdir, *TEST_CLUSTER_ARGS, "--cores", "2", "results/catalogues/field/merged_summary.fits",
-                  env=slurm_env)
-
     def slurm_jobs(pattern: str) -> list[str]:
-        logs = sorted((workdir / "results/logs").glob(pattern))
-        return [re.search(r"SLURM job (\d+)", log.read_text()).group(1) for log in logs]
+        ids = []
+        for log in sorted((workdir / "results/logs").glob(pattern)):
+            found = re.search(r"SLURM job (\d+)", log.read_text())
+            assert found, f"{log} did not run as a SLURM job:\n{log.read_text()[:500]}"
+            ids.append(found.group(1))
+        return ids
 
-    simulate, refine = slurm_jobs("amortized_simulate/galaxy_npe/chunk_*.log"), slurm_jobs("refine_batch/field/*.log")
-    # group-components 10 and 4: the 4 chunks, ready together, are one SLURM job; so are the 4 batches.
-    assert len(simulate) == 4 and len(set(simulate)) == 1, simulate
-    assert len(refine) == 4 and len(set(refine)) == 1 and set(refine) != set(simulate), refine
+    with one_node_slurm(tmp_path) as slurm_env:
+        snakemake(workdir, *TEST_CLUSTER_ARGS, "results/catalogues/field/merged_summary.fits", env=slurm_env)
+        simulate, refine = (slurm_jobs("amortized_simulate/galaxy_npe/chunk_*.log"),
+                            slurm_jobs("refine_batch/field/*.log"))
+        # group-components 10 and 4: the 4 chunks are one SLURM job; so are the 4 batches.
+        assert len(simulate) == 4 and len(set(simulate)) == 1, simulate
+        assert len(refine) == 4 and len(set(refine)) == 1, refine
+        # What each group job asked SLURM for (the controller keeps finished jobs for MinJobAge, 300 s): the
+        # profile's cores: 1 plans a group's jobs one after another, as the plugin runs them: one CPU, and
+        # the summed runtime (amortized_simulate 4 x the default 30 min, refine_batch 4 x 60 min).
+        for ids, limit in ((simulate, "02:00:00"), (refine, "04:00:00")):
+            shown = subprocess.run(["scontrol", "show", "job", ids[0]], capture_output=True, text=True,
+                                   env={**os.environ, **slurm_env}, check=True).stdout
+            assert re.search(r"\bNumCPUs=1\b", shown) and f"TimeLimit={limit}" in shown, shown
     merged = Table.read(workdir / "results/catalogues/field/merged_summary.fits")
     assert int(np.sum(merged["refined"])) == 4
