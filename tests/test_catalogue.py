@@ -1030,14 +1030,21 @@ def test_summary_table_and_samples_file(tmp_path, trained):
 
 @pytest.mark.slow
 @pytest.mark.workflow
-def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
+def galaxy_catalogue_workdir(path) -> tuple:
+    """The tiny galaxy workdir of test_galaxy_workflow without its run, and a 20-row catalogue `field.ecsv` in its
+    filters: (workdir, config dict, filters)."""
     from test_galaxy_workflow import galaxy_workdir
 
-    workdir = galaxy_workdir(tmp_path)
+    workdir = galaxy_workdir(path)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     del config["runs"]
     filters = validate_config(config)["galaxy"]["filters"]
     catalogue_table(filters=filters).write(workdir / "field.ecsv")
+    return workdir, config, filters
+
+
+def test_catalogue_runs_through_the_cli(tmp_path, monkeypatch):
+    workdir, config, filters = galaxy_catalogue_workdir(tmp_path)
     config["amortized"] = {"galaxy_npe": {
         "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 2,
         "test_fraction": 0.3,  # 120 held out: OOD p-values reach 1/121, below the default ood_min_p_value 0.01

@@ -19,7 +19,6 @@ from astropy.table import Table
 
 from conftest import ROOT, job_counts, per_observation_jobs, snakemake, tiny_run, write_workdir
 from seqsbi.artifacts import read_npz
-from seqsbi.config import validate_config
 from slurm_cluster import one_node_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -70,14 +69,10 @@ def test_tiny_workflow_on_slurm_matches_local_run(tmp_path):
 def test_catalogue_refinements_are_submitted_in_groups(tmp_path):
     """profiles/slurm's group-components: the amortized training set's chunks and the refinement batches go to
     SLURM several jobs at a time (one sbatch job each group), and the merged table has every refined galaxy."""
-    from test_catalogue import catalogue_table
-    from test_galaxy_workflow import TARGETS, galaxy_workdir
+    from test_catalogue import galaxy_catalogue_workdir
+    from test_galaxy_workflow import TARGETS
 
-    workdir = galaxy_workdir(tmp_path / "cluster")
-    config = yaml.safe_load((workdir / "config.yaml").read_text())
-    del config["runs"]
-    filters = validate_config(config)["galaxy"]["filters"]
-    catalogue_table(filters=filters).write(workdir / "field.ecsv")
+    workdir, config, _ = galaxy_catalogue_workdir(tmp_path / "cluster")
     config["amortized"] = {"galaxy_npe": {
         "prior": {"from_library": True}, "simulations": 400, "simulation_block_size": 100, "simulation_chunks": 4,
         "test_fraction": 0.3, "network": {"hidden_features": 16, "num_transforms": 2},
