@@ -59,7 +59,7 @@ StateSaveLocation={state}/ctld
 SlurmdSpoolDir={state}/d
 SlurmctldPort=6817
 SlurmdPort=6818
-MinJobAge=300
+MinJobAge=3600
 NodeName={host} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
 PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """

@@ -101,7 +101,7 @@ def test_catalogue_refinements_are_submitted_in_groups(tmp_path):
         # group-components 10 and 4: the 4 chunks are one SLURM job; so are the 4 batches.
         assert len(simulate) == 4 and len(set(simulate)) == 1, simulate
         assert len(refine) == 4 and len(set(refine)) == 1, refine
-        # What each group job asked SLURM for (the controller keeps finished jobs for MinJobAge, 300 s): the
+        # What each group job asked SLURM for (the test cluster keeps finished jobs for MinJobAge, an hour): the
         # profile's cores: 1 plans a group's jobs one after another, as the plugin runs them: one CPU, and
         # the summed runtime (amortized_simulate 4 x the default 30 min, refine_batch 4 x 60 min).
         for ids, limit in ((simulate, "02:00:00"), (refine, "04:00:00")):
