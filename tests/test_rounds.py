@@ -24,8 +24,8 @@ def settings_for(engine: str, **overrides):
                                                   {"name": "b", "low": -2, "high": 2}]})
     overrides.setdefault("posterior_samples", 200)
     overrides.setdefault("training", {"max_num_epochs": 300})
-    run = tiny_run(engine=engine, simulations_per_round=150,
-                   mcmc={"num_chains": 10, "warmup_steps": 20}, truncation={"support_samples": 20000}, **overrides)
+    overrides.setdefault("mcmc", {"num_chains": 10, "warmup_steps": 20})
+    run = tiny_run(engine=engine, simulations_per_round=150, truncation={"support_samples": 20000}, **overrides)
     if engine == "SNRE":
         run["density_estimator"] = "mlp"
     config = validate_config({"runs": {"r": run}})
@@ -194,3 +194,79 @@ def test_proposals_at_an_upper_bound_move_one_float32_step_below_it():
     assert moved[1, 1] < 5 and (np.asarray(moved, dtype=np.float32) < high.astype(np.float32)).all()
     np.testing.assert_array_equal(np.delete(moved.ravel(), [0, 3]), np.delete(theta.ravel(), [0, 3]))
     np.testing.assert_array_equal(below_upper_bounds(theta[2:], high), theta[2:])  # nothing at a bound
+
+
+@pytest.mark.parametrize("engine", ["SNLE", "SNRE"])
+def test_rounds_from_scratch_on_their_own_simulations_sample_inside_their_box(tmp_path, engine):
+    """training.retrain_from_scratch + discard_prior_samples + mcmc.restrict_to_training_box: round 1, continued
+    from disk (sbi drops the network builder when pickling a trainer), trains a new network on round 1's
+    simulations alone (z-scored on them) and samples inside the box of their parameters."""
+    settings = settings_for(engine, training={"max_num_epochs": 300, "retrain_from_scratch": True,
+                                              "discard_prior_samples": True},
+                            mcmc={"num_chains": 10, "warmup_steps": 20, "restrict_to_training_box": True})
+    round0 = train_round(settings, OBSERVATION, 0)
+    assert "training_box" not in round0.summary  # round 0 trains on prior draws: the prior is its box
+    write_round(round0, settings, outputs_in(tmp_path / "round_0"))
+    round1 = train_round(settings, OBSERVATION, 1, round_zero_from_disk(tmp_path, settings))
+
+    assert round1.estimator is not round0.estimator
+    if engine == "SNLE":  # a new flow z-scores theta on its own training rows: round 1's, not the prior's
+        shift = [m for m in round1.estimator.modules() if type(m).__name__ == "Standardize"]
+        assert shift and np.allclose(shift[0].mean.numpy(), round1.theta.mean(axis=0), atol=0.15)
+    low, high = round1.theta.min(axis=0), round1.theta.max(axis=0)
+    snap = 0.01 * (high - low)  # faces this close to the prior's are the prior's
+    low, high = np.where(low < -2 + snap, -2, low), np.where(high > 2 - snap, 2, high)
+    assert np.all(round1.samples >= low - 1e-6) and np.all(round1.samples <= high + 1e-6)
+    assert np.all(high - low < 3.9)  # narrower than the prior [-2, 2]^2, so the restriction does something
+    box = round1.summary["training_box"]
+    assert box["box"] == {name: [float(a), float(b)] for name, a, b in zip("ab", low, high)}
+    assert set(box["edge_shares"]) <= {"a low", "a high", "b low", "b high"}
+    write_round(round1, settings, outputs_in(tmp_path / "round_1"))
+    assert json.loads((tmp_path / "round_1" / "round.json").read_text())["training_box"] == box
+
+
+def test_training_box_leaves_out_round_zero_and_takes_the_priors_faces_within_a_hundredth_of_its_width():
+    from seqsbi.engines import training_box
+
+    class Trainer:  # what training_box reads of an sbi trainer
+        _data_round_index = [0, 1]
+
+        def get_simulations(self, starting_round=0):
+            theta = [[-2.0, -2.0], [2.0, 2.0]] if starting_round == 0 else []
+            theta = theta + [[-1.0, -1.97], [0.5, 1.9]]  # b: width 3.87, so 0.03 from -2 is within 1%, 0.1 is not
+            return torch.tensor(theta[:2] if starting_round == 0 else theta), None, None
+
+    settings = settings_for("SNLE", training={"discard_prior_samples": True},
+                            mcmc={"restrict_to_training_box": True})
+    low, high = training_box(Trainer(), settings)
+    assert low.tolist() == [-1.0, -2.0] and np.allclose(high, [0.5, 1.9])
+    assert training_box(Trainer(), settings_for("SNLE", training={"discard_prior_samples": True})) is None
+
+
+def test_training_box_edges_warn_when_the_posterior_presses_against_an_edge(caplog):
+    from seqsbi.engines import training_box_edges
+
+    settings = settings_for("SNLE")
+    box = (np.array([-1.0, -2.0]), np.array([1.0, 2.0]))  # b's faces are the prior's: never reported
+    samples = np.column_stack([np.linspace(-1, 1, 1000), np.zeros(1000)])
+    quiet = training_box_edges(samples, box, settings, 1)
+    assert set(quiet["edge_shares"]) == {"a low", "a high"} and "warning" not in quiet
+    samples[:100, 0] = 0.995  # 10% piled against a's upper edge
+    loud = training_box_edges(samples, box, settings, 1)
+    assert loud["edge_shares"]["a high"] > 0.1 and "a (1" in loud["warning"] and "high edge" in loud["warning"]
+    assert "high edge on a" in caplog.text
+
+
+@pytest.mark.parametrize("engine, prior, message", [
+    ("SNPE", None, "does not sample its posterior by MCMC"),
+    ("SNLE", {"parameters": [{"name": "a", "low": 0.1, "high": 2, "distribution": "log_uniform"}]},
+     "'a' is log_uniform"),
+])
+def test_restrict_to_training_box_is_refused_where_it_cannot_apply(engine, prior, message):
+    overrides = {"mcmc": {"restrict_to_training_box": True}}
+    if prior is not None:
+        overrides["prior"] = prior
+    run = tiny_run(engine=engine, **overrides)
+    config = validate_config({"runs": {"r": run}})
+    with pytest.raises(ConfigError, match=message):
+        run_settings("r", config["runs"]["r"], ["zero"])

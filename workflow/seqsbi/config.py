@@ -289,11 +289,13 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         estimator = _check_estimator(name, engine, run.get("density_estimator"), run["constrain_to_prior"])
     from seqsbi.reference import SAMPLER_DEFAULTS
 
+    prior = ParameterSpace.from_config(run["prior"], key=f"runs.{name}.prior")
+    _check_training_box(name, engine, run, prior)
     return RunSettings(
         name=name,
         simulator_name=run["simulator"],
         simulator_settings=dict(run["simulator_settings"]),
-        prior=ParameterSpace.from_config(run["prior"], key=f"runs.{name}.prior"),
+        prior=prior,
         engine=engine,
         density_estimator=estimator,
         constrain_to_prior=run["constrain_to_prior"],
@@ -313,6 +315,22 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
         nested_sampling={**SAMPLER_DEFAULTS, **run.get("nested_sampling", {})},
         reference=run.get("reference"),
     )
+
+
+def _check_training_box(name: str, engine: str, run: dict, prior: ParameterSpace) -> None:
+    """``mcmc.restrict_to_training_box`` needs an MCMC-sampled engine (SNLE, SNRE) and a uniform prior (inside
+    the box, the posterior is sampled with a uniform prior on it)."""
+    if not run.get("mcmc", {}).get("restrict_to_training_box"):
+        return
+    key = f"runs.{name}.mcmc.restrict_to_training_box"
+    if is_reference_engine(engine) or not engine_named(engine).samples_by_mcmc:
+        raise ConfigError(f"{key}: true, but engine {engine} does not sample its posterior by MCMC; it applies to "
+                          f"SNLE and SNRE: drop the key or change the engine")
+    other = [(n, k) for n, k in zip(prior.names, prior.kinds or ()) if k != "uniform"]
+    if other:
+        raise ConfigError(f"{key}: true needs a uniform prior on every parameter (the posterior is sampled with a "
+                          f"uniform prior on the box), but {other[0][0]!r} is {other[0][1]}: drop the key or make "
+                          f"that parameter uniform")
 
 
 def _check_simulation_chunks(settings: RunSettings) -> None:

@@ -33,7 +33,9 @@ logger = logging.getLogger("seqsbi.engines")
 
 #: sbi's train() keywords every engine accepts (config 'training' holds the union of all engines').
 _COMMON_TRAIN_KEYS = frozenset({"training_batch_size", "learning_rate", "validation_fraction", "stop_after_epochs",
-                                "max_num_epochs", "clip_max_norm"})
+                                "max_num_epochs", "clip_max_norm", "discard_prior_samples", "retrain_from_scratch"})
+#: seqsbi's key in config ``mcmc`` (not sbi's: left out of what MCMCPosterior gets, see :func:`mcmc_parameters`).
+RESTRICT_KEY = "restrict_to_training_box"
 DENSITY_ESTIMATORS = ("maf", "nsf", "mdn", "made")
 CLASSIFIERS = ("resnet", "mlp", "linear")
 #: Config ``rejection`` defaults (no schema default, so rounds made before the key existed stay up to date):
@@ -452,7 +454,7 @@ def _sample_direct(posterior: Any, n: int, settings: RunSettings) -> torch.Tenso
         reason = (f"only {100 * inside:.3g}% of {rejection_setting(settings, 'pilot_draws')} pilot draws lie "
                   f"inside the prior (rejection.min_acceptance {min_acceptance:g})")
     logger.warning("posterior sampling: %s; switching from rejection to MCMC inside the prior (config mcmc: %s)",
-                   reason, settings.mcmc)
+                   reason, mcmc_parameters(settings))
     return _mcmc_inside_prior(posterior, n, settings)
 
 
@@ -465,7 +467,7 @@ def _mcmc_inside_prior(posterior: Any, n: int, settings: RunSettings) -> torch.T
     potential, transform = posterior_estimator_based_potential(posterior.posterior_estimator, posterior.prior,
                                                                x_o=posterior.default_x)
     mcmc = MCMCPosterior(potential, proposal=posterior.prior, theta_transform=transform, device=settings.device,
-                         **settings.mcmc)
+                         **mcmc_parameters(settings))
     return mcmc.sample((n,), show_progress_bars=progress_bars())
 
 
@@ -527,9 +529,15 @@ def append_round(
 
 
 def train(inference: NeuralInference, settings: RunSettings) -> torch.nn.Module:
-    """Train (warm-starting from the network already in ``inference``) and return the network."""
+    """Train and return the network: warm-starting from the one already in ``inference``, or a new one
+    with ``training.retrain_from_scratch`` (z-scored on the data it trains on, which with
+    ``training.discard_prior_samples`` leaves out round 0's prior draws)."""
     engine = ENGINES[settings.engine]
     options = {key: value for key, value in settings.training.items() if key in engine.train_keys}
+    if options.get("retrain_from_scratch") and getattr(inference, "_build_neural_net", None) is None:
+        # sbi drops the network builder when a trainer is pickled (NeuralInference.__getstate__: "retrain_from_scratch
+        # is not supported" after loading); round k's trainer comes from round k-1's inference.pt, so give it back.
+        inference._build_neural_net = network_builder(settings, inference._prior)
     if engine.first_round_loss:
         # Rounds drawn from the (truncated) prior: maximum likelihood is the right loss; sbi asks to
         # be told so explicitly after round 0.
@@ -537,17 +545,93 @@ def train(inference: NeuralInference, settings: RunSettings) -> torch.nn.Module:
     return inference.train(**options)
 
 
+def mcmc_parameters(settings: RunSettings) -> dict[str, Any]:
+    """Config ``mcmc`` as sbi's MCMCPosterior takes it (without seqsbi's ``restrict_to_training_box``)."""
+    return {key: value for key, value in settings.mcmc.items() if key != RESTRICT_KEY}
+
+
+def training_box(inference: NeuralInference, settings: RunSettings) -> tuple[np.ndarray, np.ndarray] | None:
+    """(low, high), each (d,): the box spanned by the parameters of the simulations the network of the
+    trainer's latest round trained on (without round 0's with ``training.discard_prior_samples``), inside
+    the prior's box; None unless ``mcmc.restrict_to_training_box`` applies (an MCMC engine, round >= 1).
+
+    A likelihood (or ratio) network learned only from simulations inside this box extrapolates outside it,
+    so MCMC that may leave it can find spurious modes there; the posterior sampled inside it is the
+    posterior restricted to the region the proposals covered (the assumption TSNPE makes of its truncated
+    prior, Deistler et al. 2022).
+    """
+    if not (ENGINES[settings.engine].samples_by_mcmc and settings.mcmc.get(RESTRICT_KEY)):
+        return None
+    rounds = np.asarray(inference._data_round_index)
+    latest = int(rounds.max())
+    if latest == 0:
+        return None
+    first = 1 if settings.training.get("discard_prior_samples") else 0
+    theta, _, _ = inference.get_simulations(starting_round=first)
+    theta = theta.detach().cpu().numpy().astype(float)
+    prior_low, prior_high = settings.prior.low, settings.prior.high
+    low = np.maximum(theta.min(axis=0), prior_low)
+    high = np.minimum(theta.max(axis=0), prior_high)
+    # A face closer to the prior's own than 1% of the box's width (the slab training_box_edges checks) is taken
+    # to be the prior's: a posterior piled against a prior bound (tau_v -> 0, the lowest metallicity) has
+    # proposals that stop just short of it, and proposals at an upper bound are moved one float32 step below.
+    snap = 0.01 * (high - low)
+    return np.where(low - prior_low <= snap, prior_low, low), np.where(prior_high - high <= snap, prior_high, high)
+
+
+#: Share of posterior samples in the outer 1% of a training-box face inside the prior above which
+#: :func:`training_box_edges` warns.
+BOX_EDGE_WARNING = 0.01
+
+
+def training_box_edges(samples: np.ndarray, box: tuple[np.ndarray, np.ndarray], settings: RunSettings,
+                       round_index: int) -> dict[str, Any]:
+    """round.json's ``training_box``: the box (per parameter [low, high]) and, for each face of it inside the
+    prior, the share of ``samples`` (n, d) within 1% of the box's width of that face; a warning (logged, and
+    kept under ``warning``) when a share exceeds :data:`BOX_EDGE_WARNING`: the posterior presses against the
+    edge of what the network trained on, so it may extend beyond it."""
+    low, high = box
+    names = settings.prior.names
+    width = np.where(high > low, high - low, 1.0)
+    edges = {}
+    for side, face, prior_face, near in (("low", low, settings.prior.low, samples <= low + 0.01 * width),
+                                         ("high", high, settings.prior.high, samples >= high - 0.01 * width)):
+        for i, name in enumerate(names):
+            if face[i] != prior_face[i]:
+                edges[f"{name} {side}"] = float(near[:, i].mean())
+    report: dict[str, Any] = {"box": {name: [float(a), float(b)] for name, a, b in zip(names, low, high)},
+                              "edge_shares": edges}
+    worst = max(edges, key=edges.get, default=None)
+    if worst is not None and edges[worst] > BOX_EDGE_WARNING:
+        name, side = worst.rsplit(" ", 1)
+        i = list(names).index(name)
+        report["warning"] = (
+            f"round {round_index}: {100 * edges[worst]:.1f}% of the posterior samples lie within 1% of the training "
+            f"box's {side} edge on {name} ({(low if side == 'low' else high)[i]:.4g}, inside the prior): the posterior "
+            f"may extend beyond the parameters this round's network trained on (mcmc.restrict_to_training_box); "
+            f"run another round (its proposal is this posterior) or set mcmc.restrict_to_training_box: false")
+        logger.warning(report["warning"])
+    return report
+
+
 def build_posterior(inference: NeuralInference, settings: RunSettings, estimator: torch.nn.Module, x_o: np.ndarray):
-    """Posterior with default x = x_o: direct sampling for NPE methods, MCMC (config 'mcmc') otherwise."""
+    """Posterior with default x = x_o: direct sampling for NPE methods, MCMC (config 'mcmc') otherwise,
+    inside :func:`training_box` where that applies (its prior is then uniform on the box)."""
     import torch
 
     if not ENGINES[settings.engine].samples_by_mcmc:
         posterior = inference.build_posterior(estimator)
     else:
         from sbi.inference.posteriors.posterior_parameters import MCMCPosteriorParameters
+        from sbi.utils import BoxUniform
 
+        box = training_box(inference, settings)
+        prior = None if box is None else BoxUniform(torch.as_tensor(box[0], dtype=torch.float32),
+                                                     torch.as_tensor(box[1], dtype=torch.float32),
+                                                     device=settings.device)
         posterior = inference.build_posterior(
-            estimator, sample_with="mcmc", posterior_parameters=MCMCPosteriorParameters(**settings.mcmc)
+            estimator, prior=prior, sample_with="mcmc",
+            posterior_parameters=MCMCPosteriorParameters(**mcmc_parameters(settings))
         )
     return posterior.set_default_x(torch.as_tensor(x_o, dtype=torch.float32)[None, :])
 

@@ -208,6 +208,13 @@ def train_round(
     logger.info("drew %d posterior samples in %.1f s", settings.posterior_samples, timings["sample_s"])
     inside = engines.fraction_inside_prior(posterior, settings, samples)
     logger.info("posterior mass inside the prior: %.1f%%", 100 * inside)
+    box = engines.training_box(inference, settings)
+    box_report = None
+    if box is not None:
+        logger.info("posterior sampled inside the box of the parameters the network trained on "
+                    "(mcmc.restrict_to_training_box): %s", ", ".join(
+                        f"{name} {a:.4g} to {b:.4g}" for name, a, b in zip(settings.prior.names, *box)))
+        box_report = engines.training_box_edges(samples, box, settings, round_index)
 
     summary = {
         "run": settings.name,
@@ -228,6 +235,7 @@ def train_round(
         "best_validation_loss": float(inference.summary["best_validation_loss"][-1]),
         **({"restart_validation_losses": restart_losses} if len(restart_losses) > 1 else {}),
         "posterior_mass_inside_prior": inside,
+        **({"training_box": box_report} if box_report is not None else {}),
         "posterior_mean": samples.mean(axis=0).tolist(),
         "posterior_std": samples.std(axis=0).tolist(),
         "timings": timings,
