@@ -283,6 +283,8 @@ def test_warm_start_continues_the_amortized_network_only_where_it_can():
                                           r"catalogues.field.refine.run.constrain_to_prior, density_estimator cannot "
                                           r"apply; drop them or set warm_start: false"):
         resolve(True, density_estimator="maf", constrain_to_prior=True)
+    with pytest.raises(ConfigError, match=r"so catalogues.field.refine.run.training.retrain_from_scratch cannot apply"):
+        resolve(True, training={"retrain_from_scratch": True})
     for key, value in (("training_depth_range_ab", [27.0, 30.0]), ("training_missing_bands", {"share": 0.2})):
         config["amortized"]["toy"] = {**toy_block()["amortized"]["toy"], key: value}  # the network takes more
         with pytest.raises(ConfigError, match=rf"catalogues.field.refine.warm_start: true, but estimator 'toy' takes "

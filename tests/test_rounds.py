@@ -207,17 +207,22 @@ def test_rounds_from_scratch_on_their_own_simulations_sample_inside_their_box(tm
     round0 = train_round(settings, OBSERVATION, 0)
     assert "training_box" not in round0.summary  # round 0 trains on prior draws: the prior is its box
     write_round(round0, settings, outputs_in(tmp_path / "round_0"))
-    round1 = train_round(settings, OBSERVATION, 1, round_zero_from_disk(tmp_path, settings))
+    previous = round_zero_from_disk(tmp_path, settings)
+    continued = previous.inference._neural_net  # what a warm start would train on
+    round1 = train_round(settings, OBSERVATION, 1, previous)
 
-    assert round1.estimator is not round0.estimator
-    if engine == "SNLE":  # a new flow z-scores theta on its own training rows: round 1's, not the prior's
-        shift = [m for m in round1.estimator.modules() if type(m).__name__ == "Standardize"]
-        assert shift and np.allclose(shift[0].mean.numpy(), round1.theta.mean(axis=0), atol=0.15)
+    assert round1.estimator is not continued
+    # A new network z-scores theta on its own training rows, round 1's (around the truth (-1, -1)), not on
+    # the prior's draws (mean 0) nor on x (round 1's x are near 0, round 0's near 1).
+    means = [m.mean.numpy() for m in round1.estimator.modules() if type(m).__name__ == "Standardize"]
+    assert any(np.allclose(mean, round1.theta.mean(axis=0), atol=0.15) for mean in means)
     low, high = round1.theta.min(axis=0), round1.theta.max(axis=0)
     snap = 0.01 * (high - low)  # faces this close to the prior's are the prior's
     low, high = np.where(low < -2 + snap, -2, low), np.where(high > 2 - snap, 2, high)
-    assert np.all(round1.samples >= low - 1e-6) and np.all(round1.samples <= high + 1e-6)
     assert np.all(high - low < 3.9)  # narrower than the prior [-2, 2]^2, so the restriction does something
+    support = round1.posterior.potential_fn.prior.support.base_constraint  # the MCMC's prior: the box
+    assert np.allclose(support.lower_bound.numpy(), low) and np.allclose(support.upper_bound.numpy(), high)
+    assert np.all(round1.samples >= low - 1e-6) and np.all(round1.samples <= high + 1e-6)
     box = round1.summary["training_box"]
     assert box["box"] == {name: [float(a), float(b)] for name, a, b in zip("ab", low, high)}
     assert set(box["edge_shares"]) <= {"a low", "a high", "b low", "b high"}
@@ -257,16 +262,39 @@ def test_training_box_edges_warn_when_the_posterior_presses_against_an_edge(capl
     assert "high edge on a" in caplog.text
 
 
-@pytest.mark.parametrize("engine, prior, message", [
-    ("SNPE", None, "does not sample its posterior by MCMC"),
-    ("SNLE", {"parameters": [{"name": "a", "low": 0.1, "high": 2, "distribution": "log_uniform"}]},
-     "'a' is log_uniform"),
+def test_a_gaussian_parameter_stays_gaussian_inside_the_training_box():
+    """An observation's known redshift (a Gaussian prior) restricted to the box: the same Gaussian, truncated."""
+    from seqsbi.torch_priors import IndependentPrior
+
+    prior = {"parameters": [{"name": "a", "low": -2, "high": 2, "distribution": "gaussian", "mean": -1, "std": 0.3},
+                            {"name": "b", "low": -2, "high": 2}]}
+    settings = settings_for("SNLE", prior=prior, training={"max_num_epochs": 300, "retrain_from_scratch": True,
+                                                           "discard_prior_samples": True},
+                            mcmc={"num_chains": 10, "warmup_steps": 20, "restrict_to_training_box": True})
+    round1 = train_round(settings, OBSERVATION, 1, train_round(settings, OBSERVATION, 0))
+    restricted = round1.posterior.potential_fn.prior
+    assert isinstance(restricted, IndependentPrior) and restricted.kinds == ("gaussian", "uniform")
+    box = round1.summary["training_box"]["box"]
+    assert np.allclose(restricted.low.numpy(), [box["a"][0], box["b"][0]])
+    inside = torch.tensor([[-1.0, -1.0], [-1.2, -1.0]])
+    ratio = (restricted.log_prob(inside) - settings_prior_log_prob(settings, inside)).numpy()
+    assert np.isclose(ratio[0], ratio[1], atol=1e-4)  # the Gaussian's shape, only renormalised
+
+
+def settings_prior_log_prob(settings, theta):
+    from seqsbi.engines import make_prior
+
+    return make_prior(settings.prior, "cpu").log_prob(theta)
+
+
+@pytest.mark.parametrize("engine, training, message", [
+    ("SNPE", {"discard_prior_samples": True}, "does not sample its posterior by MCMC"),
+    ("SNLE", {}, "needs training.discard_prior_samples: true"),
+    ("TSNPE", {"discard_prior_samples": True}, "draws every round from the"),
 ])
-def test_restrict_to_training_box_is_refused_where_it_cannot_apply(engine, prior, message):
-    overrides = {"mcmc": {"restrict_to_training_box": True}}
-    if prior is not None:
-        overrides["prior"] = prior
-    run = tiny_run(engine=engine, **overrides)
+def test_restrict_to_training_box_is_refused_where_it_cannot_apply(engine, training, message):
+    mcmc = {} if engine == "TSNPE" else {"restrict_to_training_box": True}
+    run = tiny_run(engine=engine, training=training, mcmc=mcmc)
     config = validate_config({"runs": {"r": run}})
     with pytest.raises(ConfigError, match=message):
         run_settings("r", config["runs"]["r"], ["zero"])

@@ -26,7 +26,7 @@ ROUND_FILES = {
     "simulations": "simulations.npz",  # theta (n, d) and x (n, k) simulated in this round
     "estimator": "estimator.pt",  # trained network (torch module)
     "posterior": "posterior.pt",  # sbi posterior, default x set to x_o
-    "inference": "inference.pt",  # sbi trainer with all rounds' data: the next round warm-starts from it
+    "inference": "inference.pt",  # sbi trainer with all rounds' data: the next round continues it
     "samples": "samples.npz",  # posterior samples at x_o (N, d) with parameter names and units
     "training_log": "training_log.tsv",  # per epoch: training and validation loss
     "summary": "round.json",  # seed, timings, counts, posterior mass inside the prior

@@ -290,7 +290,7 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
     from seqsbi.reference import SAMPLER_DEFAULTS
 
     prior = ParameterSpace.from_config(run["prior"], key=f"runs.{name}.prior")
-    _check_training_box(name, engine, run, prior)
+    _check_training_box(name, engine, run)
     return RunSettings(
         name=name,
         simulator_name=run["simulator"],
@@ -317,20 +317,26 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
     )
 
 
-def _check_training_box(name: str, engine: str, run: dict, prior: ParameterSpace) -> None:
-    """``mcmc.restrict_to_training_box`` needs an MCMC-sampled engine (SNLE, SNRE) and a uniform prior (inside
-    the box, the posterior is sampled with a uniform prior on it)."""
+def _check_training_box(name: str, engine: str, run: dict) -> None:
+    """``training.discard_prior_samples`` needs an engine that records rounds >= 1 as such (sbi's NPE files every
+    round drawn from the (truncated) prior as round 0: TSNPE and NPE would silently keep them all);
+    ``mcmc.restrict_to_training_box`` an MCMC-sampled engine (SNLE, SNRE) and ``discard_prior_samples`` (without
+    it the box spans round 0's prior draws: the prior)."""
+    key = f"runs.{name}"
+    if run.get("training", {}).get("discard_prior_samples") and not is_reference_engine(engine):
+        if engine_named(engine).first_round_loss:
+            raise ConfigError(f"{key}.training.discard_prior_samples: true, but engine {engine} draws every round from "
+                              f"the (truncated) prior and sbi trains it on all of them; it applies to SNPE, SNLE and "
+                              f"SNRE: drop the key or change the engine")
     if not run.get("mcmc", {}).get("restrict_to_training_box"):
         return
-    key = f"runs.{name}.mcmc.restrict_to_training_box"
     if is_reference_engine(engine) or not engine_named(engine).samples_by_mcmc:
-        raise ConfigError(f"{key}: true, but engine {engine} does not sample its posterior by MCMC; it applies to "
-                          f"SNLE and SNRE: drop the key or change the engine")
-    other = [(n, k) for n, k in zip(prior.names, prior.kinds or ()) if k != "uniform"]
-    if other:
-        raise ConfigError(f"{key}: true needs a uniform prior on every parameter (the posterior is sampled with a "
-                          f"uniform prior on the box), but {other[0][0]!r} is {other[0][1]}: drop the key or make "
-                          f"that parameter uniform")
+        raise ConfigError(f"{key}.mcmc.restrict_to_training_box: true, but engine {engine} does not sample its "
+                          f"posterior by MCMC; it applies to SNLE and SNRE: drop the key or change the engine")
+    if not run.get("training", {}).get("discard_prior_samples"):
+        raise ConfigError(f"{key}.mcmc.restrict_to_training_box: true needs training.discard_prior_samples: true "
+                          f"(otherwise the network also trains on round 0's prior draws and their box is the prior): "
+                          f"set it, or drop restrict_to_training_box")
 
 
 def _check_simulation_chunks(settings: RunSettings) -> None:

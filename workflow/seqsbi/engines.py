@@ -12,7 +12,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -616,19 +616,18 @@ def training_box_edges(samples: np.ndarray, box: tuple[np.ndarray, np.ndarray], 
 
 def build_posterior(inference: NeuralInference, settings: RunSettings, estimator: torch.nn.Module, x_o: np.ndarray):
     """Posterior with default x = x_o: direct sampling for NPE methods, MCMC (config 'mcmc') otherwise,
-    inside :func:`training_box` where that applies (its prior is then uniform on the box)."""
+    inside :func:`training_box` where that applies (its prior is then the run's truncated to the box)."""
     import torch
 
     if not ENGINES[settings.engine].samples_by_mcmc:
         posterior = inference.build_posterior(estimator)
     else:
         from sbi.inference.posteriors.posterior_parameters import MCMCPosteriorParameters
-        from sbi.utils import BoxUniform
 
         box = training_box(inference, settings)
-        prior = None if box is None else BoxUniform(torch.as_tensor(box[0], dtype=torch.float32),
-                                                     torch.as_tensor(box[1], dtype=torch.float32),
-                                                     device=settings.device)
+        # The run's prior truncated to the box (each parameter's own distribution, on the box's range): uniform
+        # on it for a uniform prior; an observation's Gaussian redshift stays Gaussian inside it.
+        prior = None if box is None else make_prior(replace(settings.prior, low=box[0], high=box[1]), settings.device)
         posterior = inference.build_posterior(
             estimator, prior=prior, sample_with="mcmc",
             posterior_parameters=MCMCPosteriorParameters(**mcmc_parameters(settings))

@@ -143,7 +143,7 @@ def warm_start(catalogue: str, block: dict, settings: RunSettings) -> bool:
     Raises:
         ConfigError: naming ``catalogues.<catalogue>.refine.warm_start``: true with SNLE or SNRE (they learn a
             likelihood or a ratio, not a posterior), or with refine.run keys that choose the network
-            (NETWORK_KEYS), which a continued network cannot follow.
+            (NETWORK_KEYS) or the run's ``training.retrain_from_scratch``, which a continued network cannot follow.
     """
     key = f"catalogues.{catalogue}.refine"
     if not block["refine"].get("warm_start"):
@@ -154,6 +154,8 @@ def warm_start(catalogue: str, block: dict, settings: RunSettings) -> bool:
                           f"network is a posterior; drop warm_start or use engine "
                           f"{' or '.join(WARM_START_ENGINES)}")
     chosen = sorted(set(block["refine"]["run"]) & set(NETWORK_KEYS))
+    if settings.training.get("retrain_from_scratch"):
+        chosen.append("training.retrain_from_scratch")
     if chosen:
         raise ConfigError(f"{key}.warm_start: true continues the amortized estimator's network, so "
                           f"{key}.run.{', '.join(chosen)} cannot apply; drop {'them' if len(chosen) > 1 else 'it'} "
@@ -366,7 +368,9 @@ def refine_galaxy(settings: RunSettings, galaxy: str, x_o: np.ndarray, error_njy
         simulations = Simulations(theta, x, {"proposal_s": proposal_s,
                                              "simulate_s": time.perf_counter() - simulate_start})
         previous = train_round(own, observation, index, previous, simulations)
-        trained_on = len(previous.inference.get_simulations()[0])  # every round's simulations it holds
+        # the simulations it trained on: every round's, without round 0's with training.discard_prior_samples
+        trained_on = len(previous.inference.get_simulations(
+            starting_round=int(bool(own.training.get("discard_prior_samples"))))[0])
         amortized = index == 1 and rounds[0]["source"] == AMORTIZED_SOURCE
         rounds.append({**previous.summary, "new_simulations": n, "training_simulations": trained_on,
                        "proposal": engines.ENGINES[own.engine].proposal + (" (amortized estimator at x_o)"

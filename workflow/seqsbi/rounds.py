@@ -167,8 +167,9 @@ def train_round(
     """Run round ``round_index`` of ``settings`` at ``observation``.
 
     Round 0 simulates from the prior with a new trainer; round k >= 1 continues round k-1's trainer
-    (all earlier simulations, warm-started network) and simulates from the method's proposal built
-    from round k-1's posterior at x_o (see :func:`seqsbi.engines.proposal_for_round`).
+    (all earlier simulations; the network warm-started, or new with ``training.retrain_from_scratch``, and
+    trained without round 0's with ``training.discard_prior_samples``) and simulates from the method's proposal
+    built from round k-1's posterior at x_o (see :func:`seqsbi.engines.proposal_for_round`).
     ``simulations`` are the round's simulations when chunk jobs made them; otherwise this call does.
     """
     fail_if_requested(settings.name, observation.name, round_index)
@@ -372,7 +373,8 @@ def _train_network(settings: RunSettings, prior: Any, theta: np.ndarray, x: np.n
                    previous: RoundResult | None, seed: int) -> tuple[Any, Any, list[float]]:
     """(trainer, network, each restart's best validation loss) for one round.
 
-    Round k >= 1 continues round k-1's trainer (warm start). Round 0 trains
+    Round k >= 1 continues round k-1's trainer (a warm start, unless ``training.retrain_from_scratch``:
+    :func:`seqsbi.engines.train`). Round 0 trains
     ``training.first_round_restarts`` fresh networks on the same training/validation split, differing
     only in initialisation, and keeps the one with the lowest validation loss: now and then a first
     training stalls far above the others' loss, and every warm-started round after it inherits that.
