@@ -188,6 +188,9 @@ def test_a_cluster_run_may_name_a_device_the_submitting_machine_lacks(tmp_path, 
     # contrastive losses draw atoms from the other rows of a batch: a batch of 1 has none (torch.multinomial)
     ({"engine": "SNRE", "density_estimator": "mlp", "training": {"training_batch_size": 1}}, "batches of 1"),
     ({"training": {"training_batch_size": 1}}, "engine SNPE's contrastive loss"),
+    # SNPE's round 1 on its own 10 simulations (9 + 1), not both rounds' 20 (18 + 2): one validation row
+    ({"simulations_per_round": 10, "training": {"discard_prior_samples": True}}, "of 10 simulations leaves 1 "
+                                                                                "validation row(s); engine SNPE's"),
 ])
 def test_budgets_training_cannot_use_are_refused(tmp_path, overrides, expected):
     refused(tmp_path, "runs.r.training: ", expected, **overrides)

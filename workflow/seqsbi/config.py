@@ -442,7 +442,9 @@ def check_training_budget(settings: RunSettings) -> None:
     if engine.network == "classifier":
         budgets = [(settings.simulations_per_round, True)]
     elif engine.records_proposal and (settings.rounds is None or settings.rounds > 1):
-        budgets.append((2 * settings.simulations_per_round, True))
+        # round 1 trains on both rounds' simulations, or on its own alone with training.discard_prior_samples
+        rounds_trained = 1 if training.get("discard_prior_samples") else 2
+        budgets.append((rounds_trained * settings.simulations_per_round, True))
     for n, contrastive in budgets:
         n_train = int((1 - fraction) * n)
         n_validation = n - n_train
