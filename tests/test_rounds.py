@@ -248,8 +248,15 @@ def test_training_box_leaves_out_round_zero_and_takes_the_priors_faces_within_a_
     assert training_box(Trainer(), settings_for("SNLE", training={"discard_prior_samples": True})) is None
 
 
-def test_training_box_edges_warn_when_the_posterior_presses_against_an_edge(caplog):
+def test_training_box_edges_warn_when_the_posterior_presses_against_an_edge(caplog, monkeypatch):
+    import logging
+
     from seqsbi.engines import training_box_edges
+
+    # Earlier in-process workflow runs may leave the module's logger disabled or not propagating (logging config).
+    logger = logging.getLogger("seqsbi.engines")
+    monkeypatch.setattr(logger, "disabled", False)
+    monkeypatch.setattr(logger, "propagate", True)
 
     settings = settings_for("SNLE")
     box = (np.array([-1.0, -2.0]), np.array([1.0, 2.0]))  # b's faces are the prior's: never reported
