@@ -253,10 +253,12 @@ def test_training_box_edges_warn_when_the_posterior_presses_against_an_edge(capl
 
     from seqsbi.engines import training_box_edges
 
-    # Earlier in-process workflow runs may leave the module's logger disabled or not propagating (logging config).
+    # Earlier in-process runs may leave the root logger's level above WARNING, or this logger disabled.
+    caplog.set_level(logging.WARNING, logger="seqsbi.engines")
     logger = logging.getLogger("seqsbi.engines")
     monkeypatch.setattr(logger, "disabled", False)
     monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "handlers", [*logger.handlers, caplog.handler])  # also if a parent stops propagation
 
     settings = settings_for("SNLE")
     box = (np.array([-1.0, -2.0]), np.array([1.0, 2.0]))  # b's faces are the prior's: never reported
