@@ -614,9 +614,10 @@ def training_box_edges(samples: np.ndarray, box: tuple[np.ndarray, np.ndarray], 
     return report
 
 
-def build_posterior(inference: NeuralInference, settings: RunSettings, estimator: torch.nn.Module, x_o: np.ndarray):
+def build_posterior(inference: NeuralInference, settings: RunSettings, estimator: torch.nn.Module, x_o: np.ndarray,
+                    box: tuple[np.ndarray, np.ndarray] | None = None):
     """Posterior with default x = x_o: direct sampling for NPE methods, MCMC (config 'mcmc') otherwise,
-    inside :func:`training_box` where that applies (its prior is then the run's truncated to the box)."""
+    inside ``box`` (:func:`training_box`) when given (its prior is then the run's truncated to the box)."""
     import torch
 
     if not ENGINES[settings.engine].samples_by_mcmc:
@@ -624,7 +625,6 @@ def build_posterior(inference: NeuralInference, settings: RunSettings, estimator
     else:
         from sbi.inference.posteriors.posterior_parameters import MCMCPosteriorParameters
 
-        box = training_box(inference, settings)
         # The run's prior truncated to the box (each parameter's own distribution, on the box's range): uniform
         # on it for a uniform prior; an observation's Gaussian redshift stays Gaussian inside it.
         prior = None if box is None else make_prior(replace(settings.prior, low=box[0], high=box[1]), settings.device)

@@ -202,14 +202,14 @@ def train_round(
     logger.info("trained %d epochs in %.1f s; best validation loss %.4f", len(training_log), timings["train_s"],
                 inference.summary["best_validation_loss"][-1])
 
-    posterior = engines.build_posterior(inference, settings, estimator, observation.x_o)
+    box = engines.training_box(inference, settings)
+    posterior = engines.build_posterior(inference, settings, estimator, observation.x_o, box)
     start = time.perf_counter()
     samples = engines.draw(posterior, settings.posterior_samples, settings)
     timings["sample_s"] = time.perf_counter() - start
     logger.info("drew %d posterior samples in %.1f s", settings.posterior_samples, timings["sample_s"])
     inside = engines.fraction_inside_prior(posterior, settings, samples)
     logger.info("posterior mass inside the prior: %.1f%%", 100 * inside)
-    box = engines.training_box(inference, settings)
     box_report = None
     if box is not None:
         logger.info("posterior sampled inside the box of the parameters the network trained on "
