@@ -33,7 +33,7 @@ import yaml  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from seqsbi import engines  # noqa: E402
+from seqsbi import censoring, engines  # noqa: E402
 from seqsbi.config import run_settings, validate_config  # noqa: E402
 from seqsbi.simulators.galaxy.config import resolve_galaxy_run  # noqa: E402
 
@@ -70,10 +70,19 @@ def load_simulations(path: str) -> tuple[np.ndarray, np.ndarray]:
     return data["theta"], data["x"]
 
 
+def network_x(settings, x: np.ndarray, seed: int) -> np.ndarray:
+    """x as the run's network sees it: a likelihood network's censored bands dequantized when the run sets
+    training.dequantize_censored (seqsbi.censoring; seeded, so every setting sees the same values)."""
+    if engines.ENGINES[settings.engine].network != "likelihood":
+        return x
+    return censoring.training_x(settings, x, seed)
+
+
 def heldout_nll(estimator: torch.nn.Module, settings, theta: np.ndarray, x: np.ndarray) -> float:
-    """Mean -log density of the held-out pairs under the trained network (nats per simulation)."""
+    """Mean -log density of the held-out pairs under the trained network (nats per simulation; with dequantized
+    censored bands, of the dequantized values: comparable between settings of one width)."""
     theta_t = torch.as_tensor(theta, dtype=torch.float32)
-    x_t = torch.as_tensor(x, dtype=torch.float32)
+    x_t = torch.as_tensor(network_x(settings, x, 1), dtype=torch.float32)
     network = engines.ENGINES[settings.engine].network
     if network == "likelihood":
         target, condition = x_t, theta_t
@@ -118,7 +127,7 @@ def main() -> None:
         settings = with_setting(base, text)
         torch.manual_seed(args.seed)
         inference = engines.new_inference(settings, prior, show_progress_bars=False)
-        engines.append_round(inference, settings, theta, x, proposal=None, round_index=0)
+        engines.append_round(inference, settings, theta, network_x(settings, x, 0), proposal=None, round_index=0)
         start = time.perf_counter()
         estimator = engines.train(inference, settings)
         seconds = time.perf_counter() - start

@@ -34,9 +34,11 @@ with log_to_file(snakemake.log[0]) as logger:
         if "round0_simulations" in snakemake.input.keys():  # round 0 was an amortized estimator's: no network yet
             from seqsbi import artifacts
             from seqsbi.refine import round_zero_trainer
+            from seqsbi.seeds import round_seed
 
             round0 = artifacts.read_npz(snakemake.input.round0_simulations, required=("theta", "x"))
-            previous.inference = round_zero_trainer(settings, round0["theta"], round0["x"])
+            seed = round_seed(settings.seed, settings.name, observation.name, 0)
+            previous.inference = round_zero_trainer(settings, round0["theta"], round0["x"], seed)
     logger.info("run %s, observation %s, round %d (engine %s, %d torch thread(s))", settings.name,
                 observation.name, round_index, settings.engine, torch.get_num_threads())
     simulations = None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqsbi import diagnostics, engines, scatter
+from seqsbi import censoring, diagnostics, engines, scatter
 from seqsbi.errors import ConfigError
 from seqsbi.priors import ParameterSpace
 from seqsbi.seeds import block_seed, round_seed, training_seed
@@ -59,6 +59,9 @@ def settings_for(name: str, block: dict, galaxy: dict) -> RunSettings:
     run = galaxy_config.resolve_galaxy_run(key, {"simulator": block["simulator"],
                                                  "simulator_settings": dict(block["simulator_settings"]),
                                                  "prior": block["prior"]}, galaxy)
+    problem = censoring.check_settings(key, "NPE", block)
+    if problem is not None:
+        raise ConfigError(problem)
     network = dict(block["network"])
     coupling = network.pop("coupling")
     if coupling and block["density_estimator"] != "nice":

@@ -18,6 +18,7 @@ import jsonschema
 import numpy as np
 import yaml
 
+from seqsbi import censoring
 from seqsbi.engines import BOUNDED_ESTIMATORS, engine_named, is_reference_engine
 from seqsbi.errors import ConfigError
 from seqsbi.observations import Observation, read_observations
@@ -291,6 +292,9 @@ def run_settings(name: str, run: dict, all_observations: list[str]) -> RunSettin
 
     prior = ParameterSpace.from_config(run["prior"], key=f"runs.{name}.prior")
     _check_training_box(name, engine, run)
+    problem = censoring.check_settings(f"runs.{name}", engine, run)
+    if problem is not None:
+        raise ConfigError(problem)
     return RunSettings(
         name=name,
         simulator_name=run["simulator"],

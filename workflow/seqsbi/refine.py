@@ -286,8 +286,9 @@ def amortized_round_zero(settings: RunSettings, observation: Any, amortized_post
                               proposal="prior",
                               training_simulations=len(result.inference.get_simulations()[0]))
         return result
-    seed_everything(round_seed(settings.seed, settings.name, observation.name, 0))
-    inference = round_zero_trainer(settings, theta0, x0)
+    seed = round_seed(settings.seed, settings.name, observation.name, 0)
+    seed_everything(seed)
+    inference = round_zero_trainer(settings, theta0, x0, seed)
     if warm_start:  # a copy: every galaxy continues the same amortized network, none the one before it
         inference._neural_net = copy.deepcopy(amortized_posterior.posterior_estimator)
     condition = observation.x_o if amortized_x is None else amortized_x
@@ -304,16 +305,19 @@ def amortized_round_zero(settings: RunSettings, observation: Any, amortized_post
     return RoundResult(0, theta0, x0, inference, posterior.posterior_estimator, posterior, samples, [], summary)
 
 
-def round_zero_trainer(settings: RunSettings, theta0: np.ndarray, x0: np.ndarray) -> Any:
+def round_zero_trainer(settings: RunSettings, theta0: np.ndarray, x0: np.ndarray, seed: int) -> Any:
     """A new sbi trainer of ``settings``' engine holding round 0's simulations (theta0 (n, d), x0 (n, k)),
     recorded as drawn from the prior, with no network yet: round 1's training builds it. A run's round 1 makes
     it again from round 0's simulations.npz (a trainer saved before its network exists cannot build one
-    after loading: sbi does not pickle the network builder)."""
-    from seqsbi import engines
+    after loading: sbi does not pickle the network builder). ``seed``: round 0's (:func:`seqsbi.seeds.round_seed`),
+    which seeds the dequantization of censored features (``training.dequantize_censored``)."""
+    from seqsbi import censoring, engines
+    from seqsbi.seeds import dequantization_seed
 
     inference = engines.new_inference(settings, engines.make_prior(settings.prior, settings.device),
                                       show_progress_bars=False)
-    engines.append_round(inference, settings, theta0, x0, None, 0)
+    engines.append_round(inference, settings, theta0, censoring.training_x(settings, x0, dequantization_seed(seed)),
+                         None, 0)
     return inference
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from seqsbi import artifacts, engines, scatter
+from seqsbi import artifacts, censoring, engines, scatter
 from seqsbi.config import RunSettings
 from seqsbi.errors import InjectedFailure, SimulationError
 from seqsbi.observations import Observation
-from seqsbi.seeds import round_seed, training_seed
+from seqsbi.seeds import dequantization_seed, round_seed, training_seed
 
 logger = logging.getLogger("seqsbi.rounds")
 
@@ -203,7 +203,8 @@ def train_round(
                 inference.summary["best_validation_loss"][-1])
 
     box = engines.training_box(inference, settings)
-    posterior = engines.build_posterior(inference, settings, estimator, observation.x_o, box)
+    x_o = censoring.network_x_o(settings, observation.x_o)  # where the network is evaluated
+    posterior = engines.build_posterior(inference, settings, estimator, x_o, box)
     start = time.perf_counter()
     samples = engines.draw(posterior, settings.posterior_samples, settings)
     timings["sample_s"] = time.perf_counter() - start
@@ -319,8 +320,16 @@ def feature_report(settings: RunSettings, x: np.ndarray, noise_note: str | None 
              + ", ".join(f"{band} {s:.4g} nJy" for band, s in zip(report["bands"], sigma)))
     if noise_note is not None:
         report["noise"] = noise = noise_note
+    if "ab_floor_share" in report and censoring.width(settings) is not None:
+        # the point mass the warning is about is what the network no longer sees
+        report["dequantized_mag"] = censoring.width(settings)
+        report.pop("warning", None)
     logger.info("features: %s over %d band(s) (%s); %s", report["kind"], len(report["bands"]),
                 ", ".join(report["bands"]), noise)
+    if "dequantized_mag" in report:
+        share = float(np.mean(list(report["ab_floor_share"].values())))
+        logger.info("%.1f%% of the features on the 1-sigma floor; the network trains on them spread over %g mag "
+                    "fainter (training.dequantize_censored)", 100 * share, report["dequantized_mag"])
     if "warning" in report:
         logger.warning(report["warning"])
     return report
@@ -390,7 +399,8 @@ def _train_network(settings: RunSettings, prior: Any, theta: np.ndarray, x: np.n
             inference = engines.new_inference(settings, prior, init_seed=init_seed)
         else:
             inference = previous.inference
-        engines.append_round(inference, settings, theta, x, proposal, round_index)
+        engines.append_round(inference, settings, theta, censoring.training_x(settings, x, dequantization_seed(seed)),
+                             proposal, round_index)
         estimator = engines.train(inference, settings)
         loss = float(inference.summary["best_validation_loss"][-1])
         if restarts > 1:

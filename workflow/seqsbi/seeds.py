@@ -36,6 +36,11 @@ def training_seed(round_seed_value: int) -> int:
     return _as_seed(np.random.SeedSequence(round_seed_value, spawn_key=(_TRAINING_KEY,)))
 
 
+def dequantization_seed(round_seed_value: int) -> int:
+    """The seed of a round's dequantization of censored features (:mod:`seqsbi.censoring`)."""
+    return _as_seed(np.random.SeedSequence(round_seed_value, spawn_key=(_TRAINING_KEY, 1)))
+
+
 def reference_seed(seed: int, run: str, observation: str) -> int:
     """The seed of a reference run's nested sampler and resampling at one observation."""
     return _as_seed(np.random.SeedSequence([seed, _stable_hash(run), _stable_hash(observation), _TRAINING_KEY]))

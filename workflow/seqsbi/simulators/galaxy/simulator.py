@@ -102,18 +102,12 @@ def feature_warnings(x: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
     share of values on the 1-sigma floor per band and a warning when it exceeds a few percent; for fluxes, each
     band's standard deviation over its interquartile range and a warning when the tails dominate
     (FLUX_TAIL_WARN_RATIO)."""
-    from seqsbi.simulators.galaxy.features import AB_FLOOR_WARN_SHARE, ab_floor_share, noise_for_observation
+    from seqsbi.simulators.galaxy.features import AB_FLOOR_WARN_SHARE, ab_floor_share
 
-    filters, bands = list(settings["filters"]), settings.get("bands")
-    errors = settings.get("sigma_njy")
-    if errors is not None:
-        errors = np.array([np.nan if s is None else s for s in errors], dtype=float)
-    noise = noise_for_observation(settings.get("noise"), len(filters), errors)
-    names = filters if bands is None else [filters[j] for j in bands]
+    noise, names = _feature_noise(settings)
     report: dict[str, Any] = {"kind": settings.get("features", "ab_magnitude"), "bands": names,
                               "noise": None if noise is None else noise.source}
     if noise is not None:
-        noise = noise.select(bands)
         report["sigma_njy"] = [float(s) for s in noise.sigma_njy]
     if report["kind"] in ("flux", "flux_njy") and len(x) > 1:
         tail = flux_tail_ratio(x)
@@ -136,9 +130,36 @@ def feature_warnings(x: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
             f"{100 * overall:.1f}% of this round's AB-magnitude features sit on the 1-sigma floor (per band: "
             + ", ".join(f"{name} {100 * s:.0f}%" for name, s in zip(names, share))
             + "): a point mass a continuous density estimator cannot represent; set galaxy.features.kind to "
-            "asinh_magnitude, which stays continuous for faint and negative fluxes")
+            "asinh_magnitude, which stays continuous for faint and negative fluxes, or (SNLE) "
+            "training.dequantize_censored, which spreads them where the likelihood network trains")
     return report
+
+
+def _feature_noise(settings: dict[str, Any]) -> tuple[Any, list[str]]:
+    """(the noise model of the simulated bands or None, their filter names) for one observation's settings."""
+    from seqsbi.simulators.galaxy.features import noise_for_observation
+
+    filters, bands = list(settings["filters"]), settings.get("bands")
+    errors = settings.get("sigma_njy")
+    if errors is not None:
+        errors = np.array([np.nan if s is None else s for s in errors], dtype=float)
+    noise = noise_for_observation(settings.get("noise"), len(filters), errors)
+    names = filters if bands is None else [filters[j] for j in bands]
+    return (None if noise is None else noise.select(bands)), names
+
+
+def censoring_floor(settings: dict[str, Any]) -> np.ndarray | None:
+    """(k,) the value each feature takes when censored - AB magnitudes of fluxes below the 1-sigma error are set
+    to the magnitude of that error (:func:`seqsbi.simulators.galaxy.features.to_features`), so censored values
+    are >= it and detected ones below it - or None when no feature is censored (other kinds, no noise)."""
+    from seqsbi.units import njy_to_ab
+
+    if settings.get("features", "ab_magnitude") != "ab_magnitude":
+        return None
+    noise, _ = _feature_noise(settings)
+    return None if noise is None else np.asarray(njy_to_ab(noise.sigma_njy), dtype=float)
 
 
 galaxy.declared_output_dim = declared_output_dim
 galaxy.feature_warnings = feature_warnings
+galaxy.censoring_floor = censoring_floor
