@@ -134,11 +134,16 @@ def test_the_floor_follows_the_observations_own_errors_and_bands(faint_galaxy):
     handler.emit = lambda record: messages.append(record.getMessage())
     logging.getLogger("seqsbi.censoring").addHandler(handler)
     try:
-        moved = censoring.network_x_o(settings, np.array([20.0, njy_to_ab(2.0) + 0.3]))
+        moved = censoring.network_x_o(settings, np.array([20.0, njy_to_ab(2.0) + 0.3]), "g")
+        rounded = censoring.network_x_o(settings, np.array([32.152, 20.0]), "g")  # the floor 32.15257 rounded down
     finally:
         logging.getLogger("seqsbi.censoring").removeHandler(handler)
     assert moved[1] == pytest.approx(njy_to_ab(2.0) + 0.5)
-    assert any("x_o feature(s) 1 are fainter than their 1-sigma floor" in m for m in messages)
+    assert any(m.startswith("g: JWST/NIRCam.F444W 30.9474 (floor 30.6474) fainter than the 1-sigma floor")
+               for m in messages), messages
+    assert rounded[0] == 32.152  # a detection, as given
+    assert any("JWST/NIRCam.F115W 32.1520 (floor 32.1526) less than 0.01 mag brighter" in m for m in messages), messages
+    assert censoring.as_simulated(settings, np.array([20.0, 33.0]))[1] == pytest.approx(njy_to_ab(2.0))
 
 
 @pytest.mark.parametrize("run, message", [

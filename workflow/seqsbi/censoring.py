@@ -32,6 +32,8 @@ logger = logging.getLogger("seqsbi.censoring")
 #: Key in a run's ``training`` block (seqsbi's, not passed to sbi): the width w of the dequantization interval, in
 #: the features' units (AB mag for the galaxy model).
 KEY = "dequantize_censored"
+#: x_o values less than this (mag) brighter than their floor are detections the log warns about (see network_x_o).
+NEAR_FLOOR = 0.01
 #: A value within this of its floor counts as censored (float32 round trips move an AB magnitude near 30 by up to
 #: 2e-6 mag).
 TOLERANCE = 1e-5
@@ -81,29 +83,53 @@ def training_x(settings: RunSettings, x: np.ndarray, seed: int) -> np.ndarray:
     return x if floor is None else dequantize(x, floor, w, np.random.default_rng(seed))
 
 
-def network_x_o(settings: RunSettings, x_o: np.ndarray) -> np.ndarray:
+def network_x_o(settings: RunSettings, x_o: np.ndarray, observation: str = "x_o") -> np.ndarray:
     """x_o (k,) where the run's likelihood network is evaluated: censored values at the dequantization interval's
     midpoint when the run dequantizes (:func:`training_x`), else x_o itself. A value fainter than its floor, which
-    the simulator never makes (an x_o given as magnitudes without errors), is taken as censored, with a warning."""
+    the simulator never makes (an x_o given as magnitudes without errors), is taken as censored, with a warning;
+    a value less than :data:`NEAR_FLOOR` brighter than it is a detection, with a warning (magnitudes rounded when
+    typed read as S/N just above 1). ``observation`` names it in the warnings."""
     w, floor = _width_and_floor(settings)
     if floor is None:
         return x_o
-    fainter = np.asarray(x_o, dtype=float) > floor + TOLERANCE
+    values = np.asarray(x_o, dtype=float)
+    names = _feature_names(settings, len(values))
+    fainter = values > floor + TOLERANCE
     if fainter.any():
-        logger.warning("run %r: x_o feature(s) %s are fainter than their 1-sigma floor (%s), which a simulation never "
-                       "is (fluxes below 1 sigma are set to it): taken as censored", settings.name,
-                       ", ".join(str(j) for j in np.flatnonzero(fainter)),
-                       ", ".join(f"{x_o[j]:.4g} > {floor[j]:.4g}" for j in np.flatnonzero(fainter)))
+        logger.warning("%s: %s fainter than the 1-sigma floor, which a simulation never is (fluxes below 1 sigma are "
+                       "set to it): taken as censored", observation, _listed(values, floor, names, fainter))
+    near = (values < floor - TOLERANCE) & (values > floor - NEAR_FLOOR)
+    if near.any():
+        logger.warning("%s: %s less than %g mag brighter than the 1-sigma floor: read as detections at S/N just "
+                       "above 1; if they are upper limits (rounded magnitudes), give them at the floor or fainter",
+                       observation, _listed(values, floor, names, near), NEAR_FLOOR)
     return at_midpoint(x_o, floor, w)
 
 
-def _width_and_floor(settings: RunSettings) -> tuple[float | None, np.ndarray | None]:
+def as_simulated(settings: RunSettings, x_o: np.ndarray) -> np.ndarray:
+    """x_o (k,) with values fainter than their floor at the floor, as a simulation would have them, when the run
+    dequantizes (what :func:`network_x_o` takes them for); else x_o itself. For comparing x_o with simulations."""
+    w, floor = _width_and_floor(settings, quiet=True)
+    return x_o if floor is None else np.minimum(np.asarray(x_o, dtype=float), floor)
+
+
+def _feature_names(settings: RunSettings, k: int) -> list[str]:
+    filters, bands = settings.simulator_settings.get("filters"), settings.simulator_settings.get("bands")
+    names = list(filters or []) if bands is None else [filters[j] for j in bands]
+    return names if len(names) == k else [f"feature {j}" for j in range(k)]
+
+
+def _listed(values: np.ndarray, floor: np.ndarray, names: list[str], mask: np.ndarray) -> str:
+    return ", ".join(f"{names[j]} {values[j]:.4f} (floor {floor[j]:.4f})" for j in np.flatnonzero(mask))
+
+
+def _width_and_floor(settings: RunSettings, quiet: bool = False) -> tuple[float | None, np.ndarray | None]:
     """(width, floor), floor None when the run does not dequantize or nothing is censored."""
     w = width(settings)
     if w is None:
         return None, None
     floor = censoring_floor(settings)
-    if floor is None:
+    if floor is None and not quiet:
         logger.info("run %r: training.%s set, but this observation's features have no noise, so none is censored: "
                     "nothing to spread", settings.name, KEY)
     return w, floor

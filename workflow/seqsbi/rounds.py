@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,8 @@ def train_round(
     if n != settings.simulations_per_round:
         raise ValueError(f"round {round_index} got {n} simulations; the run asks for {settings.simulations_per_round}")
     invalid = check_invalid_simulations(settings, theta, x, round_index)
-    coverage = observation_coverage(x, observation)
+    # x_o as a simulation would have it (a band fainter than its floor at the floor, when the network spreads them)
+    coverage = observation_coverage(x, replace(observation, x_o=censoring.as_simulated(settings, observation.x_o)))
     features = feature_report(settings, x)
 
     seed = round_seed(settings.seed, settings.name, observation.name, round_index)
@@ -203,7 +205,7 @@ def train_round(
                 inference.summary["best_validation_loss"][-1])
 
     box = engines.training_box(inference, settings)
-    x_o = censoring.network_x_o(settings, observation.x_o)  # where the network is evaluated
+    x_o = censoring.network_x_o(settings, observation.x_o, observation.name)  # where the network is evaluated
     posterior = engines.build_posterior(inference, settings, estimator, x_o, box)
     start = time.perf_counter()
     samples = engines.draw(posterior, settings.posterior_samples, settings)
@@ -419,7 +421,11 @@ def write_round(result: RoundResult, settings: RunSettings, outputs: dict[str, s
     artifacts.write_npz(outputs["simulations"], theta=result.theta, x=result.x, parameter_names=names)
     artifacts.write_torch(outputs["estimator"], result.estimator)
     artifacts.write_torch(outputs["posterior"], result.posterior)
-    artifacts.write_torch(outputs["inference"], result.inference)
+    with warnings.catch_warnings():
+        # sbi warns that a pickled trainer cannot retrain_from_scratch (it drops the network builder):
+        # engines.train gives it back when a later round reads inference.pt, so the warning is not the user's
+        warnings.filterwarnings("ignore", message="When the inference object is pickled")
+        artifacts.write_torch(outputs["inference"], result.inference)
     artifacts.write_npz(outputs["samples"], samples=result.samples, parameter_names=names, parameter_units=units)
     lines = ["epoch\ttraining_loss\tvalidation_loss"] + [
         f"{row['epoch']}\t{row['training_loss']:.6g}\t{row['validation_loss']:.6g}" for row in result.training_log
