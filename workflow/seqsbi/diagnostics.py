@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from seqsbi import censoring
 from seqsbi.errors import ArtifactError
 
 logger = logging.getLogger("seqsbi.diagnostics")
@@ -76,7 +77,7 @@ def observation_errors(simulator_name: str, simulator_settings: dict, x_o: np.nd
     Galaxy runs with noise: the observation's flux noise (:func:`seqsbi.simulators.galaxy.features.
     noise_for_observation`: its own errors ``sigma_njy`` when it has them, else the configured depth; only
     the bands it has, ``bands``) evaluated at the observed flux f. ab_magnitude features: sigma_m =
-    (2.5 / ln 10) sigma(f) / f, and a feature at (or within 1e-6 mag of) the band's 1-sigma floor is
+    (2.5 / ln 10) sigma(f) / f, and a feature at (or within censoring.TOLERANCE of) the band's 1-sigma floor is
     censored (the features clip fluxes below 1 sigma to it: an upper limit). flux features: sigma(f)
     divided by the flux scale. asinh magnitudes: sigma_m = (2.5 / ln 10) sigma / sqrt(f^2 + 4 b^2) with the
     band's softening b (Lupton et al. 1999, eq. 3), f found by inverting the magnitude.
@@ -98,7 +99,7 @@ def observation_errors(simulator_name: str, simulator_settings: dict, x_o: np.nd
     if kind == "ab_magnitude":
         flux = ab_to_njy(x_o)
         sigma_f = model.sigma(flux[None, :])[0]
-        censored = x_o >= njy_to_ab_floor(model.sigma_njy) - 1e-6
+        censored = censoring.censored(x_o, njy_to_ab_floor(model.sigma_njy))
         return ObservationErrors(pogson_ln * sigma_f / flux, censored,
                                  "AB magnitudes: fluxes below 1 sigma are set to the 1-sigma floor (upper limits)")
     if kind in ("flux", "flux_njy"):

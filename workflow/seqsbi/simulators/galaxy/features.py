@@ -154,9 +154,10 @@ def ab_floor_share(x: np.ndarray, noise: FluxNoise | None) -> np.ndarray:
     of ``noise``: values a continuous density estimator sees as a point mass."""
     if noise is None or x.size == 0:
         return np.zeros(x.shape[1] if x.ndim == 2 else 0)
-    floor = njy_to_ab(noise.sigma_njy)
+    from seqsbi.censoring import censored
+
     finite = np.isfinite(x)
-    return ((x >= floor - 1e-9) & finite).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
+    return (censored(x, njy_to_ab(noise.sigma_njy)) & finite).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
 
 
 #: Rows per chunk of :func:`simulate_features_chunked` (8 bands: ~6 MB per temporary array).
