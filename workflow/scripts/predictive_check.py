@@ -12,7 +12,7 @@ from seqsbi.logs import log_to_file  # noqa: E402
 with log_to_file(snakemake.log[0]) as logger:
     import time
 
-    from seqsbi import diagnostics
+    from seqsbi import censoring, diagnostics
     from seqsbi.artifacts import read_npz, write_text
     from seqsbi.config import run_settings
     from seqsbi.observations import observation_from_params
@@ -33,11 +33,13 @@ with log_to_file(snakemake.log[0]) as logger:
         if simulator_settings.get("bands") is not None:  # this observation's bands only (missing ones dropped)
             names = [names[band] for band in simulator_settings["bands"]]
         unit = FEATURE_UNITS[simulator_settings.get("features", "ab_magnitude")]
-    errors = diagnostics.observation_errors(settings.simulator_name, simulator_settings, observation.x_o)
+    # A band fainter than its floor at the floor, as the run's network took it (training.dequantize_censored)
+    x_o = censoring.as_simulated(settings, observation.x_o)
+    errors = diagnostics.observation_errors(settings.simulator_name, simulator_settings, x_o)
     # A seed of its own: a round index no run reaches.
     seed = round_seed(settings.seed, settings.name, observation.name, 1_000_000)
     start = time.perf_counter()
-    check = diagnostics.predictive_check(settings.simulator(), samples, observation.x_o,
+    check = diagnostics.predictive_check(settings.simulator(), samples, x_o,
                                          options["predictive_samples"], seed, errors, names)
     logger.info("simulated %d posterior predictive draws in %.1f s", len(check.predictive) + check.invalid,
                 time.perf_counter() - start)
